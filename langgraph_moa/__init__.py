@@ -1,0 +1,44 @@
+"""Mixture-of-Agents as a LangGraph graph.
+
+Public API: :func:`create_moa_graph`, :class:`MoAConfig`, :class:`ModelSpec`,
+the presets (:data:`PRESETS`, :func:`get_preset`), the state types and the errors.
+"""
+
+from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig
+from langgraph_moa.errors import (
+    AggregatorError,
+    EmptyResponseError,
+    LayerFailedError,
+    MissingCredentialsError,
+    MoAError,
+)
+from langgraph_moa.graph import create_moa_graph
+from langgraph_moa.presets import PRESETS, get_preset
+from langgraph_moa.pricing import DEFAULT_PRICES, ModelPrice, estimate_cost
+from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
+from langgraph_moa.state import Failure, InputState, MoAState, Proposal, UsageRecord, UsageSummary
+
+__all__ = [
+    "AGGREGATE_AND_SYNTHESIZE",
+    "DEFAULT_PRICES",
+    "PRESETS",
+    "AggregatorError",
+    "ConfigError",
+    "EmptyResponseError",
+    "Failure",
+    "InputState",
+    "LayerFailedError",
+    "MissingCredentialsError",
+    "MoAConfig",
+    "MoAError",
+    "MoAState",
+    "ModelPrice",
+    "ModelSpec",
+    "Proposal",
+    "UsageRecord",
+    "UsageSummary",
+    "create_moa_graph",
+    "estimate_cost",
+    "get_preset",
+    "inject_references",
+]

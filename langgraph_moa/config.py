@@ -1,0 +1,240 @@
+"""Configuration of a MoA run: plain data, validated when it is built.
+
+:class:`MoAConfig` is the graph's runtime context. Pass it per run::
+
+    await graph.ainvoke({"messages": [("user", "hi")]}, context=MoAConfig(layers=2))
+
+or, where only ``config["configurable"]`` reaches the graph (LangServe, the
+LangGraph API), as a mapping of the same fields, optionally starting from a
+preset::
+
+    await graph.ainvoke(inputs, {"configurable": {"preset": "moa-lite", "temperature": 0.2}})
+
+Models are ``"provider:model"`` strings resolved with LangChain's
+``init_chat_model``: ``together:Qwen/Qwen2.5-72B-Instruct-Turbo`` (needs
+``TOGETHER_API_KEY``; ``TOGETHER_API_BASE`` moves the endpoint),
+``openai:gpt-4o`` (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``), or any
+OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) as
+``openai:<served model name>`` with a ``base_url``. A model entry may be a
+:class:`ModelSpec` carrying its own temperature, max_tokens, base_url and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from langgraph_moa.pricing import ModelPrice
+from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE
+
+
+class ModelSpec(BaseModel):
+    """One model, with optional per-model overrides of the run's settings.
+
+    A bare string is accepted wherever a ``ModelSpec`` is expected:
+    ``"together:Qwen/Qwen2.5-72B-Instruct-Turbo"`` equals
+    ``ModelSpec(model="together:Qwen/Qwen2.5-72B-Instruct-Turbo")``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description='"provider:model", e.g. "together:Qwen/Qwen2.5-72B-Instruct-Turbo".')
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Overrides MoAConfig.temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Overrides MoAConfig.max_tokens.")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint for this model (e.g. http://127.0.0.1:8080/v1)."
+    )
+    seed: int | None = Field(default=None, description="Sampling seed, where the provider supports one.")
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="Client-side rate limit shared by every call to this model."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"model": data} if isinstance(data, str) else data
+
+    @field_validator("model")
+    @classmethod
+    def _provider_prefix(cls, value: str) -> str:
+        provider, sep, name = value.partition(":")
+        if not sep or not provider.strip() or not name.strip() or "/" in provider:
+            raise ValueError(
+                f"model {value!r} must be written 'provider:model', e.g. "
+                f"'together:{value}' or 'openai:{value}' (with a base_url for a local server)"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {value!r} must start with http:// or https://")
+        return value
+
+    @property
+    def provider(self) -> str:
+        """The provider prefix, e.g. ``"together"``."""
+        return self.model.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        """The model name as the provider knows it."""
+        return self.model.partition(":")[2]
+
+
+_DEFAULT_PROPOSERS = (
+    "together:meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    "together:Qwen/Qwen2.5-72B-Instruct-Turbo",
+    "together:Qwen/Qwen2.5-Coder-32B-Instruct",
+    "together:microsoft/WizardLM-2-8x22B",
+)
+
+
+class MoAConfig(BaseModel):
+    """Everything that shapes one MoA run; the graph's runtime context.
+
+    The defaults are Together AI's current MoA example (the ``moa-current``
+    preset): four open proposers and a Qwen2.5-72B aggregator in 2 layers.
+
+    Attributes are validated together when the config is built; a config that
+    cannot work (too few proposers for ``min_proposals``, per-layer lists that do
+    not match ``layers``, a model without a provider) raises
+    ``pydantic.ValidationError`` naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Layers counting the final aggregator (MoA-Lite = 2, MoA = 3; 1 = aggregator alone).",
+    )
+    proposers: list[ModelSpec] = Field(
+        default_factory=lambda: [ModelSpec(model=m) for m in _DEFAULT_PROPOSERS],
+        description="Proposers of every proposer layer, in reference order. The same model may appear twice.",
+    )
+    layer_proposers: list[list[ModelSpec]] | None = Field(
+        default=None,
+        description="Per-layer proposer lists (one list per proposer layer, i.e. layers - 1); overrides proposers.",
+    )
+    aggregator: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(model="together:Qwen/Qwen2.5-72B-Instruct-Turbo"),
+        description="The model that writes the final answer.",
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every call.")
+    max_tokens: int = Field(default=512, ge=1, description="Completion token limit of every call.")
+    min_proposals: int = Field(
+        default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
+    )
+    timeout: float = Field(
+        default=120.0, gt=0, description="Seconds one model call may take, retries included."
+    )
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of rate limits (honouring Retry-After), 5xx and connection errors per call.",
+    )
+    aggregation_prompt: str = Field(
+        default=AGGREGATE_AND_SYNTHESIZE,
+        min_length=1,
+        description="Text that introduces the numbered references in the system message.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Endpoint for 'openai:' models without their own base_url (else OPENAI_BASE_URL).",
+    )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Extra or overriding prices per 'provider:model', $ per 1M tokens."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return ModelSpec._http_url(value)
+
+    @model_validator(mode="after")
+    def _check_layers(self) -> MoAConfig:
+        n_proposer_layers = self.layers - 1
+        if self.layer_proposers is not None:
+            if len(self.layer_proposers) != n_proposer_layers:
+                raise ValueError(
+                    f"layer_proposers has {len(self.layer_proposers)} lists but layers={self.layers} "
+                    f"needs {n_proposer_layers} (one per proposer layer; the aggregator is the last layer)"
+                )
+        for layer in range(1, n_proposer_layers + 1):
+            count = len(self.proposers_for(layer))
+            if count == 0:
+                field = "layer_proposers" if self.layer_proposers is not None else "proposers"
+                raise ValueError(f"{field}: proposer layer {layer} has no proposers; add at least one or lower layers")
+            if count < self.min_proposals:
+                raise ValueError(
+                    f"min_proposals={self.min_proposals} but proposer layer {layer} has only {count} "
+                    "proposers; lower min_proposals or add proposers"
+                )
+        return self
+
+    def proposers_for(self, layer: int) -> list[ModelSpec]:
+        """The proposers of proposer layer ``layer`` (1-based, below ``layers``)."""
+        if self.layer_proposers is not None:
+            return self.layer_proposers[layer - 1]
+        return self.proposers
+
+    def all_models(self) -> list[ModelSpec]:
+        """Every model the run may call, aggregator last, without repeats."""
+        seen: dict[str, ModelSpec] = {}
+        for layer in range(1, self.layers):
+            for spec in self.proposers_for(layer):
+                seen.setdefault(spec.model_dump_json(), spec)
+        seen.setdefault(self.aggregator.model_dump_json(), self.aggregator)
+        return list(seen.values())
+
+
+class ConfigError(ValueError):
+    """A MoA configuration passed at run time could not be built."""
+
+
+def config_from(context: Any, configurable: Mapping[str, Any] | None = None) -> MoAConfig:
+    """Build the run's :class:`MoAConfig` from a runtime context or ``configurable``.
+
+    Args:
+        context: ``runtime.context``: a ``MoAConfig``, a mapping of its fields
+            (optionally with ``"preset"``), or ``None``.
+        configurable: ``config["configurable"]``, read when ``context`` is ``None``.
+            Keys that are not ``MoAConfig`` fields (``thread_id`` and the like)
+            are ignored.
+
+    Raises:
+        ConfigError: naming the invalid field and why.
+    """
+    if isinstance(context, MoAConfig):
+        return context
+    if context is not None and not isinstance(context, Mapping):
+        raise ConfigError(f"context must be a MoAConfig or a mapping of its fields, got {type(context).__name__}")
+    source = dict(context) if context is not None else {}
+    if context is None and configurable:
+        known = set(MoAConfig.model_fields) | {"preset"}
+        source = {k: v for k, v in configurable.items() if k in known}
+    preset = source.pop("preset", None)
+    try:
+        if preset is None:
+            return MoAConfig.model_validate(source)
+        from langgraph_moa.presets import get_preset
+
+        return get_preset(preset, **source)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``field: message``."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}")
+    return "invalid MoA configuration: " + "; ".join(lines)

@@ -1,0 +1,98 @@
+"""Build the Mixture-of-Agents graph.
+
+``create_moa_graph()`` returns the uncompiled ``StateGraph`` so you choose the
+checkpointer, store and name at ``compile()``; ``graph`` is a compiled default
+for ``langgraph.json`` (``langgraph dev``, LangGraph Studio, the LangGraph API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+
+from langgraph_moa.config import MoAConfig
+from langgraph_moa.models import ModelResolver
+from langgraph_moa.nodes import (
+    AGGREGATOR_NODE,
+    JOIN_NODE,
+    PREPARE_NODE,
+    PROPOSER_NODE,
+    make_aggregate,
+    make_join_layer,
+    make_prepare,
+    make_propose,
+    route_layer,
+)
+from langgraph_moa.state import InputState, MoAState
+
+
+def create_moa_graph(*, models: Mapping[str, BaseChatModel] | None = None) -> StateGraph:
+    """Create the Mixture-of-Agents graph (uncompiled).
+
+    The graph has four nodes::
+
+        START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> aggregate -> END
+
+    Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
+    per proposer, run in the same step) joined by ``join_layer``; after the last
+    proposer layer, ``aggregate`` writes the answer from that layer's references.
+    The number of layers and the models are read per run from the runtime
+    context, a :class:`~langgraph_moa.config.MoAConfig`, so one compiled graph
+    serves any configuration. Without a context, the graph reads the same fields
+    (and an optional ``"preset"``) from ``config["configurable"]``, and falls back
+    to ``MoAConfig()``'s defaults.
+
+    State (see :class:`~langgraph_moa.state.MoAState`): ``messages`` (merged with
+    ``add_messages``, so it composes with ``MessagesState`` graphs; the answer is
+    appended as an ``AIMessage``), ``proposals`` and ``failures`` keyed by layer and
+    slot, ``usage`` per call and ``usage_summary`` with totals and cost.
+
+    The nodes are async: run the graph with ``ainvoke``/``astream``. Stream the
+    answer with ``stream_mode="messages"`` (only the aggregator's tokens appear)
+    and progress with ``stream_mode="custom"``.
+
+    Args:
+        models: Ready chat models by ``"provider:model"`` string, used as they are
+            in place of ``init_chat_model`` (custom clients, fakes in tests).
+            Their own temperature and limits apply; the config's do not.
+
+    Returns:
+        The ``StateGraph``; call ``.compile(checkpointer=...)`` on it.
+
+    Example:
+        ```python
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph_moa import MoAConfig, create_moa_graph
+
+        graph = create_moa_graph().compile(checkpointer=InMemorySaver())
+        config = MoAConfig(
+            layers=2,
+            proposers=["openai:gpt-4o-mini", "together:Qwen/Qwen2.5-72B-Instruct-Turbo"],
+            aggregator="openai:gpt-4o",
+        )
+        result = await graph.ainvoke(
+            {"messages": [("user", "What are 3 fun things to do in SF?")]},
+            {"configurable": {"thread_id": "1"}},
+            context=config,
+        )
+        print(result["messages"][-1].content)
+        ```
+    """
+    resolve = ModelResolver(models)
+    builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState)
+    builder.add_node(PREPARE_NODE, make_prepare())
+    builder.add_node(PROPOSER_NODE, make_propose(resolve))
+    builder.add_node(JOIN_NODE, make_join_layer())
+    builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
+    builder.add_edge(START, PREPARE_NODE)
+    builder.add_conditional_edges(PREPARE_NODE, route_layer, [PROPOSER_NODE, AGGREGATOR_NODE])
+    builder.add_edge(PROPOSER_NODE, JOIN_NODE)
+    builder.add_conditional_edges(JOIN_NODE, route_layer, [PROPOSER_NODE, AGGREGATOR_NODE])
+    builder.add_edge(AGGREGATOR_NODE, END)
+    return builder
+
+
+graph = create_moa_graph().compile(name="moa")
+"""The compiled default graph (no checkpointer: the LangGraph server provides one)."""

@@ -1,0 +1,218 @@
+"""The nodes of the MoA graph and its routing.
+
+- ``prepare`` starts a turn: it checks the input and clears the previous turn's
+  proposals, failures and usage, so references never leak between turns.
+- ``route_layer`` fans a proposer layer out as one LangGraph ``Send`` per
+  proposer slot (all run in the same step, in parallel), or routes to the
+  aggregator after the last proposer layer.
+- ``propose`` calls one proposer. Provider errors and timeouts become a recorded
+  :class:`~langgraph_moa.state.Failure` instead of an exception, so one bad
+  provider never cancels its siblings.
+- ``join_layer`` closes a layer: it needs ``min_proposals`` successes, otherwise
+  it raises :class:`~langgraph_moa.errors.LayerFailedError` naming every failure.
+- ``aggregate`` writes the final answer from the last layer's references; its
+  tokens are the only ones on the ``messages`` stream.
+
+Every node emits progress on the ``custom`` stream (``get_stream_writer``) as
+dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
+``proposer_done``, ``proposer_failed``, ``layer_done``, ``aggregator_started``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, Send
+
+from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig, config_from
+from langgraph_moa.errors import AggregatorError, EmptyResponseError, LayerFailedError
+from langgraph_moa.models import ModelResolver, describe_error
+from langgraph_moa.pricing import estimate_cost
+from langgraph_moa.prompts import inject_references
+from langgraph_moa.state import (
+    Failure,
+    MoAState,
+    Proposal,
+    ProposerInput,
+    UsageRecord,
+    UsageSummary,
+    total_usage,
+    usage_by,
+)
+
+PROPOSER_NODE = "propose"
+JOIN_NODE = "join_layer"
+AGGREGATOR_NODE = "aggregate"
+PREPARE_NODE = "prepare"
+
+
+def run_config(runtime: Runtime[MoAConfig] | None, config: RunnableConfig | None) -> MoAConfig:
+    """The run's :class:`MoAConfig`: the runtime context, else ``config["configurable"]``."""
+    context = runtime.context if runtime is not None else None
+    return config_from(context, (config or {}).get("configurable"))
+
+
+def references_of(state: MoAState, layer: int) -> list[str]:
+    """The successful answers of proposer ``layer``, in slot order (empty for layer 0)."""
+    return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
+
+
+def _usage_record(message: BaseMessage, layer: int, slot: int, model: str, role: Any) -> list[UsageRecord]:
+    meta = getattr(message, "usage_metadata", None)
+    if not meta:
+        return []
+    return [
+        UsageRecord(
+            layer=layer,
+            slot=slot,
+            model=model,
+            role=role,
+            input_tokens=int(meta.get("input_tokens", 0)),
+            output_tokens=int(meta.get("output_tokens", 0)),
+        )
+    ]
+
+
+async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> AIMessage:
+    async with asyncio.timeout(timeout):
+        result = await model.ainvoke(messages)
+    if not isinstance(result, AIMessage):
+        result = AIMessage(content=getattr(result, "content", str(result)))
+    if not result.text.strip():
+        raise EmptyResponseError("the model returned no text")
+    return result
+
+
+def make_prepare() -> Callable[..., Any]:
+    """Build the ``prepare`` node."""
+
+    async def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+        cfg = run_config(runtime, config)
+        if not state.get("messages"):
+            raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
+        get_stream_writer()(
+            {
+                "event": "run_started",
+                "layers": cfg.layers,
+                "proposers": {str(n): [s.model for s in cfg.proposers_for(n)] for n in range(1, cfg.layers)},
+                "aggregator": cfg.aggregator.model,
+            }
+        )
+        return {
+            "layer": 1,
+            "proposals": Overwrite([]),
+            "failures": Overwrite([]),
+            "usage": Overwrite([]),
+        }
+
+    return prepare
+
+
+def route_layer(
+    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
+) -> list[Send] | Literal["aggregate"]:
+    """Fan out the next proposer layer, or go to the aggregator after the last one."""
+    cfg = run_config(runtime, config)
+    layer = state["layer"]
+    if layer >= cfg.layers:
+        return AGGREGATOR_NODE
+    references = references_of(state, layer - 1)
+    return [
+        Send(
+            PROPOSER_NODE,
+            ProposerInput(layer=layer, slot=slot, messages=state["messages"], references=references),
+        )
+        for slot in range(len(cfg.proposers_for(layer)))
+    ]
+
+
+def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
+    """Build the ``propose`` node, which calls one proposer of one layer."""
+
+    async def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+        cfg = run_config(runtime, config)
+        layer, slot = inp["layer"], inp["slot"]
+        spec: ModelSpec = cfg.proposers_for(layer)[slot]
+        write = get_stream_writer()
+        where = {"layer": layer, "slot": slot, "model": spec.model}
+        write({"event": "proposer_started", **where})
+        started = time.perf_counter()
+        try:
+            model = resolve(spec, cfg, streaming=False)
+            messages = inject_references(inp["messages"], inp["references"], cfg.aggregation_prompt)
+            answer = await _call(model, messages, cfg.timeout)
+        except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
+            error_type, message = describe_error(exc)
+            write({"event": "proposer_failed", **where, "error_type": error_type, "message": message})
+            return {"failures": [Failure(**where, error_type=error_type, message=message)]}
+        seconds = time.perf_counter() - started
+        write({"event": "proposer_done", **where, "seconds": round(seconds, 3)})
+        return {
+            "proposals": [Proposal(**where, content=answer.text)],
+            "usage": _usage_record(answer, layer, slot, spec.model, "proposer"),
+        }
+
+    return propose
+
+
+def make_join_layer() -> Callable[..., Any]:
+    """Build the ``join_layer`` node, which closes a proposer layer."""
+
+    async def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+        cfg = run_config(runtime, config)
+        layer = state["layer"]
+        succeeded = len(references_of(state, layer))
+        failures = [f for f in state.get("failures", []) if f["layer"] == layer]
+        if succeeded < cfg.min_proposals:
+            raise LayerFailedError(layer, failures, succeeded, cfg.min_proposals)
+        get_stream_writer()(
+            {"event": "layer_done", "layer": layer, "succeeded": succeeded, "failed": len(failures)}
+        )
+        return {"layer": layer + 1}
+
+    return join_layer
+
+
+def summarize_usage(records: list[UsageRecord], cfg: MoAConfig) -> UsageSummary:
+    """Sum ``records`` per layer, per model and in total, and estimate their cost."""
+    cost = estimate_cost(records, cfg.prices)
+    return UsageSummary(
+        total=total_usage(records),
+        by_layer={str(k): v for k, v in usage_by(records, "layer").items()},
+        by_model=usage_by(records, "model"),
+        cost_usd=round(float(cost["total_usd"]), 8),  # type: ignore[arg-type]
+        unpriced_models=list(cost["unpriced"]),  # type: ignore[call-overload]
+    )
+
+
+def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
+    """Build the ``aggregate`` node, which writes the final answer."""
+
+    async def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+        cfg = run_config(runtime, config)
+        spec = cfg.aggregator
+        layer = cfg.layers
+        get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
+        references = references_of(state, layer - 1)
+        messages = inject_references(state["messages"], references, cfg.aggregation_prompt)
+        try:
+            model = resolve(spec, cfg, streaming=True)
+            answer = await _call(model, messages, cfg.timeout)
+        except Exception as exc:
+            error_type, message = describe_error(exc)
+            raise AggregatorError(spec.model, error_type, message) from None
+        usage = _usage_record(answer, layer, 0, spec.model, "aggregator")
+        return {
+            "messages": [answer],
+            "usage": usage,
+            "usage_summary": summarize_usage([*state.get("usage", []), *usage], cfg),
+        }
+
+    return aggregate

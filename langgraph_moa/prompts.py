@@ -1,0 +1,64 @@
+"""Prompts of the Mixture-of-Agents method and how references are injected.
+
+The Aggregate-and-Synthesize prompt is the wording of the MoA paper (Wang et al.,
+"Mixture-of-Agents Enhances Large Language Model Capabilities", arXiv 2406.04692,
+Table 1), as used by Together AI's reference implementation ``togethercomputer/MoA``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.messages import AnyMessage, SystemMessage
+
+AGGREGATE_AND_SYNTHESIZE = (
+    "You have been provided with a set of responses from various open-source models to the "
+    "latest user query. Your task is to synthesize these responses into a single, high-quality "
+    "response. It is crucial to critically evaluate the information provided in these "
+    "responses, recognizing that some of it may be biased or incorrect. Your response should "
+    "not simply replicate the given answers but should offer a refined, accurate, and "
+    "comprehensive reply to the instruction. Ensure your response is well-structured, "
+    "coherent, and adheres to the highest standards of accuracy and reliability.\n"
+    "\n"
+    "Responses from models:"
+)
+"""The Aggregate-and-Synthesize prompt (MoA paper, Table 1)."""
+
+
+def format_references(prompt: str, references: Sequence[str]) -> str:
+    """Return ``prompt`` followed by the references, numbered ``1.``, ``2.``, ... in order."""
+    return prompt + "".join(f"\n{i}. {text}" for i, text in enumerate(references, start=1))
+
+
+def inject_references(
+    messages: Sequence[AnyMessage],
+    references: Sequence[str],
+    prompt: str = AGGREGATE_AND_SYNTHESIZE,
+) -> list[AnyMessage]:
+    """Put ``references`` into the system message of ``messages``, as the MoA method does.
+
+    The numbered references go after a blank line at the end of an existing leading
+    system message, or into a new system message placed first. User and assistant
+    turns are returned unchanged. With no references the messages are returned as
+    they are (a first-layer proposer sees only the conversation).
+
+    Args:
+        messages: The conversation, oldest first.
+        references: Answers of the previous layer, in proposer order. Failed
+            proposers must already be left out: every entry is shown to the model.
+        prompt: The text that introduces the references.
+
+    Returns:
+        A new list; the input messages are not modified.
+    """
+    out = list(messages)
+    if not references:
+        return out
+    block = format_references(prompt, references)
+    if out and isinstance(out[0], SystemMessage):
+        first = out[0]
+        existing = first.content if isinstance(first.content, str) else first.text
+        out[0] = SystemMessage(content=f"{existing}\n\n{block}", id=first.id)
+    else:
+        out.insert(0, SystemMessage(content=block))
+    return out

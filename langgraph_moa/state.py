@@ -1,0 +1,125 @@
+"""The typed state of the MoA graph.
+
+Everything a run produces lives here, so a checkpointer stores it and Studio shows
+it: the conversation (``messages``, merged with ``add_messages`` so the graph
+composes with ``MessagesState`` graphs), every layer's proposals keyed by layer and
+slot, the recorded failures, and the token usage of every call.
+
+``proposals``, ``failures`` and ``usage`` describe the current turn: the graph
+resets them when a new turn starts, so references of one turn never reach the next.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+
+class Proposal(TypedDict):
+    """One proposer's answer: which layer and slot produced it, and the text."""
+
+    layer: int
+    slot: int
+    model: str
+    content: str
+
+
+class Failure(TypedDict):
+    """A proposer call that failed and was left out of the references."""
+
+    layer: int
+    slot: int
+    model: str
+    error_type: str
+    message: str
+
+
+class UsageRecord(TypedDict):
+    """Token usage of one model call."""
+
+    layer: int
+    slot: int
+    model: str
+    role: Literal["proposer", "aggregator"]
+    input_tokens: int
+    output_tokens: int
+
+
+def _merge_by_slot(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    """Merge records keyed by ``(layer, slot)``; later writes win; sorted by key.
+
+    Parallel proposers write in any order; sorting by ``(layer, slot)`` keeps the
+    references in proposer order, and keying by slot means the same model used
+    twice in one layer never collides.
+    """
+    merged = {(r["layer"], r["slot"]): r for r in (left or [])}
+    merged.update({(r["layer"], r["slot"]): r for r in (right or [])})
+    return [merged[k] for k in sorted(merged)]
+
+
+def _append(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    return [*(left or []), *(right or [])]
+
+
+class InputState(TypedDict):
+    """What a caller passes in: the conversation."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class MoAState(InputState, total=False):
+    """The full state of a MoA run.
+
+    Attributes:
+        messages: The conversation; the final answer is appended as an AIMessage.
+        layer: The proposer layer being run (1-based); equals the aggregator's
+            layer number while the final answer is written.
+        proposals: Successful proposals of this turn, sorted by (layer, slot).
+        failures: Failed proposer calls of this turn, sorted by (layer, slot).
+        usage: One record per model call of this turn, in completion order.
+        usage_summary: ``usage`` summed per layer, per model and in total, with
+            a cost estimate; written with the final answer.
+    """
+
+    layer: int
+    proposals: Annotated[list[Proposal], _merge_by_slot]
+    failures: Annotated[list[Failure], _merge_by_slot]
+    usage: Annotated[list[UsageRecord], _append]
+    usage_summary: UsageSummary
+
+
+class ProposerInput(TypedDict):
+    """What the fan-out sends to one proposer task (LangGraph ``Send`` payload)."""
+
+    layer: int
+    slot: int
+    messages: list[AnyMessage]
+    references: list[str]
+
+
+def total_usage(records: list[UsageRecord]) -> dict[str, int]:
+    """Sum prompt and completion tokens over ``records``."""
+    inp = sum(r["input_tokens"] for r in records)
+    out = sum(r["output_tokens"] for r in records)
+    return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
+
+
+def usage_by(records: list[UsageRecord], key: Literal["layer", "model"]) -> dict[Any, dict[str, int]]:
+    """Sum token usage grouped by layer or by model."""
+    groups: dict[Any, list[UsageRecord]] = {}
+    for r in records:
+        groups.setdefault(r[key], []).append(r)
+    return {k: total_usage(v) for k, v in groups.items()}
+
+
+class UsageSummary(TypedDict):
+    """Token usage of a whole turn, summed, with a cost estimate in US dollars."""
+
+    total: dict[str, int]
+    by_layer: dict[str, dict[str, int]]
+    by_model: dict[str, dict[str, int]]
+    cost_usd: float
+    unpriced_models: list[str]
+

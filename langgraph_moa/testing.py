@@ -1,0 +1,532 @@
+"""Simulated OpenAI-compatible chat-completions server for tests and benchmarks.
+
+The server speaks just enough of the OpenAI HTTP API for the real ``openai`` and
+``langchain-openai`` clients to run their normal code paths (HTTP, JSON parsing,
+SSE streaming, retries, timeouts) against it. It uses only the standard library.
+
+Quick start::
+
+    from langchain_openai import ChatOpenAI
+    from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+
+    behaviors = {
+        "fast": ModelBehavior(),
+        "slow": ModelBehavior(latency=0.5, chunk_delay=0.05),
+        "flaky": ModelBehavior(faults=[Fault(429, retry_after=0.1)]),
+    }
+    with SimulatedOpenAIServer(behaviors) as server:
+        llm = ChatOpenAI(model="fast", base_url=server.base_url, api_key="x")
+        llm.invoke("hi").content   # 'fast answer to: hi [refs=0]'
+        server.calls("fast")       # 1
+
+Endpoints:
+    * ``POST /v1/chat/completions``: answers a chat-completions request, streamed
+      (``"stream": true``, SSE with ``chat.completion.chunk`` objects, a usage
+      chunk when ``stream_options.include_usage`` is true, then ``data: [DONE]``)
+      or not (one ``chat.completion`` object). Sampling parameters such as
+      ``temperature``, ``max_tokens``, ``seed`` or ``n`` are accepted and ignored;
+      there is always exactly one choice.
+    * ``GET /v1/models``: lists the models named in ``behaviors``.
+    * Anything else: 404; a body that is not a JSON object with a string
+      ``model`` and a list ``messages``: 400. Errors use the OpenAI shape
+      ``{"error": {"message": ..., "type": ..., "param": null, "code": ...}}``.
+
+Replies:
+    The default reply is deterministic and one line::
+
+        "{model} answer to: {last user message} [refs={n}]"
+
+    where ``n`` counts the lines of the system (or developer) messages that match
+    ``^\\d+\\. `` (numbered references injected by the caller); whitespace in the
+    user message is collapsed to single spaces. ``ModelBehavior.reply`` replaces
+    it with a fixed string or a function of the request messages. Usage counts
+    words, not tokens: ``prompt_tokens`` is the number of whitespace-separated
+    words across all message contents (text parts of list contents included),
+    ``completion_tokens`` the number of words of the reply.
+
+Per-model behavior (see `ModelBehavior`), applied in this order when a request
+arrives:
+    1. The request is counted (`SimulatedOpenAIServer.calls`) and recorded
+       (`SimulatedOpenAIServer.requests`).
+    2. If the behavior has a pending `Fault`, one use of it is consumed and the
+       server answers immediately with that error (status 0 drops the
+       connection without any response). Faults are consumed from the list in
+       place, so ``behavior.faults`` shows what is left.
+    3. ``hang=True``: never answers; the handler waits until the client goes
+       away or the server stops.
+    4. ``latency`` seconds pass before the first byte is sent.
+    5. The reply is sent; when streaming, in chunks of ``chunk_words`` words
+       with ``chunk_delay`` seconds between consecutive content chunks. The
+       chunks concatenate to the reply exactly.
+
+Models without a behavior of their own share the ``default`` behavior (and so
+share its fault list). Behaviors can be replaced while the server runs with
+`SimulatedOpenAIServer.set_behavior`.
+
+Command line::
+
+    python -m langgraph_moa.testing --port 8000 --latency 0.2
+
+serves until Ctrl-C and prints the base URL (e.g. ``http://127.0.0.1:8000/v1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import select
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "default_reply", "main"]
+
+_POLL = 0.05  # seconds; granularity of waits, so stop() and client hang-ups are noticed quickly
+_REF_LINE = re.compile(r"^\d+\. ", re.MULTILINE)
+_WORD = re.compile(r"\s*\S+")  # a word with the whitespace before it
+_ERROR_KINDS = {  # status -> (error type, error code)
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+@dataclass
+class Fault:
+    """An error answer injected before a model's normal answers.
+
+    Attributes:
+        status: HTTP status to answer with; 0 drops the connection without answering.
+        times: How many consecutive calls get this fault before it is consumed.
+        retry_after: When given, sent as a ``Retry-After`` header (seconds).
+        message: Message of the OpenAI-style JSON error body.
+    """
+
+    status: int = 500
+    times: int = 1
+    retry_after: float | None = None
+    message: str = "simulated fault"
+
+
+@dataclass
+class ModelBehavior:
+    """How the server answers requests for one model.
+
+    Attributes:
+        latency: Seconds before the first byte (non-stream: before the response).
+        reply: Fixed reply text, or a function of the request messages returning
+            it; None gives `default_reply`.
+        chunk_delay: Seconds between consecutive streamed content chunks.
+        chunk_words: Words per streamed content chunk (at least 1).
+        hang: Never answer; wait until the client gives up or the server stops.
+        faults: Faults consumed in order before normal answers.
+    """
+
+    latency: float = 0.0
+    reply: str | Callable[[list[dict]], str] | None = None
+    chunk_delay: float = 0.0
+    chunk_words: int = 1
+    hang: bool = False
+    faults: list[Fault] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.chunk_words < 1:
+            raise ValueError("chunk_words must be at least 1")
+        if self.latency < 0 or self.chunk_delay < 0:
+            raise ValueError("latency and chunk_delay must not be negative")
+
+
+def _text(content: Any) -> str:
+    """Returns the text of a message content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p if isinstance(p, str) else p.get("text", "") for p in content if isinstance(p, (str, dict)))
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def default_reply(model: str, messages: list[dict]) -> str:
+    """Returns the deterministic default reply for a request.
+
+    Args:
+        model: The requested model name.
+        messages: The request messages (OpenAI format).
+
+    Returns:
+        ``"{model} answer to: {last user message} [refs={n}]"`` on one line, where
+        ``n`` counts system/developer message lines matching ``^\\d+\\. ``.
+    """
+    users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    question = " ".join(users[-1].split()) if users else ""
+    refs = sum(
+        len(_REF_LINE.findall(_text(m.get("content"))))
+        for m in messages
+        if m.get("role") in ("system", "developer")
+    )
+    return f"{model} answer to: {question} [refs={refs}]"
+
+
+def _usage(messages: list[dict], reply: str) -> dict[str, int]:
+    prompt = sum(len(_text(m.get("content")).split()) for m in messages)
+    completion = len(reply.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _chunks(reply: str, words: int) -> list[str]:
+    """Splits ``reply`` into pieces of ``words`` words that concatenate to it exactly."""
+    pieces = _WORD.findall(reply)
+    chunks = ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)]
+    rest = reply[len("".join(chunks)) :]  # trailing whitespace, or all of a blank reply
+    if rest:
+        chunks = chunks[:-1] + [(chunks[-1] if chunks else "") + rest]
+    return chunks
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    kind, code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "api_error", None))
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class SimulatedOpenAIServer:
+    """An OpenAI-compatible chat-completions server on a background thread.
+
+    Args:
+        behaviors: Behavior per model name; these models are listed by ``/v1/models``.
+        default: Behavior of models not in ``behaviors`` (``ModelBehavior()`` if None).
+        host: Interface to bind.
+        port: Port to bind; 0 picks a free one.
+
+    Attributes:
+        requests: Every received chat-completion request body, in arrival order.
+        max_concurrency: Highest number of chat-completion requests in flight at once.
+    """
+
+    def __init__(
+        self,
+        behaviors: dict[str, ModelBehavior] | None = None,
+        *,
+        default: ModelBehavior | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.requests: list[dict] = []
+        self.max_concurrency = 0
+        self._behaviors = dict(behaviors or {})
+        self._default = default if default is not None else ModelBehavior()
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._in_flight = 0
+        self._ids = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:PORT/v1`` (set by `start`)."""
+        if self._base_url is None:
+            raise RuntimeError("server not started")
+        return self._base_url
+
+    def start(self) -> SimulatedOpenAIServer:
+        """Binds the socket and serves on a daemon thread; returns self."""
+        if self._httpd is not None:
+            raise RuntimeError("server already running")
+        httpd = _HTTPServer((self.host, self.port), self)
+        host, port = httpd.server_address[:2]
+        self._base_url = f"http://{host}:{port}/v1"
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": _POLL}, name="simulated-openai", daemon=True
+        )
+        self._httpd = httpd
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving, closes all sockets and returns promptly, even if requests hang."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        self._httpd = self._thread = None
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        thread.join(timeout=1)
+
+    def __enter__(self) -> SimulatedOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def set_behavior(self, model: str, behavior: ModelBehavior) -> None:
+        """Sets (or replaces) the behavior of ``model``; safe while running."""
+        with self._lock:
+            self._behaviors[model] = behavior
+
+    def calls(self, model: str | None = None) -> int:
+        """Returns how many chat-completion requests arrived for ``model`` (or in total)."""
+        with self._lock:
+            return self._calls[model] if model is not None else sum(self._calls.values())
+
+    def requests_for(self, model: str) -> list[dict]:
+        """Returns the recorded request bodies for ``model``, in arrival order."""
+        with self._lock:
+            return [r for r in self.requests if r.get("model") == model]
+
+    def reset(self) -> None:
+        """Clears call counts, recorded requests and ``max_concurrency``."""
+        with self._lock:
+            self._calls.clear()
+            self.requests.clear()
+            self.max_concurrency = self._in_flight
+
+    # Internals used by the request handler.
+
+    def _arrive(self, request: dict) -> tuple[ModelBehavior, Fault | None, str]:
+        """Records a request; returns its behavior, the fault to answer with, and an id."""
+        model = request["model"]
+        with self._lock:
+            self.requests.append(request)
+            self._calls[model] += 1
+            self._in_flight += 1
+            self.max_concurrency = max(self.max_concurrency, self._in_flight)
+            behavior = self._behaviors.get(model, self._default)
+            fault = None
+            while behavior.faults and fault is None:
+                head = behavior.faults[0]
+                if head.times > 0:
+                    fault = head
+                    head.times -= 1
+                if head.times <= 0:
+                    behavior.faults.pop(0)
+            return behavior, fault, f"chatcmpl-sim{next(self._ids)}"
+
+    def _depart(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _models(self) -> dict[str, Any]:
+        with self._lock:
+            names = list(self._behaviors)
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "simulated"} for n in names]
+        return {"object": "list", "data": data}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """Threading HTTP server that tracks open connections so stop() can cut them."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sim: SimulatedOpenAIServer) -> None:
+        self.sim = sim
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError) or self.stopping.is_set():
+            return  # client hung up or server stopping: not worth a traceback
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; streams use chunked transfer encoding
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/v1/models":
+            self._json(200, self.server.sim._models())
+        else:
+            self._json(404, _error_body(404, f"Unknown request URL: GET {path}"))
+
+    def do_POST(self) -> None:
+        try:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            self.close_connection = True
+            self._json(400, _error_body(400, "Invalid Content-Length header"))
+            return
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path != "/v1/chat/completions":
+            self._json(404, _error_body(404, f"Unknown request URL: POST {path}"))
+            return
+        try:
+            request = json.loads(body)
+        except ValueError as exc:
+            self._json(400, _error_body(400, f"We could not parse the JSON body of your request: {exc}"))
+            return
+        if not (
+            isinstance(request, dict)
+            and isinstance(request.get("model"), str)
+            and isinstance(request.get("messages"), list)
+        ):
+            self._json(400, _error_body(400, "The body must be a JSON object with 'model' and 'messages'"))
+            return
+        behavior, fault, completion_id = self.server.sim._arrive(request)
+        try:
+            self._answer(request, behavior, fault, completion_id)
+        finally:
+            self.server.sim._depart()
+
+    def _answer(self, request: dict, behavior: ModelBehavior, fault: Fault | None, completion_id: str) -> None:
+        if fault is not None:
+            if fault.status == 0:
+                self.close_connection = True  # socketserver closes the socket without a response
+                return
+            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+            self._json(fault.status, _error_body(fault.status, fault.message), headers)
+            return
+        if behavior.hang:
+            self._wait(None)  # until the client hangs up or the server stops
+            self.close_connection = True
+            return
+        if not self._wait(behavior.latency):
+            self.close_connection = True
+            return
+        messages = request["messages"]
+        try:
+            reply = behavior.reply(messages) if callable(behavior.reply) else behavior.reply
+        except Exception as exc:  # a broken reply function is reported, not fatal
+            self._json(500, _error_body(500, f"reply function failed: {exc!r}"))
+            return
+        if reply is None:
+            reply = default_reply(request["model"], messages)
+        head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
+        usage = _usage(messages, reply)
+        if request.get("stream"):
+            options = request.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            self._stream(head, reply, usage if include_usage else None, behavior)
+            return
+        message = {"role": "assistant", "content": reply, "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        head = {**head, "object": "chat.completion.chunk"}
+
+        def choice(delta: dict, finish_reason: str | None = None) -> list[dict]:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
+        self._event({**head, "choices": choice({"role": "assistant", "content": ""})})
+        for i, text in enumerate(_chunks(reply, behavior.chunk_words)):
+            if i and not self._wait(behavior.chunk_delay):
+                self.close_connection = True  # abandon the stream mid-way
+                return
+            self._event({**head, "choices": choice({"content": text})})
+        self._event({**head, "choices": choice({}, "stop")})
+        if usage is not None:
+            self._event({**head, "choices": [], "usage": usage})
+        self._write_chunk(b"data: [DONE]\n\n")
+        self._write_chunk(b"")  # end of the chunked body
+
+    def _event(self, payload: dict) -> None:
+        self._write_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def _wait(self, seconds: float | None) -> bool:
+        """Sleeps ``seconds`` (forever if None); False if stopped early by server stop or client hang-up."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            remaining = _POLL if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self.server.stopping.wait(min(remaining, _POLL)) or self._client_gone():
+                return False
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serves a simulated API until Ctrl-C (``python -m langgraph_moa.testing``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m langgraph_moa.testing",
+        description="Serve a simulated OpenAI-compatible chat-completions API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port, 0 for a free one (default: %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before the first byte")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    parser.add_argument("--chunk-words", type=int, default=1, help="words per streamed chunk")
+    parser.add_argument(
+        "--model", action="append", default=[], help="model name listed by /v1/models (repeatable); any model is served"
+    )
+    args = parser.parse_args(argv)
+    behavior = ModelBehavior(latency=args.latency, chunk_delay=args.chunk_delay, chunk_words=args.chunk_words)
+    server = SimulatedOpenAIServer(
+        {name: behavior for name in args.model}, default=behavior, host=args.host, port=args.port
+    )
+    with server:
+        print(server.base_url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
