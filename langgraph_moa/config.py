@@ -228,6 +228,8 @@ def config_from(context: Any, configurable: Mapping[str, Any] | None = None) -> 
         return get_preset(preset, **source)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -1,0 +1,5 @@
+"""``python -m langgraph_moa`` runs the ``moa`` command."""
+
+from langgraph_moa.cli import main
+
+main()

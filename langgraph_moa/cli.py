@@ -1,0 +1,393 @@
+"""The ``moa`` command: ask one question, or chat with a persistent history.
+
+``moa ask PROMPT`` streams the final answer to stdout and layer progress to
+stderr; ``--json`` prints one JSON object instead. ``moa chat`` keeps each
+``--thread``'s history in a SQLite checkpoint, so a chat continues after the
+process exits. ``moa presets`` lists the presets. The exit status is 0 on
+success, 1 when the run fails, 2 for bad options; the reason is one line on
+stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
+from pydantic import ValidationError
+from rich.console import Console
+
+from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
+from langgraph_moa.errors import MoAError
+from langgraph_moa.graph import create_moa_graph
+from langgraph_moa.models import API_KEY_VARIABLES, check_credentials, redact
+from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
+from langgraph_moa.presets import PRESETS, get_preset
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Mixture-of-Agents on LangGraph: several models propose, one aggregates.",
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_PRESET = "moa-current"
+
+
+class CLIError(Exception):
+    """A failure reported as one line on stderr with exit status 1."""
+
+
+# --------------------------------------------------------------------------- options
+
+PresetOpt = Annotated[str | None, typer.Option("--preset", "-p", help=f"One of: {', '.join(PRESETS)}.")]
+LayersOpt = Annotated[int | None, typer.Option("--layers", "-l", help="Layers, counting the aggregator.")]
+ProposerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--proposer", help="A proposer 'provider:model'; repeat for several. Replaces the preset's."),
+]
+AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="The aggregator 'provider:model'.")]
+TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion token limit per call.")]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible server for 'openai:' models (vLLM, Ollama, llama.cpp, LM Studio). "
+        "Bare model names then mean 'openai:<name>'.",
+    ),
+]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call, retries included.")]
+MinProposalsOpt = Annotated[int | None, typer.Option("--min-proposals", help="Successes a layer needs.")]
+
+
+def build_config(
+    *,
+    preset: str | None,
+    layers: int | None,
+    proposers: list[str] | None,
+    aggregator: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    base_url: str | None,
+    timeout: float | None = None,
+    min_proposals: int | None = None,
+) -> MoAConfig:
+    """Turn command-line options into a validated :class:`MoAConfig`.
+
+    Raises:
+        typer.BadParameter: an option is invalid (exit status 2).
+    """
+
+    def model_name(name: str) -> str:
+        return f"openai:{name}" if base_url and ":" not in name else name
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "layers": layers,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "base_url": base_url,
+            "timeout": timeout,
+            "min_proposals": min_proposals,
+        }.items()
+        if value is not None
+    }
+    if proposers:
+        overrides["proposers"] = [model_name(p) for p in proposers]
+        overrides["layer_proposers"] = None
+    if aggregator:
+        overrides["aggregator"] = model_name(aggregator)
+    try:
+        return get_preset(preset or DEFAULT_PRESET, **overrides)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--preset") from None
+    except ValidationError as exc:
+        raise typer.BadParameter(describe_validation_error(exc)) from None
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Renders the ``custom`` progress events of a run on stderr."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.pending: dict[int, dict[int, str]] = {}
+        self.done: dict[int, int] = {}
+        self.failed: dict[int, int] = {}
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    def _counts(self, layer: int) -> str:
+        waiting = self.pending.get(layer, {})
+        names = ", ".join(waiting.values())
+        return (
+            f"{self.done.get(layer, 0)} done, {self.failed.get(layer, 0)} failed, {len(waiting)} pending"
+            + (f" ({names})" if names else "")
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "run_started":
+            for layer, models in event["proposers"].items():
+                self.pending[int(layer)] = dict(enumerate(models))
+            self._say(
+                f"[bold]MoA[/bold]: {event['layers']} layer(s), aggregator {event['aggregator']}"
+            )
+        elif kind == "proposer_done":
+            layer = event["layer"]
+            self.pending.get(layer, {}).pop(event["slot"], None)
+            self.done[layer] = self.done.get(layer, 0) + 1
+            self._say(
+                f"  layer {layer}: [green]done[/green]   {event['model']} in {event['seconds']:.2f}s"
+                f" - {self._counts(layer)}"
+            )
+        elif kind == "proposer_failed":
+            layer = event["layer"]
+            self.pending.get(layer, {}).pop(event["slot"], None)
+            self.failed[layer] = self.failed.get(layer, 0) + 1
+            self._say(
+                f"  layer {layer}: [red]failed[/red] {event['model']}: {event['error_type']}: "
+                f"{event['message']} - {self._counts(layer)}"
+            )
+        elif kind == "layer_done":
+            self._say(f"layer {event['layer']} complete: {event['succeeded']} proposal(s), {event['failed']} failed")
+        elif kind == "aggregator_started":
+            self._say(f"layer {event['layer']}: aggregating with {event['model']}")
+
+
+# --------------------------------------------------------------------------- running
+
+
+async def stream_turn(
+    graph: Any,
+    inputs: dict[str, Any],
+    run_config: dict[str, Any],
+    config: MoAConfig,
+    progress: Progress,
+) -> AsyncIterator[str | dict[str, Any]]:
+    """Run one turn; yield answer tokens as ``str`` and, last, the final state ``dict``."""
+    final: dict[str, Any] = {}
+    async for mode, chunk in graph.astream(
+        inputs, run_config, context=config, stream_mode=["messages", "custom", "values"]
+    ):
+        if mode == "custom":
+            progress(chunk)
+        elif mode == "messages":
+            message, metadata = chunk
+            if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
+                if message.text:
+                    yield message.text
+        elif mode == "values":
+            final = chunk
+    yield final
+
+
+def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
+    """The ``--json`` document of a finished turn."""
+    messages: list[BaseMessage] = state.get("messages", [])
+    layers: dict[int, dict[str, Any]] = {
+        n: {"layer": n, "proposals": [], "failures": []} for n in range(1, config.layers)
+    }
+    for proposal in state.get("proposals", []):
+        layers.setdefault(proposal["layer"], {"layer": proposal["layer"], "proposals": [], "failures": []})
+        layers[proposal["layer"]]["proposals"].append(proposal)
+    for failure in state.get("failures", []):
+        layers.setdefault(failure["layer"], {"layer": failure["layer"], "proposals": [], "failures": []})
+        layers[failure["layer"]]["failures"].append(failure)
+    summary = state.get("usage_summary") or summarize_usage(state.get("usage", []), config)
+    return {
+        "answer": messages[-1].text if messages else "",
+        "aggregator": config.aggregator.model,
+        "layers": [layers[n] for n in sorted(layers)],
+        "usage": {
+            "total": summary["total"],
+            "by_layer": summary["by_layer"],
+            "by_model": summary["by_model"],
+            "calls": state.get("usage", []),
+        },
+        "cost_usd": summary["cost_usd"],
+        "unpriced_models": summary["unpriced_models"],
+    }
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {redact(message)}", markup=True)
+    return typer.Exit(code=1)
+
+
+def _preflight(config: MoAConfig) -> None:
+    try:
+        check_credentials(config)
+    except MoAError as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None) -> None:
+    graph = create_moa_graph().compile(name="moa")
+    progress = Progress(err, quiet=False)
+    messages: list[Any] = [("system", system)] if system else []
+    messages.append(("user", prompt))
+    final: dict[str, Any] = {}
+    wrote = False
+    async for item in stream_turn(graph, {"messages": messages}, {}, config, progress):
+        if isinstance(item, str):
+            if not as_json:
+                sys.stdout.write(item)
+                sys.stdout.flush()
+                wrote = True
+        else:
+            final = item
+    if as_json:
+        sys.stdout.write(json.dumps(result_json(final, config), ensure_ascii=False, indent=2) + "\n")
+    elif wrote:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _run(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except (MoAError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted") from None
+    except Exception as exc:  # an unexpected failure still gets one line, secrets removed
+        raise _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The question or instruction.")],
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    system: Annotated[str | None, typer.Option("--system", help="A system message for every model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every layer.")] = False,
+) -> None:
+    """Answer PROMPT with Mixture-of-Agents; the answer streams to stdout."""
+    if not prompt.strip():
+        raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
+    config = build_config(
+        preset=preset,
+        layers=layers,
+        proposers=proposer,
+        aggregator=aggregator,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        base_url=base_url,
+        timeout=timeout,
+        min_proposals=min_proposals,
+    )
+    _preflight(config)
+    _run(_ask(prompt, config, as_json, system))
+
+
+def default_chat_db() -> Path:
+    """Where ``moa chat`` keeps its history unless ``--db`` says otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "langgraph-moa" / "chat.sqlite"
+
+
+async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> None:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(db)))
+        graph = create_moa_graph().compile(checkpointer=saver, name="moa")
+        run_config = {"configurable": {"thread_id": thread}}
+        snapshot = await graph.aget_state(run_config)
+        history = snapshot.values.get("messages", []) if snapshot.values else []
+        err.print(
+            f"thread [bold]{thread}[/bold] ({len(history)} earlier message(s)) in {db}; "
+            "type /exit or press Ctrl-D to leave",
+            markup=True,
+        )
+        progress = Progress(err, quiet=False)
+        loop = asyncio.get_running_loop()
+        while True:
+            if interactive:
+                err.print("[bold cyan]you>[/bold cyan] ", end="", markup=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text in {"/exit", "/quit"}:
+                break
+            async for item in stream_turn(
+                graph, {"messages": [HumanMessage(content=text)]}, run_config, config, progress
+            ):
+                if isinstance(item, str):
+                    sys.stdout.write(item)
+                    sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+@app.command()
+def chat(
+    thread: Annotated[str, typer.Option("--thread", help="Conversation id; reuse it to continue.")] = "default",
+    db: Annotated[Path | None, typer.Option("--db", help="SQLite file for the history.")] = None,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+) -> None:
+    """Chat over several turns; one line of stdin is one turn. History persists per --thread."""
+    config = build_config(
+        preset=preset,
+        layers=layers,
+        proposers=proposer,
+        aggregator=aggregator,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        base_url=base_url,
+        timeout=timeout,
+        min_proposals=min_proposals,
+    )
+    _preflight(config)
+    _run(_chat(config, thread, db or default_chat_db(), interactive=sys.stdin.isatty()))
+
+
+@app.command()
+def presets() -> None:
+    """List the presets: layers, proposers and aggregator of each."""
+    out = Console(highlight=False)
+    for name, config in PRESETS.items():
+        proposers = ", ".join(p.model for p in config.proposers)
+        out.print(f"[bold]{name}[/bold]: {config.layers} layers; aggregator {config.aggregator.model}")
+        out.print(f"    proposers: {proposers}")
+    keys = ", ".join(sorted(set(API_KEY_VARIABLES.values()) & {"TOGETHER_API_KEY", "OPENAI_API_KEY"}))
+    out.print(f"Keys are read from the environment ({keys}).")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Run the ``moa`` command."""
+    app()

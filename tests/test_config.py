@@ -1,0 +1,91 @@
+"""MoAConfig validation, presets and the configurable path."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from langgraph_moa import PRESETS, ConfigError, ModelSpec, MoAConfig, get_preset
+from langgraph_moa.config import config_from
+from langgraph_moa.presets import PAPER_PROPOSERS
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field_text"),
+    [
+        ({"layers": 0}, "layers"),
+        ({"layers": 3, "layer_proposers": [["openai:a"]]}, "layer_proposers has 1 lists but layers=3 needs 2"),
+        ({"layers": 2, "proposers": []}, "proposers: proposer layer 1 has no proposers"),
+        ({"proposers": ["openai:a"], "min_proposals": 2}, "min_proposals=2 but proposer layer 1 has only 1"),
+        ({"proposers": ["Qwen/Qwen2.5-72B"]}, "must be written 'provider:model'"),
+        ({"aggregator": ":gpt-4o"}, "aggregator.model"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"timeout": 0}, "timeout"),
+        ({"base_url": "localhost:8080"}, "must start with http:// or https://"),
+        ({"proposers": [{"model": "openai:a", "base_url": "ftp://x"}]}, "proposers.0.base_url"),
+        ({"layerz": 2}, "layerz"),
+    ],
+)
+def test_invalid_config_is_rejected_naming_the_field(kwargs: dict, field_text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        MoAConfig(**kwargs)
+    assert field_text in str(info.value)
+
+
+def test_layers_one_is_the_aggregator_alone() -> None:
+    config = MoAConfig(layers=1, proposers=[], aggregator="openai:x")
+    assert config.all_models() == [ModelSpec(model="openai:x")]
+
+
+def test_strings_and_specs_mix_and_per_layer_lists() -> None:
+    config = MoAConfig(
+        layers=3,
+        layer_proposers=[["openai:a", {"model": "openai:b", "temperature": 0.1}], ["openai:c"]],
+        aggregator={"model": "openai:agg", "max_tokens": 99},
+    )
+    assert [s.model for s in config.proposers_for(1)] == ["openai:a", "openai:b"]
+    assert config.proposers_for(1)[1].temperature == 0.1
+    assert [s.model for s in config.proposers_for(2)] == ["openai:c"]
+    assert config.aggregator.max_tokens == 99
+
+
+def test_paper_presets_use_together_api_ids() -> None:
+    assert PAPER_PROPOSERS == [
+        "together:Qwen/Qwen1.5-110B-Chat",
+        "together:Qwen/Qwen1.5-72B-Chat",
+        "together:microsoft/WizardLM-2-8x22B",
+        "together:meta-llama/Llama-3-70b-chat-hf",
+        "together:mistralai/Mixtral-8x22B-Instruct-v0.1",
+        "together:databricks/dbrx-instruct",
+    ]
+    assert (PRESETS["moa"].layers, PRESETS["moa"].aggregator.model) == (3, "together:Qwen/Qwen1.5-110B-Chat")
+    assert (PRESETS["moa-lite"].layers, PRESETS["moa-lite"].aggregator.model) == (2, "together:Qwen/Qwen1.5-72B-Chat")
+    assert PRESETS["moa-gpt4o"].aggregator.model == "openai:gpt-4o"
+    self_moa = PRESETS["self-moa"]
+    assert len({p.model for p in self_moa.proposers}) == 1 and len(self_moa.proposers) == 6
+    assert len({p.seed for p in self_moa.proposers}) == 6
+    assert "together:Qwen/Qwen2.5-72B-Instruct-Turbo" in [p.model for p in PRESETS["moa-current"].proposers]
+
+
+def test_get_preset_overrides_and_errors() -> None:
+    assert get_preset("moa-lite", layers=3).layers == 3
+    with pytest.raises(KeyError, match="unknown preset 'nope'; choose one of: moa, moa-lite"):
+        get_preset("nope")
+    with pytest.raises(ValidationError, match="min_proposals=7"):
+        get_preset("moa", min_proposals=7)
+
+
+def test_config_from_context_or_configurable() -> None:
+    ctx = MoAConfig(layers=3)
+    assert config_from(ctx, {"layers": 1}) is ctx
+    from_dict = config_from({"layers": 1, "aggregator": "openai:x"})
+    assert from_dict.layers == 1
+    configurable = {"thread_id": "t1", "preset": "moa-lite", "temperature": 0.0}
+    built = config_from(None, configurable)
+    assert built.temperature == 0.0 and built.aggregator.model == "together:Qwen/Qwen1.5-72B-Chat"
+    assert config_from(None, {"thread_id": "t"}) == MoAConfig()
+    with pytest.raises(ConfigError, match="max_tokens"):
+        config_from(None, {"max_tokens": -1})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        config_from({"preset": "zzz"})
