@@ -149,8 +149,12 @@ def _cached_model(
             kwargs["seed"] = seed
         if base_url:
             kwargs["base_url"] = base_url
-        if provider == "openai" and base_url and not os.environ.get("OPENAI_API_KEY"):
-            kwargs["api_key"] = _PLACEHOLDER_KEY
+        if provider == "openai" and base_url:
+            # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
+            # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
+            kwargs["extra_body"] = {"max_tokens": kwargs.pop("max_tokens")}
+            if not os.environ.get("OPENAI_API_KEY"):
+                kwargs["api_key"] = _PLACEHOLDER_KEY
     else:
         if not streaming:
             kwargs["disable_streaming"] = True
@@ -179,4 +183,12 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     message = " ".join(str(exc).split()) or repr(exc)
     if len(message) > 300:
         message = message[:297] + "..."
-    return type(exc).__name__, redact(message)
+    return _provider_error_name(type(exc)), redact(message)
+
+
+def _provider_error_name(cls: type) -> str:
+    """The provider SDK's own error name: langchain-openai subclasses ``openai``'s errors."""
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("langchain"):
+            return klass.__name__
+    return cls.__name__

@@ -1,0 +1,200 @@
+"""The graph over HTTP: langchain-openai against the simulated OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from langgraph_moa import AggregatorError, LayerFailedError, create_moa_graph
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import sim_config, user
+
+
+async def warm_up(server: SimulatedOpenAIServer, graph) -> None:
+    """One tiny run so client start-up cost is not measured."""
+    await graph.ainvoke(user("warm"), context=sim_config(server, ["w"], layers=2))
+    server.reset()
+
+
+async def test_two_layers_end_to_end_over_http(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    state = await graph.ainvoke(user("What is MoA?"), context=sim_config(server, ["p1", "p2", "p3"]))
+    assert state["messages"][-1].content == "agg answer to: What is MoA? [refs=3]"
+    assert server.calls() == 4
+    sent = server.requests_for("agg")[0]
+    assert sent["temperature"] == 0.7 and sent["max_tokens"] == 512
+    # usage comes from the server's usage fields, for every call
+    assert {r["model"] for r in state["usage"]} == {"openai:p1", "openai:p2", "openai:p3", "openai:agg"}
+    assert all(r["output_tokens"] > 0 for r in state["usage"])
+
+
+async def test_six_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    await warm_up(server, graph)
+    names = [f"p{i}" for i in range(6)]
+    for name in names:
+        server.set_behavior(name, ModelBehavior(latency=0.2))
+    config = sim_config(server, names)
+    events = []
+    started = time.perf_counter()
+    async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            events.append((time.perf_counter() - started, chunk["event"]))
+    layer_done = next(t for t, e in events if e == "layer_done")
+    assert server.max_concurrency == 6
+    assert layer_done < 0.6, f"layer took {layer_done:.2f}s; sequential would be 1.2s"
+    assert layer_done >= 0.2
+
+
+async def test_rate_limit_is_retried_honouring_retry_after(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("p", ModelBehavior(faults=[Fault(429, retry_after=0.6)]))
+    graph = create_moa_graph().compile()
+    await warm_up(server, graph)
+    started = time.perf_counter()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, ["p"], max_retries=2))
+    assert time.perf_counter() - started >= 0.6  # waited as the server asked
+    assert server.calls("p") == 2 and state["failures"] == []
+    assert state["proposals"][0]["content"] == "p answer to: q [refs=0]"
+
+
+@pytest.mark.parametrize("fault", [Fault(500), Fault(503), Fault(0)], ids=["500", "503", "dropped-connection"])
+async def test_transient_errors_are_retried(server: SimulatedOpenAIServer, fault: Fault) -> None:
+    server.set_behavior("p", ModelBehavior(faults=[fault]))
+    graph = create_moa_graph().compile()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, ["p"], max_retries=2))
+    assert server.calls("p") == 2 and len(state["proposals"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"), [(401, "AuthenticationError"), (400, "BadRequestError"), (404, "NotFoundError")]
+)
+async def test_errors_that_cannot_succeed_are_not_retried(
+    server: SimulatedOpenAIServer, status: int, error_type: str
+) -> None:
+    server.set_behavior("bad", ModelBehavior(faults=[Fault(status, times=5)]))
+    graph = create_moa_graph().compile()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, ["ok", "bad"], max_retries=3))
+    assert server.calls("bad") == 1
+    assert [(f["model"], f["error_type"]) for f in state["failures"]] == [("openai:bad", error_type)]
+    assert state["messages"][-1].content.endswith("[refs=1]")
+
+
+async def test_retries_give_up_after_max_retries(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("p", ModelBehavior(faults=[Fault(500, times=10)]))
+    graph = create_moa_graph().compile()
+    with pytest.raises(LayerFailedError, match="openai:p \\(slot 0\\): InternalServerError"):
+        await graph.ainvoke(user("q"), context=sim_config(server, ["p"], max_retries=1))
+    assert server.calls("p") == 2
+
+
+async def test_slow_proposer_times_out_and_the_layer_goes_on(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("stuck", ModelBehavior(hang=True))
+    graph = create_moa_graph().compile()
+    started = time.perf_counter()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, ["ok", "stuck"], timeout=0.5, max_retries=0))
+    assert time.perf_counter() - started < 3
+    assert [(f["model"], f["error_type"]) for f in state["failures"]] == [("openai:stuck", "TimeoutError")]
+    assert state["messages"][-1].content.endswith("[refs=1]")
+
+
+async def test_failed_aggregator_over_http(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(faults=[Fault(500, times=10)]))
+    graph = create_moa_graph().compile()
+    with pytest.raises(AggregatorError, match="aggregator openai:agg failed: InternalServerError"):
+        await graph.ainvoke(user("q"), context=sim_config(server, ["p"], max_retries=1))
+
+
+async def test_only_aggregator_tokens_stream(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(chunk_words=1))
+    graph = create_moa_graph().compile()
+    tokens, nodes = [], set()
+    async for message, metadata in graph.astream(
+        user("tell me"), context=sim_config(server, ["p1", "p2"], layers=3), stream_mode="messages"
+    ):
+        nodes.add(metadata["langgraph_node"])
+        tokens.append(message.content)
+    assert nodes == {"aggregate"}
+    assert "".join(tokens) == "agg answer to: tell me [refs=2]"
+    assert len([t for t in tokens if t]) > 3  # streamed in pieces, not as one message
+    # proposers never use the streaming API; the aggregator does, with usage
+    assert all(not r.get("stream") for r in server.requests_for("p1") + server.requests_for("p2"))
+    agg_request = server.requests_for("agg")[0]
+    assert agg_request["stream"] is True and agg_request["stream_options"] == {"include_usage": True}
+
+
+async def test_streamed_aggregator_usage_is_recorded(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    final = {}
+    async for mode, chunk in graph.astream(
+        user("q"), context=sim_config(server, ["p"]), stream_mode=["messages", "values"]
+    ):
+        if mode == "values":
+            final = chunk
+    agg = [r for r in final["usage"] if r["role"] == "aggregator"]
+    assert len(agg) == 1 and agg[0]["output_tokens"] == len("agg answer to: q [refs=1]".split())
+
+
+async def test_multi_turn_over_http_does_not_leak_references(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile(checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    config = sim_config(server, ["p1", "p2"])
+    await graph.ainvoke(user("first question"), thread, context=config)
+    await graph.ainvoke(user("second question"), thread, context=config)
+    second = server.requests_for("agg")[1]["messages"]
+    system = second[0]["content"]
+    assert "first question [refs=0]" not in system
+    assert system.count("second question [refs=0]") == 2
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+
+
+async def test_resume_after_interruption_mid_layer_skips_finished_proposers(
+    server: SimulatedOpenAIServer, tmp_path
+) -> None:
+    server.set_behavior("slow", ModelBehavior(latency=30))
+    config = sim_config(server, ["fast1", "slow", "fast2"])
+    thread = {"configurable": {"thread_id": "resume"}}
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
+        graph = create_moa_graph().compile(checkpointer=saver)
+        run = asyncio.create_task(graph.ainvoke(user("q"), thread, context=config, durability="sync"))
+        # wait until both fast proposers have finished and their writes are saved
+        for _ in range(200):
+            snapshot = await graph.aget_state(thread)
+            done = [t for t in snapshot.tasks if t.name == "propose" and t.result is not None]
+            if len(done) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(done) == 2 and server.calls("slow") == 1
+        run.cancel()  # the process is interrupted in the middle of layer 1
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    server.set_behavior("slow", ModelBehavior())
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ckpt.sqlite")) as saver:
+        graph = create_moa_graph().compile(checkpointer=saver)
+        state = await graph.ainvoke(None, thread, context=config)
+    assert server.calls("fast1") == 1 and server.calls("fast2") == 1  # not called again
+    assert server.calls("slow") == 2 and server.calls("agg") == 1
+    assert [p["model"] for p in state["proposals"]] == ["openai:fast1", "openai:slow", "openai:fast2"]
+    assert state["messages"][-1].content == "agg answer to: q [refs=3]"
+
+
+async def test_secrets_stay_out_of_state_checkpoints_and_errors(
+    server: SimulatedOpenAIServer, tmp_path, monkeypatch
+) -> None:
+    secret = "sk-test-" + "S3CR3T" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server.set_behavior("bad", ModelBehavior(faults=[Fault(401, message=f"Incorrect API key provided: {secret}")]))
+    db = tmp_path / "ckpt.sqlite"
+    async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+        graph = create_moa_graph().compile(checkpointer=saver)
+        state = await graph.ainvoke(
+            user("q"), {"configurable": {"thread_id": "s"}}, context=sim_config(server, ["ok", "bad"])
+        )
+    assert server.requests_for("ok")  # the key was used for the calls
+    assert state["failures"][0]["error_type"] == "AuthenticationError"
+    assert secret not in repr(state) and "***" in state["failures"][0]["message"]
+    assert secret.encode() not in db.read_bytes()
