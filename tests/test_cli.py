@@ -1,0 +1,132 @@
+"""The ``moa`` command, run as a subprocess against the simulated server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import PROVIDER_VARIABLES
+
+
+def moa_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
+    env.update({"LANGSMITH_TRACING": "false", "COLUMNS": "200", **extra})
+    return env
+
+
+def moa(*args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "langgraph_moa", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env or moa_env(),
+        timeout=timeout,
+    )
+
+
+def sim_args(server: SimulatedOpenAIServer, *proposers: str, aggregator: str = "agg") -> list[str]:
+    args = ["--base-url", server.base_url, "--aggregator", aggregator]
+    for p in proposers:
+        args += ["--proposer", p]
+    return args
+
+
+def test_ask_streams_the_answer_and_reports_progress(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("bad", ModelBehavior(faults=[Fault(401, message="invalid key")]))
+    result = moa("ask", "What is MoA?", *sim_args(server, "p1", "bad", "p2"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "agg answer to: What is MoA? [refs=2]\n"
+    assert "done   openai:p1" in result.stderr
+    assert "failed openai:bad: AuthenticationError" in result.stderr
+    assert "layer 2: aggregating with openai:agg" in result.stderr
+
+
+def test_answer_reaches_stdout_while_it_is_generated(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(reply="one two three four five six", chunk_delay=0.4))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_moa", "ask", "q", *sim_args(server, "p")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=moa_env(),
+    )
+    assert process.stdout is not None
+    first = process.stdout.read(3)
+    first_at = time.monotonic()
+    rest = process.stdout.read()
+    process.wait(timeout=30)
+    done_at = time.monotonic()
+    assert (first + rest).decode() == "one two three four five six\n"
+    assert done_at - first_at > 1.0, "the answer arrived in one piece at the end"
+
+
+def test_json_output_has_every_layer_usage_and_cost(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("bad", ModelBehavior(faults=[Fault(400, times=9)]))
+    result = moa("ask", "q", "--layers", "3", "--json", *sim_args(server, "p1", "bad"))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["answer"] == "agg answer to: q [refs=1]"
+    assert [layer["layer"] for layer in doc["layers"]] == [1, 2]
+    assert [p["model"] for p in doc["layers"][0]["proposals"]] == ["openai:p1"]
+    assert doc["layers"][1]["failures"][0]["error_type"] == "BadRequestError"
+    assert doc["usage"]["total"]["total_tokens"] == sum(
+        c["input_tokens"] + c["output_tokens"] for c in doc["usage"]["calls"]
+    )
+    assert set(doc["usage"]["by_layer"]) == {"1", "2", "3"}
+    assert doc["cost_usd"] == 0 and "openai:agg" in doc["unpriced_models"]
+
+
+def test_missing_key_says_which_variable_to_set() -> None:
+    result = moa("ask", "hi", "--preset", "moa-lite")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "needs TOGETHER_API_KEY" in lines[0] and "--base-url" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--layers", "0", "--preset", "moa"], "layers"),
+        (["--min-proposals", "9", "--preset", "moa-lite"], "min_proposals=9"),
+        (["--proposer", "Qwen/Qwen2", "--aggregator", "openai:x"], "provider:model"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_problem(args: list[str], text: str) -> None:
+    result = moa("ask", "hi", *args)
+    assert result.returncode == 2
+    assert text in " ".join(result.stderr.split())
+
+
+def test_failed_layer_exits_1_with_one_line(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("x", ModelBehavior(faults=[Fault(401, times=9)]))
+    result = moa("ask", "q", *sim_args(server, "x"))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: layer 1 failed") and "openai:x (slot 0): AuthenticationError" in last
+
+
+def test_chat_history_persists_across_processes(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    db = tmp_path / "chat.sqlite"
+    args = ["chat", "--thread", "t1", "--db", str(db), *sim_args(server, "p1", "p2")]
+    first = moa(*args, stdin="first question\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "agg answer to: first question [refs=2]"
+    second = moa(*args, stdin="second question\n/exit\n")
+    assert second.returncode == 0, second.stderr
+    assert "(2 earlier message(s))" in second.stderr
+    request = server.requests_for("agg")[-1]["messages"]
+    assert [m["role"] for m in request] == ["system", "user", "assistant", "user"]
+    assert request[1]["content"] == "first question"
+    assert "first question [refs=0]" not in request[0]["content"]  # no leaked references
+    other = moa("chat", "--thread", "t2", "--db", str(db), *sim_args(server, "p1"), stdin="")
+    assert "(0 earlier message(s))" in other.stderr
