@@ -317,6 +317,7 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
         },
         "cost_usd": summary["cost_usd"],
         "unpriced_models": summary["unpriced_models"],
+        "unreported_usage_calls": summary["unreported_calls"],
     }
 
 

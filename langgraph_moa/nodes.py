@@ -64,20 +64,17 @@ def references_of(state: MoAState, layer: int) -> list[str]:
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
 
 
-def _usage_record(message: BaseMessage, layer: int, slot: int, model: str, role: Any) -> list[UsageRecord]:
-    meta = getattr(message, "usage_metadata", None)
-    if not meta:
-        return []
-    return [
-        UsageRecord(
-            layer=layer,
-            slot=slot,
-            model=model,
-            role=role,
-            input_tokens=int(meta.get("input_tokens", 0)),
-            output_tokens=int(meta.get("output_tokens", 0)),
-        )
-    ]
+def _usage_record(message: BaseMessage, layer: int, slot: int, model: str, role: Any) -> UsageRecord:
+    meta = getattr(message, "usage_metadata", None) or {}
+    return UsageRecord(
+        layer=layer,
+        slot=slot,
+        model=model,
+        role=role,
+        input_tokens=int(meta.get("input_tokens", 0)),
+        output_tokens=int(meta.get("output_tokens", 0)),
+        reported=bool(meta),
+    )
 
 
 async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> AIMessage:
@@ -156,7 +153,7 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         write({"event": "proposer_done", **where, "seconds": round(seconds, 3)})
         return {
             "proposals": [Proposal(**where, content=answer.text)],
-            "usage": _usage_record(answer, layer, slot, spec.model, "proposer"),
+            "usage": [_usage_record(answer, layer, slot, spec.model, "proposer")],
         }
 
     return propose
@@ -189,6 +186,7 @@ def summarize_usage(records: list[UsageRecord], cfg: MoAConfig) -> UsageSummary:
         by_model=usage_by(records, "model"),
         cost_usd=round(float(cost["total_usd"]), 8),  # type: ignore[arg-type]
         unpriced_models=list(cost["unpriced"]),  # type: ignore[call-overload]
+        unreported_calls=sum(1 for r in records if not r["reported"]),
     )
 
 
@@ -208,7 +206,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
         except Exception as exc:
             error_type, message = describe_error(exc)
             raise AggregatorError(spec.model, error_type, message) from None
-        usage = _usage_record(answer, layer, 0, spec.model, "aggregator")
+        usage = [_usage_record(answer, layer, 0, spec.model, "aggregator")]
         return {
             "messages": [answer],
             "usage": usage,

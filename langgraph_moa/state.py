@@ -37,7 +37,11 @@ class Failure(TypedDict):
 
 
 class UsageRecord(TypedDict):
-    """Token usage of one model call."""
+    """Token usage of one model call, as the provider reported it.
+
+    ``reported`` is False when the provider sent no usage (llama.cpp's server,
+    for one, sends none on streamed calls); the token counts are then 0.
+    """
 
     layer: int
     slot: int
@@ -45,6 +49,7 @@ class UsageRecord(TypedDict):
     role: Literal["proposer", "aggregator"]
     input_tokens: int
     output_tokens: int
+    reported: bool
 
 
 def _merge_by_slot(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
@@ -122,4 +127,5 @@ class UsageSummary(TypedDict):
     by_model: dict[str, dict[str, int]]
     cost_usd: float
     unpriced_models: list[str]
+    unreported_calls: int
 

@@ -188,6 +188,19 @@ async def test_usage_is_recorded_per_call_and_summed() -> None:
     assert summary["unpriced_models"] == ["fake:a", "fake:b"]
 
 
+async def test_calls_without_usage_are_counted_not_invented() -> None:
+    class NoUsage(EchoModel):
+        def _answer(self, messages):  # type: ignore[override]
+            return AIMessage(content="an answer")
+
+    graph = create_moa_graph(models={"fake:agg": NoUsage()}).compile()
+    state = await graph.ainvoke(user("q"), context=MoAConfig(layers=1, proposers=[], aggregator="fake:agg"))
+    assert state["usage"] == [
+        {"layer": 1, "slot": 0, "model": "fake:agg", "role": "aggregator", "input_tokens": 0, "output_tokens": 0, "reported": False}
+    ]
+    assert state["usage_summary"]["unreported_calls"] == 1
+
+
 async def test_empty_input_is_rejected() -> None:
     graph = create_moa_graph(models=fakes("agg")).compile()
     with pytest.raises(ValueError, match="the input has no messages"):

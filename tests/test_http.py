@@ -29,7 +29,8 @@ async def test_two_layers_end_to_end_over_http(server: SimulatedOpenAIServer) ->
     assert sent["temperature"] == 0.7 and sent["max_tokens"] == 512
     # usage comes from the server's usage fields, for every call
     assert {r["model"] for r in state["usage"]} == {"openai:p1", "openai:p2", "openai:p3", "openai:agg"}
-    assert all(r["output_tokens"] > 0 for r in state["usage"])
+    assert all(r["output_tokens"] > 0 and r["reported"] for r in state["usage"])
+    assert state["usage_summary"]["unreported_calls"] == 0
 
 
 async def test_six_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> None:

@@ -58,6 +58,11 @@ async def test_real_aggregator_tokens_stream(local_urls: dict[str, str]) -> None
     assert nodes == {"aggregate"}
     assert len([c for c in chunks if c]) > 1
     assert "".join(chunks) == final["messages"][-1].text
+    # llama.cpp reports usage for the proposers' plain calls but none on a streamed call:
+    # the aggregator's record says so instead of inventing numbers
+    proposers = [r for r in final["usage"] if r["role"] == "proposer"]
+    assert all(r["reported"] and r["output_tokens"] > 0 for r in proposers)
+    assert final["usage_summary"]["unreported_calls"] == 1
 
 
 async def test_proposer_server_killed_mid_run_is_a_recorded_failure(local_urls: dict[str, str]) -> None:
