@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, ExitStack
@@ -490,3 +491,9 @@ def presets() -> None:
 def main() -> None:  # pragma: no cover - console entry point
     """Run the ``moa`` command."""
     app()
+
+
+@app.callback()
+def _setup() -> None:
+    # SIGTERM unwinds like Ctrl-C, so local model servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

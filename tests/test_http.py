@@ -199,3 +199,22 @@ async def test_secrets_stay_out_of_state_checkpoints_and_errors(
     assert state["failures"][0]["error_type"] == "AuthenticationError"
     assert secret not in repr(state) and "***" in state["failures"][0]["message"]
     assert secret.encode() not in db.read_bytes()
+
+
+async def test_provider_environment_variables_are_honoured(server: SimulatedOpenAIServer, monkeypatch) -> None:
+    """Together through langchain-together and OpenAI through langchain-openai, both over HTTP."""
+    from langgraph_moa import MoAConfig
+
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test-key-0000")
+    monkeypatch.setenv("TOGETHER_API_BASE", server.base_url)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    graph = create_moa_graph().compile()
+    config = MoAConfig(
+        proposers=["together:Qwen/Qwen2.5-72B-Instruct-Turbo", "openai:local-model"],
+        aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo",
+    )
+    state = await graph.ainvoke(user("q"), context=config)
+    assert server.calls("Qwen/Qwen2.5-72B-Instruct-Turbo") == 2 and server.calls("local-model") == 1
+    assert state["messages"][-1].content == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: q [refs=2]"
+    priced = state["usage_summary"]
+    assert priced["cost_usd"] > 0 and priced["unpriced_models"] == ["openai:local-model"]

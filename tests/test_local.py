@@ -97,3 +97,60 @@ def test_cli_without_keys_uses_the_bundled_model() -> None:
     first_line = result.stderr.splitlines()[0]
     assert "local preset (no TOGETHER_API_KEY, OPENAI_API_KEY or OPENAI_BASE_URL is set)" in first_line
     assert "SmolLM2-135M-Instruct" in first_line
+
+
+def _port_closes(url: str, within: float = 15.0) -> bool:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1)
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_cli_stops_its_local_server_when_stopped(signal_name: str) -> None:
+    import re
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_moa", "ask", "Write a long story about a dragon.", "--max-tokens", "400"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=moa_env(),
+    )
+    assert process.stderr is not None
+    first_line = process.stderr.readline()
+    url = re.search(r"llama\.cpp on (http://127\.0\.0\.1:\d+/v1)", first_line).group(1)
+    process.send_signal(getattr(signal, signal_name))
+    process.wait(timeout=30)
+    assert process.returncode != 0
+    assert _port_closes(url), f"the llama.cpp server at {url} outlived moa ({signal_name})"
+
+
+def test_cli_with_two_gguf_files_uses_each_as_a_proposer(tmp_path) -> None:
+    for name in ("alpha.gguf", "beta.gguf"):
+        (tmp_path / name).symlink_to(bundled_gguf())
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "langgraph_moa", "ask", QUESTION, "--max-tokens", "32", "--json",
+            "--gguf", str(tmp_path / "alpha.gguf"), "--gguf", str(tmp_path / "beta.gguf"),
+        ],
+        capture_output=True,
+        text=True,
+        env=moa_env(),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "local preset (asked for): proposers alpha, beta" in result.stderr.splitlines()[0]
+    import json
+
+    doc = json.loads(result.stdout)
+    assert [p["model"] for p in doc["layers"][0]["proposals"]] == ["openai:alpha", "openai:beta"]
+    assert doc["aggregator"] == "openai:alpha" and doc["answer"].strip()
