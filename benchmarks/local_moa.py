@@ -90,7 +90,7 @@ def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
         "",
         "| prompt | MoA / single answer (wall time) | time to first token, MoA / single | "
         + " | ".join(f"layer {n} share" for n in range(1, layers))
-        + " | aggregator share | proposer completion tok/s | aggregator streamed tok/s |",
+        + " | aggregator share | proposer completion tok/s | aggregator streamed tok/s (prompt processing included) |",
         "|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
     ]
     for row in rows:
