@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +25,7 @@ import typer
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
@@ -215,25 +216,23 @@ def build_config(
 
 
 class Progress:
-    """Renders the ``custom`` progress events of a run on stderr."""
+    """Renders the ``custom`` progress events of a run on stderr: done, failed, pending."""
 
-    def __init__(self, console: Console, quiet: bool = False) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.quiet = quiet
         self.pending: dict[int, dict[int, str]] = {}
         self.done: dict[int, int] = {}
         self.failed: dict[int, int] = {}
 
-    def _say(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text)
-
-    def _counts(self, layer: int) -> str:
+    def _finish(self, event: dict[str, Any], counter: dict[int, int], what: str) -> None:
+        layer = event["layer"]
+        self.pending.get(layer, {}).pop(event["slot"], None)
+        counter[layer] = counter.get(layer, 0) + 1
         waiting = self.pending.get(layer, {})
-        names = ", ".join(waiting.values())
-        return (
-            f"{self.done.get(layer, 0)} done, {self.failed.get(layer, 0)} failed, {len(waiting)} pending"
-            + (f" ({names})" if names else "")
+        names = f" ({escape(', '.join(waiting.values()))})" if waiting else ""
+        self.console.print(
+            f"  layer {layer}: {what} - {self.done.get(layer, 0)} done, "
+            f"{self.failed.get(layer, 0)} failed, {len(waiting)} pending{names}"
         )
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -241,29 +240,20 @@ class Progress:
         if kind == "run_started":
             for layer, models in event["proposers"].items():
                 self.pending[int(layer)] = dict(enumerate(models))
-            self._say(
-                f"[bold]MoA[/bold]: {event['layers']} layer(s), aggregator {event['aggregator']}"
+            self.console.print(
+                f"[bold]MoA[/bold]: {event['layers']} layer(s), aggregator {escape(event['aggregator'])}"
             )
         elif kind == "proposer_done":
-            layer = event["layer"]
-            self.pending.get(layer, {}).pop(event["slot"], None)
-            self.done[layer] = self.done.get(layer, 0) + 1
-            self._say(
-                f"  layer {layer}: [green]done[/green]   {event['model']} in {event['seconds']:.2f}s"
-                f" - {self._counts(layer)}"
-            )
+            self._finish(event, self.done, f"[green]done[/green]   {escape(event['model'])} in {event['seconds']:.2f}s")
         elif kind == "proposer_failed":
-            layer = event["layer"]
-            self.pending.get(layer, {}).pop(event["slot"], None)
-            self.failed[layer] = self.failed.get(layer, 0) + 1
-            self._say(
-                f"  layer {layer}: [red]failed[/red] {event['model']}: {event['error_type']}: "
-                f"{event['message']} - {self._counts(layer)}"
-            )
+            reason = escape(f"{event['model']}: {event['error_type']}: {event['message']}")
+            self._finish(event, self.failed, f"[red]failed[/red] {reason}")
         elif kind == "layer_done":
-            self._say(f"layer {event['layer']} complete: {event['succeeded']} proposal(s), {event['failed']} failed")
+            self.console.print(
+                f"layer {event['layer']} complete: {event['succeeded']} proposal(s), {event['failed']} failed"
+            )
         elif kind == "aggregator_started":
-            self._say(f"layer {event['layer']}: aggregating with {event['model']}")
+            self.console.print(f"layer {event['layer']}: aggregating with {escape(event['model'])}")
 
 
 # --------------------------------------------------------------------------- running
@@ -300,10 +290,8 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
         n: {"layer": n, "proposals": [], "failures": []} for n in range(1, config.layers)
     }
     for proposal in state.get("proposals", []):
-        layers.setdefault(proposal["layer"], {"layer": proposal["layer"], "proposals": [], "failures": []})
         layers[proposal["layer"]]["proposals"].append(proposal)
     for failure in state.get("failures", []):
-        layers.setdefault(failure["layer"], {"layer": failure["layer"], "proposals": [], "failures": []})
         layers[failure["layer"]]["failures"].append(failure)
     summary = state.get("usage_summary") or summarize_usage(state.get("usage", []), config)
     return {
@@ -323,7 +311,7 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {redact(message)}", markup=True)
+    err.print(f"[red]error:[/red] {escape(redact(message))}")
     return typer.Exit(code=1)
 
 
@@ -336,7 +324,7 @@ def _preflight(config: MoAConfig) -> None:
 
 async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None) -> None:
     graph = create_moa_graph().compile(name="moa")
-    progress = Progress(err, quiet=False)
+    progress = Progress(err)
     messages: list[Any] = [("system", system)] if system else []
     messages.append(("user", prompt))
     final: dict[str, Any] = {}
@@ -359,7 +347,7 @@ async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None
 def _run(coro: Any) -> None:
     try:
         asyncio.run(coro)
-    except (MoAError, ConfigError) as exc:
+    except (MoAError, ConfigError, CLIError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted") from None
@@ -413,22 +401,21 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncExitStack() as stack:
-        saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(db)))
+    failed_turns = 0
+    async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         graph = create_moa_graph().compile(checkpointer=saver, name="moa")
         run_config = {"configurable": {"thread_id": thread}}
         snapshot = await graph.aget_state(run_config)
         history = snapshot.values.get("messages", []) if snapshot.values else []
         err.print(
-            f"thread [bold]{thread}[/bold] ({len(history)} earlier message(s)) in {db}; "
-            "type /exit or press Ctrl-D to leave",
-            markup=True,
+            f"thread [bold]{escape(thread)}[/bold] ({len(history)} earlier message(s)) in {escape(str(db))}; "
+            "type /exit or press Ctrl-D to leave"
         )
-        progress = Progress(err, quiet=False)
+        progress = Progress(err)
         loop = asyncio.get_running_loop()
         while True:
             if interactive:
-                err.print("[bold cyan]you>[/bold cyan] ", end="", markup=True)
+                err.print("[bold cyan]you>[/bold cyan] ", end="")
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
                 break
@@ -437,14 +424,21 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
                 continue
             if text in {"/exit", "/quit"}:
                 break
-            async for item in stream_turn(
-                graph, {"messages": [HumanMessage(content=text)]}, run_config, config, progress
-            ):
-                if isinstance(item, str):
-                    sys.stdout.write(item)
-                    sys.stdout.flush()
+            try:
+                async for item in stream_turn(
+                    graph, {"messages": [HumanMessage(content=text)]}, run_config, config, progress
+                ):
+                    if isinstance(item, str):
+                        sys.stdout.write(item)
+                        sys.stdout.flush()
+            except MoAError as exc:  # one failed turn does not end the chat; its history is kept
+                failed_turns += 1
+                err.print(f"[red]error:[/red] {escape(redact(str(exc)))}")
+                continue
             sys.stdout.write("\n")
             sys.stdout.flush()
+    if failed_turns:
+        raise CLIError(f"{failed_turns} turn(s) failed; see the errors above")
 
 
 @app.command()

@@ -130,3 +130,15 @@ def test_chat_history_persists_across_processes(server: SimulatedOpenAIServer, t
     assert "first question [refs=0]" not in request[0]["content"]  # no leaked references
     other = moa("chat", "--thread", "t2", "--db", str(db), *sim_args(server, "p1"), stdin="")
     assert "(0 earlier message(s))" in other.stderr
+
+
+def test_a_failed_chat_turn_keeps_the_chat_going(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    server.set_behavior("agg", ModelBehavior(faults=[Fault(401, message="no [auth]")]))
+    result = moa(
+        "chat", "--db", str(tmp_path / "c.sqlite"), *sim_args(server, "p1"), stdin="first\nsecond\n"
+    )
+    assert result.returncode == 1
+    assert "error: aggregator openai:agg failed: AuthenticationError" in result.stderr
+    assert "no [auth]" in result.stderr  # messages are printed as they are, not as markup
+    assert result.stdout.strip() == "agg answer to: second [refs=1]"
+    assert result.stderr.strip().splitlines()[-1] == "error: 1 turn(s) failed; see the errors above"
