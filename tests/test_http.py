@@ -218,3 +218,17 @@ async def test_provider_environment_variables_are_honoured(server: SimulatedOpen
     assert state["messages"][-1].content == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: q [refs=2]"
     priced = state["usage_summary"]
     assert priced["cost_usd"] > 0 and priced["unpriced_models"] == ["openai:local-model"]
+
+
+async def test_requests_per_second_spaces_calls_to_one_model(server: SimulatedOpenAIServer) -> None:
+    from langgraph_moa import MoAConfig, ModelSpec
+
+    graph = create_moa_graph().compile()
+    await warm_up(server, graph)
+    limited = ModelSpec(model="openai:limited", requests_per_second=4)
+    config = MoAConfig(proposers=[limited] * 3, aggregator="openai:agg", base_url=server.base_url)
+    started = time.perf_counter()
+    state = await graph.ainvoke(user("q"), context=config)
+    elapsed = time.perf_counter() - started
+    assert len(state["proposals"]) == 3 and server.calls("limited") == 3
+    assert elapsed >= 0.5, f"3 calls at 4 per second took {elapsed:.2f}s"
