@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, RemoveMessage
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +31,7 @@ from rich.markup import escape
 from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, provider_keys_present
+from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers
 from langgraph_moa.models import check_credentials, redact
 from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
 from langgraph_moa.presets import PRESETS, get_preset
@@ -38,6 +39,8 @@ from langgraph_moa.presets import PRESETS, get_preset
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain usage errors: one "Error: ..." line, easy to read in logs
+    pretty_exceptions_enable=False,
     help="Mixture-of-Agents on LangGraph: several models propose, one aggregates.",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -105,7 +108,7 @@ class RunOptions:
         if self.preset == LOCAL_PRESET or self.gguf:
             return True
         chosen = self.preset or self.proposers or self.aggregator or self.base_url
-        return not chosen and not provider_keys_present()
+        return not chosen and not os.environ.get("TOGETHER_API_KEY")
 
     def overrides(self) -> dict[str, Any]:
         """The settings given on the command line, as ``MoAConfig`` fields."""
@@ -143,7 +146,7 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
     why = (
         "asked for"
         if options.preset == LOCAL_PRESET or options.gguf
-        else "no TOGETHER_API_KEY, OPENAI_API_KEY or OPENAI_BASE_URL is set"
+        else f"no TOGETHER_API_KEY is set for the default preset {DEFAULT_PRESET}"
     )
     if options.base_url:
         urls = {BUNDLED_MODEL_NAME: options.base_url}
@@ -238,8 +241,9 @@ class Progress:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "run_started":
-            for layer, models in event["proposers"].items():
-                self.pending[int(layer)] = dict(enumerate(models))
+            self.done.clear()
+            self.failed.clear()
+            self.pending = {int(layer): dict(enumerate(models)) for layer, models in event["proposers"].items()}
             self.console.print(
                 f"[bold]MoA[/bold]: {event['layers']} layer(s), aggregator {escape(event['aggregator'])}"
             )
@@ -261,12 +265,12 @@ class Progress:
 
 async def stream_turn(
     graph: Any,
-    inputs: dict[str, Any],
+    inputs: dict[str, Any] | None,
     run_config: dict[str, Any],
     config: MoAConfig,
     progress: Progress,
 ) -> AsyncIterator[str | dict[str, Any]]:
-    """Run one turn; yield answer tokens as ``str`` and, last, the final state ``dict``."""
+    """Run one turn (``inputs=None`` resumes one); yield answer tokens, then the final state ``dict``."""
     final: dict[str, Any] = {}
     async for mode, chunk in graph.astream(
         inputs, run_config, context=config, stream_mode=["messages", "custom", "values"]
@@ -350,7 +354,8 @@ def _run(coro: Any) -> None:
     except (MoAError, ConfigError, CLIError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted") from None
+        err.print("interrupted")
+        raise typer.Exit(code=130) from None
     except Exception as exc:  # an unexpected failure still gets one line, secrets removed
         raise _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
@@ -397,6 +402,35 @@ def default_chat_db() -> Path:
     return Path(base) / "langgraph-moa" / "chat.sqlite"
 
 
+def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+    """Lines of stdin, read on a daemon thread so Ctrl-C at the prompt ends the chat at once."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for line in iter(sys.stdin.readline, ""):
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            loop.call_soon_threadsafe(queue.put_nowait, "")
+        except RuntimeError:  # the loop closed while the user was typing
+            pass
+
+    threading.Thread(target=pump, name="moa-stdin", daemon=True).start()
+    return queue
+
+
+async def _drop_unanswered_turn(graph: Any, run_config: dict[str, Any]) -> None:
+    """Remove the user message(s) a failed turn left without an answer."""
+    snapshot = await graph.aget_state(run_config)
+    messages: list[BaseMessage] = snapshot.values.get("messages", [])
+    unanswered = []
+    for message in reversed(messages):
+        if message.type == "ai":
+            break
+        unanswered.append(RemoveMessage(id=message.id))
+    if unanswered:
+        await graph.aupdate_state(run_config, {"messages": unanswered}, as_node=AGGREGATOR_NODE)
+
+
 async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> None:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -407,34 +441,45 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
         run_config = {"configurable": {"thread_id": thread}}
         snapshot = await graph.aget_state(run_config)
         history = snapshot.values.get("messages", []) if snapshot.values else []
+        can_retry = bool(snapshot.next)  # an earlier session's turn stopped part-way
         err.print(
             f"thread [bold]{escape(thread)}[/bold] ({len(history)} earlier message(s)) in {escape(str(db))}; "
-            "type /exit or press Ctrl-D to leave"
+            "type /exit or press Ctrl-D to leave" + (", /retry to finish the interrupted turn" if can_retry else "")
         )
         progress = Progress(err)
-        loop = asyncio.get_running_loop()
+        lines = _stdin_lines(asyncio.get_running_loop())
         while True:
             if interactive:
                 err.print("[bold cyan]you>[/bold cyan] ", end="")
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
+            text = (line := await lines.get()).strip()
+            if not line or text in {"/exit", "/quit"}:
                 break
-            text = line.strip()
             if not text:
                 continue
-            if text in {"/exit", "/quit"}:
-                break
+            inputs: dict[str, Any] | None = {"messages": [HumanMessage(content=text)]}
+            if text == "/retry":
+                if not can_retry:
+                    err.print("nothing to retry")
+                    continue
+                inputs = None  # resume: proposals that finished are not asked again
+            elif can_retry:
+                await _drop_unanswered_turn(graph, run_config)
+                err.print("(the unanswered question was left out of the history)")
             try:
-                async for item in stream_turn(
-                    graph, {"messages": [HumanMessage(content=text)]}, run_config, config, progress
-                ):
+                async for item in stream_turn(graph, inputs, run_config, config, progress):
                     if isinstance(item, str):
                         sys.stdout.write(item)
                         sys.stdout.flush()
             except MoAError as exc:  # one failed turn does not end the chat; its history is kept
-                failed_turns += 1
+                if inputs is not None:
+                    failed_turns += 1
+                can_retry = True
                 err.print(f"[red]error:[/red] {escape(redact(str(exc)))}")
+                err.print("type /retry to finish this turn (answers already received are kept)")
                 continue
+            if inputs is None and failed_turns:
+                failed_turns -= 1  # a retried turn is no longer a failure
+            can_retry = False
             sys.stdout.write("\n")
             sys.stdout.flush()
     if failed_turns:

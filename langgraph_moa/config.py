@@ -50,6 +50,12 @@ class ModelSpec(BaseModel):
     requests_per_second: float | None = Field(
         default=None, gt=0, description="Client-side rate limit shared by every call to this model."
     )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding this model's API key (never the key itself). "
+        "Needed for a base_url server that checks keys; otherwise no key is sent to a base_url server.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -82,7 +82,7 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel] | None = None) -> St
     """
     resolve = ModelResolver(models)
     builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState)
-    builder.add_node(PREPARE_NODE, make_prepare())
+    builder.add_node(PREPARE_NODE, make_prepare(resolve))
     builder.add_node(PROPOSER_NODE, make_propose(resolve))
     builder.add_node(JOIN_NODE, make_join_layer())
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))

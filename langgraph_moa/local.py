@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -169,40 +168,46 @@ def local_servers(ggufs: Sequence[Path | str] = ()) -> Iterator[dict[str, str]]:
         yield urls
 
 
-def local_config(urls: dict[str, str], *, layers: int = 2, max_tokens: int = 256, **overrides: object) -> MoAConfig:
+def local_config(
+    urls: dict[str, str],
+    *,
+    layers: int = 2,
+    max_tokens: int = 256,
+    temperature: float | None = None,
+    **overrides: object,
+) -> MoAConfig:
     """The ``local`` preset on running servers.
 
     Args:
         urls: ``{model name: base URL}`` as yielded by :func:`local_servers`.
             One model: Self-MoA, that model sampled :data:`LOCAL_SAMPLES` times
             with different temperatures and seeds. Several: one proposer each.
-            The first model aggregates.
+            The first model aggregates (at temperature 0.3).
         layers: Layers counting the aggregator.
         max_tokens: Completion limit per call (small models ramble).
+        temperature: One temperature for every call, replacing the preset's
+            per-sample temperatures (the samples still differ by seed).
         overrides: Any other ``MoAConfig`` field.
     """
     if not urls:
         raise LocalModelError("local_config needs at least one served model")
     names = list(urls)
+
+    def spec(name: str, temp: float | None, seed: int | None = None) -> ModelSpec:
+        chosen = temp if temperature is None else None  # None: the run's temperature applies
+        return ModelSpec(model=f"openai:{name}", base_url=urls[name], temperature=chosen, seed=seed)
+
     if len(names) == 1:
-        proposers = [
-            ModelSpec(model=f"openai:{names[0]}", base_url=urls[names[0]], temperature=t, seed=s)
-            for t, s in LOCAL_SAMPLES
-        ]
+        proposers = [spec(names[0], t, s) for t, s in LOCAL_SAMPLES]
     else:
-        proposers = [ModelSpec(model=f"openai:{n}", base_url=urls[n]) for n in names]
-    aggregator = ModelSpec(model=f"openai:{names[0]}", base_url=urls[names[0]], temperature=0.3, seed=0)
+        proposers = [spec(n, None) for n in names]
     fields: dict[str, object] = {
         "layers": layers,
         "proposers": proposers,
-        "aggregator": aggregator,
+        "aggregator": spec(names[0], 0.3, 0),
         "max_tokens": max_tokens,
         "timeout": 300.0,
+        **({"temperature": temperature} if temperature is not None else {}),
         **overrides,
     }
     return MoAConfig.model_validate(fields)
-
-
-def provider_keys_present() -> bool:
-    """Whether a hosted provider or an OpenAI-compatible endpoint is configured in the environment."""
-    return any(os.environ.get(v) for v in ("TOGETHER_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"))

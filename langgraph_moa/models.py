@@ -1,16 +1,26 @@
 """Resolve ``"provider:model"`` strings to chat models, and describe their errors.
 
-Models are built with LangChain's ``init_chat_model`` and cached, so every run
-reuses the provider clients and their connection pools, and a per-model rate
-limiter is shared by every call to that model. API keys are read by the provider
-packages from their usual environment variables; they never enter graph state,
+Models are built with LangChain's ``init_chat_model`` and cached per event loop,
+so every run in a loop reuses the provider clients and their connection pools
+(and a new loop, e.g. a second ``asyncio.run``, gets clients of its own). A
+per-model rate limiter is shared by every call to that model.
+
+Keys: each provider package reads its usual environment variable
+(``TOGETHER_API_KEY``, ``OPENAI_API_KEY``, ...). A model on a ``base_url`` that you
+named (``ModelSpec.base_url``, ``MoAConfig.base_url``, ``--base-url``) gets no key
+unless its ``api_key_env`` names the variable to read, so your OpenAI key is never
+sent to another server by accident; a server set through ``OPENAI_BASE_URL``
+gets ``OPENAI_API_KEY``, as the OpenAI SDK does. Keys never enter graph state,
 checkpoints or error messages.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import re
+import weakref
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -20,7 +30,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
 
-from langgraph_moa.config import ModelSpec, MoAConfig
+from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig
 from langgraph_moa.errors import MissingCredentialsError
 
 API_KEY_VARIABLES: dict[str, str] = {
@@ -40,32 +50,67 @@ _OPENAI_COMPATIBLE = {"openai", "together"}
 _PLACEHOLDER_KEY = "not-needed"  # OpenAI-compatible local servers ignore the key; the SDK wants one
 
 
-def effective_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
-    """The endpoint ``spec`` is called on: its own, the run's (openai only), or the env's."""
+def supported_providers() -> frozenset[str] | None:
+    """The providers ``init_chat_model`` knows, or ``None`` if LangChain does not say."""
+    from langchain.chat_models import base
+
+    providers = getattr(base, "_BUILTIN_PROVIDERS", None)  # private: checked only when present
+    return frozenset(providers) if providers else None
+
+
+def _named_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
+    """A base URL the user named in the config (not the environment's)."""
     if spec.base_url:
         return spec.base_url
-    if spec.provider == "openai":
-        return config.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
-    return None
+    return config.base_url if spec.provider == "openai" else None
+
+
+def effective_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
+    """The endpoint ``spec`` is called on: its own, the run's (openai only), or the env's."""
+    named = _named_base_url(spec, config)
+    if named or spec.provider != "openai":
+        return named
+    return os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+
+
+def _key_variable(spec: ModelSpec, config: MoAConfig) -> tuple[str | None, bool]:
+    """``(variable to read the key from, whether the model can run without it)``."""
+    if spec.api_key_env:
+        return spec.api_key_env, False
+    if spec.provider == "openai" and effective_base_url(spec, config):
+        # a named server gets no key; an OPENAI_BASE_URL server gets OPENAI_API_KEY if it is set
+        return (None if _named_base_url(spec, config) else "OPENAI_API_KEY"), True
+    return API_KEY_VARIABLES.get(spec.provider), False
 
 
 def missing_credentials(spec: ModelSpec, config: MoAConfig) -> str | None:
-    """Name the unset API-key variable ``spec`` needs, or ``None`` if it can run.
-
-    An ``openai:`` model on a custom ``base_url`` needs no key: local
-    OpenAI-compatible servers ignore it.
-    """
-    variable = API_KEY_VARIABLES.get(spec.provider)
-    if variable is None or os.environ.get(variable):
-        return None
-    if spec.provider == "openai" and effective_base_url(spec, config):
+    """Name the unset API-key variable ``spec`` needs, or ``None`` if it can run."""
+    variable, optional = _key_variable(spec, config)
+    if variable is None or optional or os.environ.get(variable):
         return None
     return variable
 
 
-def check_credentials(config: MoAConfig) -> None:
-    """Raise :class:`MissingCredentialsError` for the first model that cannot authenticate."""
+def check_credentials(config: MoAConfig, *, skip: frozenset[str] = frozenset()) -> None:
+    """Check every model of ``config`` before any is called.
+
+    Args:
+        config: The run's configuration.
+        skip: ``"provider:model"`` strings served by ready-made models.
+
+    Raises:
+        ConfigError: a provider ``init_chat_model`` does not know (a typo, say).
+        MissingCredentialsError: the first model whose API key is not set.
+    """
+    known = supported_providers()
     for spec in config.all_models():
+        if spec.model in skip:
+            continue
+        if known is not None and spec.provider not in known:
+            raise ConfigError(
+                f"model {spec.model!r}: unknown provider {spec.provider!r}; use one of "
+                f"{', '.join(sorted(known))} (an OpenAI-compatible server is 'openai:' with a base_url)"
+            )
         variable = missing_credentials(spec, config)
         if variable:
             raise MissingCredentialsError(spec.model, variable)
@@ -82,6 +127,10 @@ class ModelResolver:
     def __init__(self, models: Mapping[str, BaseChatModel] | None = None) -> None:
         self._models = dict(models or {})
 
+    def check(self, config: MoAConfig) -> None:
+        """Fail fast, before any call: see :func:`check_credentials`."""
+        check_credentials(config, skip=frozenset(self._models))
+
     def __call__(self, spec: ModelSpec, config: MoAConfig, *, streaming: bool) -> Runnable:
         """The chat model for ``spec`` with the run's settings applied.
 
@@ -97,10 +146,11 @@ class ModelResolver:
         if spec.model in self._models:
             model: Runnable = self._models[spec.model]
         else:
-            variable = missing_credentials(spec, config)
-            if variable:
+            variable, optional = _key_variable(spec, config)
+            key = os.environ.get(variable) if variable else None
+            if variable and not key and not optional:
                 raise MissingCredentialsError(spec.model, variable)
-            model = _cached_model(
+            settings = (
                 spec.model,
                 spec.temperature if spec.temperature is not None else config.temperature,
                 spec.max_tokens if spec.max_tokens is not None else config.max_tokens,
@@ -111,7 +161,22 @@ class ModelResolver:
                 streaming,
                 spec.requests_per_second,
             )
+            cache_key = (settings, hashlib.sha256(key.encode()).hexdigest() if key else None)
+            models = _models_of_this_loop()
+            model = models.get(cache_key)
+            if model is None:
+                model = models[cache_key] = _new_model(*settings, api_key=key)
         return model if streaming else model.with_config(tags=["nostream"])
+
+
+_PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _models_of_this_loop() -> dict[Any, BaseChatModel]:
+    # HTTP clients hold connections bound to the loop that opened them.
+    return _PER_LOOP.setdefault(asyncio.get_running_loop(), {})
 
 
 @lru_cache(maxsize=256)
@@ -119,8 +184,7 @@ def _rate_limiter(model: str, base_url: str | None, requests_per_second: float) 
     return InMemoryRateLimiter(requests_per_second=requests_per_second, check_every_n_seconds=0.05)
 
 
-@lru_cache(maxsize=256)
-def _cached_model(
+def _new_model(
     model: str,
     temperature: float,
     max_tokens: int,
@@ -130,6 +194,8 @@ def _cached_model(
     max_retries: int,
     streaming: bool,
     requests_per_second: float | None,
+    *,
+    api_key: str | None,
 ) -> BaseChatModel:
     provider = model.partition(":")[0]
     kwargs: dict[str, Any] = {
@@ -140,26 +206,25 @@ def _cached_model(
     }
     if requests_per_second:
         kwargs["rate_limiter"] = _rate_limiter(model, base_url, requests_per_second)
+    if base_url:
+        kwargs["base_url"] = base_url
+    if api_key:
+        kwargs["api_key"] = api_key
+    if not streaming:
+        kwargs["disable_streaming"] = True
     if provider in _OPENAI_COMPATIBLE:
+        from openai import DefaultAsyncHttpxClient
+
+        kwargs["http_async_client"] = DefaultAsyncHttpxClient(timeout=timeout)  # one per loop, not global
         if streaming:
             kwargs["stream_usage"] = True
-        else:
-            kwargs["disable_streaming"] = True
         if seed is not None:
             kwargs["seed"] = seed
-        if base_url:
-            kwargs["base_url"] = base_url
         if provider == "openai" and base_url:
             # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
             # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
             kwargs["extra_body"] = {"max_tokens": kwargs.pop("max_tokens")}
-            if not os.environ.get("OPENAI_API_KEY"):
-                kwargs["api_key"] = _PLACEHOLDER_KEY
-    else:
-        if not streaming:
-            kwargs["disable_streaming"] = True
-        if base_url:
-            kwargs["base_url"] = base_url
+            kwargs.setdefault("api_key", _PLACEHOLDER_KEY)
     return init_chat_model(model, **kwargs)
 
 

@@ -21,6 +21,7 @@ dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -59,6 +60,22 @@ def run_config(runtime: Runtime[MoAConfig] | None, config: RunnableConfig | None
     return config_from(context, (config or {}).get("configurable"))
 
 
+def fingerprint(cfg: MoAConfig) -> str:
+    """A short hash of ``cfg``; equal configurations have equal fingerprints."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _turn_config(runtime: Runtime[MoAConfig], config: RunnableConfig, expected: str | None) -> MoAConfig:
+    """The run's config, checked against the one the turn started with."""
+    cfg = run_config(runtime, config)
+    if expected is not None and fingerprint(cfg) != expected:
+        raise ConfigError(
+            "this turn was started with another MoA configuration: resume it with the same "
+            "context (the context is not stored in checkpoints), or start a new turn"
+        )
+    return cfg
+
+
 def references_of(state: MoAState, layer: int) -> list[str]:
     """The successful answers of proposer ``layer``, in slot order (empty for layer 0)."""
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
@@ -87,13 +104,14 @@ async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> 
     return result
 
 
-def make_prepare() -> Callable[..., Any]:
+def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``prepare`` node."""
 
     async def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = run_config(runtime, config)
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
+        resolve.check(cfg)  # unknown providers and missing keys stop the run before any call
         get_stream_writer()(
             {
                 "event": "run_started",
@@ -104,9 +122,11 @@ def make_prepare() -> Callable[..., Any]:
         )
         return {
             "layer": 1,
+            "config_fingerprint": fingerprint(cfg),
             "proposals": Overwrite([]),
             "failures": Overwrite([]),
             "usage": Overwrite([]),
+            "usage_summary": summarize_usage([], cfg),
         }
 
     return prepare
@@ -116,7 +136,7 @@ def route_layer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
 ) -> list[Send] | Literal["aggregate"]:
     """Fan out the next proposer layer, or go to the aggregator after the last one."""
-    cfg = run_config(runtime, config)
+    cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
     layer = state["layer"]
     if layer >= cfg.layers:
         return AGGREGATOR_NODE
@@ -124,7 +144,13 @@ def route_layer(
     return [
         Send(
             PROPOSER_NODE,
-            ProposerInput(layer=layer, slot=slot, messages=state["messages"], references=references),
+            ProposerInput(
+                layer=layer,
+                slot=slot,
+                messages=state["messages"],
+                references=references,
+                config_fingerprint=state["config_fingerprint"],
+            ),
         )
         for slot in range(len(cfg.proposers_for(layer)))
     ]
@@ -134,7 +160,7 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``propose`` node, which calls one proposer of one layer."""
 
     async def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = run_config(runtime, config)
+        cfg = _turn_config(runtime, config, inp.get("config_fingerprint"))
         layer, slot = inp["layer"], inp["slot"]
         spec: ModelSpec = cfg.proposers_for(layer)[slot]
         write = get_stream_writer()
@@ -163,7 +189,7 @@ def make_join_layer() -> Callable[..., Any]:
     """Build the ``join_layer`` node, which closes a proposer layer."""
 
     async def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = run_config(runtime, config)
+        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
         layer = state["layer"]
         succeeded = len(references_of(state, layer))
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
@@ -194,7 +220,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``aggregate`` node, which writes the final answer."""
 
     async def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = run_config(runtime, config)
+        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
         spec = cfg.aggregator
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})

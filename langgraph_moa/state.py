@@ -81,6 +81,8 @@ class MoAState(InputState, total=False):
         messages: The conversation; the final answer is appended as an AIMessage.
         layer: The proposer layer being run (1-based); equals the aggregator's
             layer number while the final answer is written.
+        config_fingerprint: A hash of the turn's MoAConfig, so a resumed run
+            that is given another configuration stops instead of mixing two.
         proposals: Successful proposals of this turn, sorted by (layer, slot).
         failures: Failed proposer calls of this turn, sorted by (layer, slot).
         usage: One record per model call of this turn, in completion order.
@@ -89,6 +91,7 @@ class MoAState(InputState, total=False):
     """
 
     layer: int
+    config_fingerprint: str
     proposals: Annotated[list[Proposal], _merge_by_slot]
     failures: Annotated[list[Failure], _merge_by_slot]
     usage: Annotated[list[UsageRecord], _append]
@@ -102,6 +105,7 @@ class ProposerInput(TypedDict):
     slot: int
     messages: list[AnyMessage]
     references: list[str]
+    config_fingerprint: str
 
 
 def total_usage(records: list[UsageRecord]) -> dict[str, int]:

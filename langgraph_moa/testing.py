@@ -223,6 +223,7 @@ class SimulatedOpenAIServer:
         self.host = host
         self.port = port
         self.requests: list[dict] = []
+        self.api_keys: list[str] = []  # the bearer token of each request, in arrival order
         self.max_concurrency = 0
         self._behaviors = dict(behaviors or {})
         self._default = default if default is not None else ModelBehavior()
@@ -293,15 +294,17 @@ class SimulatedOpenAIServer:
         with self._lock:
             self._calls.clear()
             self.requests.clear()
+            self.api_keys.clear()
             self.max_concurrency = self._in_flight
 
     # Internals used by the request handler.
 
-    def _arrive(self, request: dict) -> tuple[ModelBehavior, Fault | None, str]:
+    def _arrive(self, request: dict, api_key: str) -> tuple[ModelBehavior, Fault | None, str]:
         """Records a request; returns its behavior, the fault to answer with, and an id."""
         model = request["model"]
         with self._lock:
             self.requests.append(request)
+            self.api_keys.append(api_key)
             self._calls[model] += 1
             self._in_flight += 1
             self.max_concurrency = max(self.max_concurrency, self._in_flight)
@@ -402,7 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._json(400, _error_body(400, "The body must be a JSON object with 'model' and 'messages'"))
             return
-        behavior, fault, completion_id = self.server.sim._arrive(request)
+        bearer = self.headers.get("Authorization", "")
+        behavior, fault, completion_id = self.server.sim._arrive(request, bearer.removeprefix("Bearer "))
         try:
             self._answer(request, behavior, fault, completion_id)
         finally:

@@ -104,7 +104,8 @@ def test_missing_key_says_which_variable_to_set() -> None:
 def test_bad_options_exit_2_naming_the_problem(args: list[str], text: str) -> None:
     result = moa("ask", "hi", *args)
     assert result.returncode == 2
-    assert text in " ".join(result.stderr.split())
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert text in error
 
 
 def test_failed_layer_exits_1_with_one_line(server: SimulatedOpenAIServer) -> None:
@@ -132,13 +133,38 @@ def test_chat_history_persists_across_processes(server: SimulatedOpenAIServer, t
     assert "(0 earlier message(s))" in other.stderr
 
 
-def test_a_failed_chat_turn_keeps_the_chat_going(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+def test_a_failed_chat_turn_can_be_retried_or_left(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    db = str(tmp_path / "c.sqlite")
     server.set_behavior("agg", ModelBehavior(faults=[Fault(401, message="no [auth]")]))
-    result = moa(
-        "chat", "--db", str(tmp_path / "c.sqlite"), *sim_args(server, "p1"), stdin="first\nsecond\n"
-    )
-    assert result.returncode == 1
+    result = moa("chat", "--db", db, *sim_args(server, "p1"), stdin="first\n/retry\nsecond\n")
+    assert result.returncode == 0, result.stderr  # the failed turn was retried, so nothing failed in the end
     assert "error: aggregator openai:agg failed: AuthenticationError" in result.stderr
-    assert "no [auth]" in result.stderr  # messages are printed as they are, not as markup
-    assert result.stdout.strip() == "agg answer to: second [refs=1]"
-    assert result.stderr.strip().splitlines()[-1] == "error: 1 turn(s) failed; see the errors above"
+    assert "no [auth]" in result.stderr  # provider text is printed as it is, not as markup
+    assert result.stdout.splitlines() == ["agg answer to: first [refs=1]", "agg answer to: second [refs=1]"]
+    assert server.calls("p1") == 2  # /retry resumed at the aggregator: layer 1 was not asked again
+
+    server.set_behavior("agg", ModelBehavior(faults=[Fault(401)]))
+    left = moa("chat", "--db", db, *sim_args(server, "p1"), stdin="third\nfourth\n")
+    assert left.returncode == 1
+    assert "(the unanswered question was left out of the history)" in left.stderr
+    assert left.stderr.strip().splitlines()[-1] == "error: 1 turn(s) failed; see the errors above"
+    roles = [m["role"] for m in server.requests_for("agg")[-1]["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]  # no two user turns in a row
+
+
+def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_moa", "chat", "--db", str(tmp_path / "c.sqlite"), *sim_args(server, "p")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=moa_env(),
+    )
+    assert process.stderr is not None
+    assert "earlier message(s)" in process.stderr.readline()  # waiting at the prompt, stdin still open
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 130
+    process.stdin.close()

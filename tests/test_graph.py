@@ -120,6 +120,21 @@ async def test_failed_aggregator_is_an_error_and_resume_reruns_only_it() -> None
     assert len(models["fake:a"].prompts) == 1 and len(models["fake:b"].prompts) == 1
 
 
+async def test_resuming_with_another_configuration_is_refused() -> None:
+    agg = EchoModel(name="agg", fail_with=RuntimeError("down"))
+    graph = create_moa_graph(models={**fakes("a"), "fake:agg": agg}).compile(checkpointer=InMemorySaver())
+    config = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg")
+    thread = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(AggregatorError):
+        await graph.ainvoke(user("q"), thread, context=config)
+    agg.fail_with = None
+    with pytest.raises(ValueError, match="started with another MoA configuration"):
+        await graph.ainvoke(None, thread)  # no context: the defaults would call other models
+    assert agg.prompts and len(agg.prompts) == 1
+    state = await graph.ainvoke(None, thread, context=config)
+    assert state["messages"][-1].content == "agg: q (1 refs)"
+
+
 async def test_empty_aggregator_answer_is_an_error() -> None:
     class Empty(EchoModel):
         def _answer(self, messages):  # type: ignore[override]

@@ -9,7 +9,15 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from langgraph_moa import AggregatorError, LayerFailedError, create_moa_graph
+from langgraph_moa import (
+    AggregatorError,
+    ConfigError,
+    LayerFailedError,
+    MissingCredentialsError,
+    ModelSpec,
+    MoAConfig,
+    create_moa_graph,
+)
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import sim_config, user
 
@@ -188,23 +196,64 @@ async def test_secrets_stay_out_of_state_checkpoints_and_errors(
 ) -> None:
     secret = "sk-test-" + "S3CR3T" * 4
     monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # the user's OpenAI-compatible endpoint
     server.set_behavior("bad", ModelBehavior(faults=[Fault(401, message=f"Incorrect API key provided: {secret}")]))
     db = tmp_path / "ckpt.sqlite"
+    config = MoAConfig(proposers=["openai:ok", "openai:bad"], aggregator="openai:agg")
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         graph = create_moa_graph().compile(checkpointer=saver)
-        state = await graph.ainvoke(
-            user("q"), {"configurable": {"thread_id": "s"}}, context=sim_config(server, ["ok", "bad"])
-        )
-    assert server.requests_for("ok")  # the key was used for the calls
+        state = await graph.ainvoke(user("q"), {"configurable": {"thread_id": "s"}}, context=config)
+    assert set(server.api_keys) == {secret}  # OPENAI_BASE_URL gets OPENAI_API_KEY, as the SDK does
     assert state["failures"][0]["error_type"] == "AuthenticationError"
     assert secret not in repr(state) and "***" in state["failures"][0]["message"]
     assert secret.encode() not in db.read_bytes()
 
 
+async def test_a_named_base_url_never_receives_the_openai_key(server: SimulatedOpenAIServer, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-real-openai-key-123456")
+    monkeypatch.setenv("VLLM_KEY", "server-key-42")
+    graph = create_moa_graph().compile()
+    config = MoAConfig(
+        proposers=["openai:p", ModelSpec(model="openai:q", base_url=server.base_url, api_key_env="VLLM_KEY")],
+        aggregator="openai:agg",
+        base_url=server.base_url,
+    )
+    await graph.ainvoke(user("q"), context=config)
+    keys = dict(zip([r["model"] for r in server.requests], server.api_keys, strict=True))
+    assert keys == {"p": "not-needed", "q": "server-key-42", "agg": "not-needed"}
+
+
+async def test_unknown_provider_and_missing_key_stop_before_any_call(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    typo = MoAConfig(proposers=["openai:p"], aggregator="opnai:agg", base_url=server.base_url)
+    with pytest.raises(ConfigError, match="unknown provider 'opnai'"):
+        await graph.ainvoke(user("q"), context=typo)
+    no_key = MoAConfig(proposers=["openai:p"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=server.base_url)
+    with pytest.raises(MissingCredentialsError, match="needs TOGETHER_API_KEY"):
+        await graph.ainvoke(user("q"), context=no_key)
+    assert server.calls() == 0
+
+
+async def test_two_event_loops_each_get_working_clients(server: SimulatedOpenAIServer) -> None:
+    """A second ``asyncio.run`` in one process (scripts, notebooks) must not reuse dead connections."""
+    import threading
+
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p"])
+    answers: list[str] = []
+
+    def run_twice() -> None:
+        for _ in range(2):
+            answers.append(asyncio.run(graph.ainvoke(user("q"), context=config))["messages"][-1].content)
+
+    thread = threading.Thread(target=run_twice)
+    thread.start()
+    thread.join(timeout=30)
+    assert answers == ["agg answer to: q [refs=1]"] * 2
+
+
 async def test_provider_environment_variables_are_honoured(server: SimulatedOpenAIServer, monkeypatch) -> None:
     """Together through langchain-together and OpenAI through langchain-openai, both over HTTP."""
-    from langgraph_moa import MoAConfig
-
     monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test-key-0000")
     monkeypatch.setenv("TOGETHER_API_BASE", server.base_url)
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
@@ -221,8 +270,6 @@ async def test_provider_environment_variables_are_honoured(server: SimulatedOpen
 
 
 async def test_requests_per_second_spaces_calls_to_one_model(server: SimulatedOpenAIServer) -> None:
-    from langgraph_moa import MoAConfig, ModelSpec
-
     graph = create_moa_graph().compile()
     await warm_up(server, graph)
     limited = ModelSpec(model="openai:limited", requests_per_second=4)

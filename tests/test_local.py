@@ -84,19 +84,19 @@ async def test_proposer_server_killed_mid_run_is_a_recorded_failure(local_urls: 
     assert final["messages"][-1].text.strip()
 
 
-def test_cli_without_keys_uses_the_bundled_model() -> None:
+def test_cli_without_a_together_key_uses_the_bundled_model() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "langgraph_moa", "ask", QUESTION, "--max-tokens", "48"],
         capture_output=True,
         text=True,
-        env=moa_env(),
+        env=moa_env(OPENAI_API_KEY="sk-only-openai-000000"),  # the default preset needs Together
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     first_line = result.stderr.splitlines()[0]
-    assert "local preset (no TOGETHER_API_KEY, OPENAI_API_KEY or OPENAI_BASE_URL is set)" in first_line
-    assert "SmolLM2-135M-Instruct" in first_line
+    assert "local preset (no TOGETHER_API_KEY is set for the default preset moa-current)" in first_line
+    assert "Self-MoA, 3 samples of SmolLM2-135M-Instruct" in first_line
 
 
 def _port_closes(url: str, within: float = 15.0) -> bool:
