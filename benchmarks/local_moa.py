@@ -86,24 +86,27 @@ def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
     lines = [
         f"Local preset: Self-MoA of SmolLM2-135M-Instruct (Q4_1, llama.cpp, 2 cores), {layers} layers, "
         f"3 samples per proposer layer, max_tokens={max_tokens}; measured in one run by "
-        "`python benchmarks/local_moa.py`.",
+        "`python benchmarks/local_moa.py`. Seconds are this run on this machine and move with its load; "
+        "the ratios and shares are the comparable figures.",
         "",
-        "| prompt | MoA / single answer (wall time) | time to first token, MoA / single | "
-        + " | ".join(f"layer {n} share" for n in range(1, layers))
-        + " | aggregator share | proposer completion tok/s | aggregator streamed tok/s (prompt processing included) |",
-        "|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
+        "| prompt | MoA s | single s | MoA / single | time to first token, MoA / single | "
+        + " | ".join(f"layer {n} s (share)" for n in range(1, layers))
+        + " | aggregator s (share) | proposer completion tok/s | aggregator streamed tok/s (prompt processing included) |",
+        "|---|---|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
     ]
     for row in rows:
         m, s = row["moa"], row["single"]
-        shares, previous = [], 0.0
+        per_layer, previous = [], 0.0
         for n in range(1, layers):
             end = m["marks"].get(f"layer {n}", previous)
-            shares.append(f"{(end - previous) / m['total']:.0%}")
+            per_layer.append(f"{end - previous:.1f} ({(end - previous) / m['total']:.0%})")
             previous = end
         lines.append(
-            f"| {row['prompt']} | {m['total'] / s['total']:.1f}x | {m['first_token'] / s['first_token']:.1f}x | "
-            + " | ".join(shares)
-            + f" | {m['aggregator_time'] / m['total']:.0%} | {m['completion_tokens'] / m['total']:.0f} | "
+            f"| {row['prompt']} | {m['total']:.1f} | {s['total']:.1f} | {m['total'] / s['total']:.1f}x | "
+            f"{m['first_token'] / s['first_token']:.1f}x | "
+            + " | ".join(per_layer)
+            + f" | {m['aggregator_time']:.1f} ({m['aggregator_time'] / m['total']:.0%}) | "
+            f"{m['completion_tokens'] / m['total']:.0f} | "
             f"{m['aggregator_tokens'] / max(m['aggregator_time'], 1e-9):.0f} |"
         )
     moa_total = sum(r["moa"]["total"] for r in rows)

@@ -208,8 +208,10 @@ def config_from(context: Any, configurable: Mapping[str, Any] | None = None) -> 
     """Build the run's :class:`MoAConfig` from a runtime context or ``configurable``.
 
     Args:
-        context: ``runtime.context``: a ``MoAConfig``, a mapping of its fields
-            (optionally with ``"preset"``), or ``None``.
+        context: ``runtime.context``: a ``MoAConfig``, a mapping of its fields,
+            or ``None``. (LangGraph validates a mapping given as ``context=``
+            against ``MoAConfig`` itself, so a ``"preset"`` key works only
+            through ``configurable``.)
         configurable: ``config["configurable"]``, read when ``context`` is ``None``.
             Keys that are not ``MoAConfig`` fields (``thread_id`` and the like)
             are ignored.
