@@ -61,7 +61,7 @@ PresetOpt = Annotated[
         "--preset",
         "-p",
         help=f"One of: {', '.join([*PRESETS, LOCAL_PRESET])}. Default: {DEFAULT_PRESET}, "
-        f"or {LOCAL_PRESET} when no provider key is set.",
+        f"or {LOCAL_PRESET} when TOGETHER_API_KEY is not set.",
     ),
 ]
 LayersOpt = Annotated[int | None, typer.Option("--layers", "-l", help="Layers, counting the aggregator.")]
@@ -130,17 +130,7 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
         MoAError: the local model cannot be served.
     """
     if not options.wants_local():
-        return build_config(
-            preset=options.preset,
-            layers=options.layers,
-            proposers=options.proposers,
-            aggregator=options.aggregator,
-            temperature=options.temperature,
-            max_tokens=options.max_tokens,
-            base_url=options.base_url,
-            timeout=options.timeout,
-            min_proposals=options.min_proposals,
-        )
+        return build_config(options)
     if options.proposers or options.aggregator:
         raise typer.BadParameter("the local preset picks its own models: use --gguf instead of --proposer/--aggregator")
     why = (
@@ -169,46 +159,26 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
     return config
 
 
-def build_config(
-    *,
-    preset: str | None,
-    layers: int | None,
-    proposers: list[str] | None,
-    aggregator: str | None,
-    temperature: float | None,
-    max_tokens: int | None,
-    base_url: str | None,
-    timeout: float | None = None,
-    min_proposals: int | None = None,
-) -> MoAConfig:
-    """Turn command-line options into a validated :class:`MoAConfig`.
+def build_config(options: RunOptions) -> MoAConfig:
+    """Turn command-line options into a validated :class:`MoAConfig` from a hosted preset.
 
     Raises:
         typer.BadParameter: an option is invalid (exit status 2).
     """
 
     def model_name(name: str) -> str:
-        return f"openai:{name}" if base_url and ":" not in name else name
+        return f"openai:{name}" if options.base_url and ":" not in name else name
 
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "layers": layers,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "min_proposals": min_proposals,
-        }.items()
-        if value is not None
-    }
-    if proposers:
-        overrides["proposers"] = [model_name(p) for p in proposers]
+    overrides = options.overrides()
+    if options.base_url:
+        overrides["base_url"] = options.base_url
+    if options.proposers:
+        overrides["proposers"] = [model_name(p) for p in options.proposers]
         overrides["layer_proposers"] = None
-    if aggregator:
-        overrides["aggregator"] = model_name(aggregator)
+    if options.aggregator:
+        overrides["aggregator"] = model_name(options.aggregator)
     try:
-        return get_preset(preset or DEFAULT_PRESET, **overrides)
+        return get_preset(options.preset or DEFAULT_PRESET, **overrides)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--preset") from None
     except ValidationError as exc:
