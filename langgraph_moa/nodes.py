@@ -1,7 +1,8 @@
 """The nodes of the MoA graph and its routing.
 
-- ``prepare`` starts a turn: it checks the input and clears the previous turn's
-  proposals, failures and usage, so references never leak between turns.
+- ``prepare`` starts a turn: it checks the input, every model's provider and
+  API key (before any call), and clears the previous turn's proposals,
+  failures and usage, so references never leak between turns.
 - ``route_layer`` fans a proposer layer out as one LangGraph ``Send`` per
   proposer slot (all run in the same step, in parallel), or routes to the
   aggregator after the last proposer layer.
