@@ -411,7 +411,7 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
         run_config = {"configurable": {"thread_id": thread}}
         snapshot = await graph.aget_state(run_config)
         history = snapshot.values.get("messages", []) if snapshot.values else []
-        can_retry = bool(snapshot.next)  # an earlier session's turn stopped part-way
+        can_retry = bool(snapshot.next)  # a turn of an earlier run stopped part-way
         err.print(
             f"thread [bold]{escape(thread)}[/bold] ({len(history)} earlier message(s)) in {escape(str(db))}; "
             "type /exit or press Ctrl-D to leave" + (", /retry to finish the interrupted turn" if can_retry else "")
