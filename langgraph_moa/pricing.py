@@ -1,9 +1,9 @@
 """Token prices and cost estimates.
 
 Prices are US dollars per million tokens, keyed by the full ``"provider:model"``
-string. The table holds list prices as the providers published them; they change,
-so treat the estimate as an estimate and override any entry through
-``MoAConfig(prices={...})``. Models missing from the table (local servers, for
+string. The table holds approximate list prices; they were not checked against
+the providers' current price pages and they change, so treat the estimate as an
+estimate and override any entry through ``MoAConfig(prices={...})``. Models missing from the table (local servers, for
 example) cost nothing in the estimate and are listed as unpriced.
 """
 
