@@ -83,12 +83,17 @@ def _key_variable(spec: ModelSpec, config: MoAConfig) -> tuple[str | None, bool]
     return API_KEY_VARIABLES.get(spec.provider), False
 
 
-def missing_credentials(spec: ModelSpec, config: MoAConfig) -> str | None:
-    """Name the unset API-key variable ``spec`` needs, or ``None`` if it can run."""
+def api_key(spec: ModelSpec, config: MoAConfig) -> str | None:
+    """The key ``spec`` is called with (``None``: the client's own default or none).
+
+    Raises:
+        MissingCredentialsError: the variable ``spec`` needs is not set.
+    """
     variable, optional = _key_variable(spec, config)
-    if variable is None or optional or os.environ.get(variable):
-        return None
-    return variable
+    key = os.environ.get(variable) if variable else None
+    if variable and not key and not optional:
+        raise MissingCredentialsError(spec.model, variable)
+    return key
 
 
 def check_credentials(config: MoAConfig, *, skip: frozenset[str] = frozenset()) -> None:
@@ -111,9 +116,7 @@ def check_credentials(config: MoAConfig, *, skip: frozenset[str] = frozenset()) 
                 f"model {spec.model!r}: unknown provider {spec.provider!r}; use one of "
                 f"{', '.join(sorted(known))} (an OpenAI-compatible server is 'openai:' with a base_url)"
             )
-        variable = missing_credentials(spec, config)
-        if variable:
-            raise MissingCredentialsError(spec.model, variable)
+        api_key(spec, config)
 
 
 class ModelResolver:
@@ -146,10 +149,7 @@ class ModelResolver:
         if spec.model in self._models:
             model: Runnable = self._models[spec.model]
         else:
-            variable, optional = _key_variable(spec, config)
-            key = os.environ.get(variable) if variable else None
-            if variable and not key and not optional:
-                raise MissingCredentialsError(spec.model, variable)
+            key = api_key(spec, config)
             settings = (
                 spec.model,
                 spec.temperature if spec.temperature is not None else config.temperature,
