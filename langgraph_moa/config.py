@@ -157,6 +157,19 @@ class MoAConfig(BaseModel):
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Extra or overriding prices per 'provider:model', $ per 1M tokens."
     )
+    review: bool = Field(
+        default=False,
+        description="Pause before the final aggregation (a LangGraph interrupt) so a person or a parent graph "
+        "can inspect, edit or drop the last layer's proposals, then resume. Needs a checkpointer.",
+    )
+    aggregator_tools: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tools the aggregator may call, as OpenAI tool schemas (ChatMoA.bind_tools fills this). "
+        "A tool call comes back in the final AIMessage; proposers see tool results as text.",
+    )
+    aggregator_tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description="tool_choice for the aggregator's tools: 'auto', 'any', 'none' or a tool name."
+    )
 
     @field_validator("base_url")
     @classmethod

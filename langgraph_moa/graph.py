@@ -19,10 +19,12 @@ from langgraph_moa.nodes import (
     JOIN_NODE,
     PREPARE_NODE,
     PROPOSER_NODE,
+    REVIEW_NODE,
     make_aggregate,
     make_join_layer,
     make_prepare,
     make_propose,
+    make_review,
     route_layer,
 )
 from langgraph_moa.state import InputState, MoAState
@@ -85,11 +87,14 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel] | None = None) -> St
     builder.add_node(PREPARE_NODE, make_prepare(resolve))
     builder.add_node(PROPOSER_NODE, make_propose(resolve))
     builder.add_node(JOIN_NODE, make_join_layer())
+    builder.add_node(REVIEW_NODE, make_review())
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
     builder.add_edge(START, PREPARE_NODE)
-    builder.add_conditional_edges(PREPARE_NODE, route_layer, [PROPOSER_NODE, AGGREGATOR_NODE])
+    targets = [PROPOSER_NODE, REVIEW_NODE, AGGREGATOR_NODE]
+    builder.add_conditional_edges(PREPARE_NODE, route_layer, targets)
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
-    builder.add_conditional_edges(JOIN_NODE, route_layer, [PROPOSER_NODE, AGGREGATOR_NODE])
+    builder.add_conditional_edges(JOIN_NODE, route_layer, targets)
+    builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder
 

@@ -11,12 +11,17 @@
   provider never cancels its siblings.
 - ``join_layer`` closes a layer: it needs ``min_proposals`` successes, otherwise
   it raises :class:`~langgraph_moa.errors.LayerFailedError` naming every failure.
+- ``review`` (only when ``MoAConfig.review`` is set) pauses the run with a
+  LangGraph ``interrupt`` before the aggregation, showing the last layer's
+  proposals; the value it is resumed with keeps, edits or drops them.
 - ``aggregate`` writes the final answer from the last layer's references; its
-  tokens are the only ones on the ``messages`` stream.
+  tokens are the only ones on the ``messages`` stream. With
+  ``MoAConfig.aggregator_tools`` it may answer with tool calls instead.
 
 Every node emits progress on the ``custom`` stream (``get_stream_writer``) as
 dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
-``proposer_done``, ``proposer_failed``, ``layer_done``, ``aggregator_started``.
+``proposer_done``, ``proposer_failed``, ``layer_done``, ``review_done``,
+``aggregator_started``.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from collections.abc import Mapping, Sequence
+
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, Send
+from langgraph.types import Overwrite, Send, interrupt
 
 from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig, config_from
 from langgraph_moa.errors import AggregatorError, EmptyResponseError, LayerFailedError
 from langgraph_moa.models import ModelResolver, describe_error
 from langgraph_moa.pricing import estimate_cost
-from langgraph_moa.prompts import inject_references
+from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.state import (
     Failure,
     MoAState,
@@ -53,6 +61,7 @@ PROPOSER_NODE = "propose"
 JOIN_NODE = "join_layer"
 AGGREGATOR_NODE = "aggregate"
 PREPARE_NODE = "prepare"
+REVIEW_NODE = "review"
 
 
 def run_config(runtime: Runtime[MoAConfig] | None, config: RunnableConfig | None) -> MoAConfig:
@@ -82,27 +91,50 @@ def references_of(state: MoAState, layer: int) -> list[str]:
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
 
 
-def _usage_record(message: BaseMessage, layer: int, slot: int, model: str, role: Any) -> UsageRecord:
-    meta = getattr(message, "usage_metadata", None) or {}
+def _usage_record(
+    calls: Sequence[BaseMessage], layer: int, slot: int, model: str, role: Any
+) -> UsageRecord:
+    """Usage of one proposer or aggregator, summed over the model calls it made."""
+    metas = [m.usage_metadata for m in calls if getattr(m, "usage_metadata", None)]  # type: ignore[attr-defined]
     return UsageRecord(
         layer=layer,
         slot=slot,
         model=model,
         role=role,
-        input_tokens=int(meta.get("input_tokens", 0)),
-        output_tokens=int(meta.get("output_tokens", 0)),
-        reported=bool(meta),
+        input_tokens=sum(int(meta.get("input_tokens", 0)) for meta in metas),
+        output_tokens=sum(int(meta.get("output_tokens", 0)) for meta in metas),
+        reported=bool(metas),
     )
 
 
-async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> AIMessage:
+async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> tuple[AIMessage, list[AIMessage]]:
+    """Call a chat model, or an agent that takes and returns ``{"messages": [...]}``.
+
+    Returns:
+        ``(answer, calls)``: the final answer, and every model reply the call made
+        (one for a chat model; an agent's whole loop, tool-calling turns included),
+        whose usage is summed.
+    """
     async with asyncio.timeout(timeout):
-        result = await model.ainvoke(messages)
-    if not isinstance(result, AIMessage):
+        if isinstance(model, BaseChatModel) or isinstance(getattr(model, "bound", None), BaseChatModel):
+            result: Any = await model.ainvoke(messages)
+        else:
+            result = await model.ainvoke({"messages": messages})
+    calls: list[AIMessage]
+    if isinstance(result, Mapping) and isinstance(result.get("messages"), list):
+        # an agent: its answer is its last message; the replies it added are its calls
+        added = result["messages"][len(messages) :]
+        calls = [m for m in added if isinstance(m, AIMessage)]
+        last = result["messages"][-1] if result["messages"] else None
+        result = last if isinstance(last, AIMessage) else AIMessage(content=getattr(last, "text", ""))
+    elif isinstance(result, AIMessage):
+        calls = [result]
+    else:
         result = AIMessage(content=getattr(result, "content", str(result)))
-    if not result.text.strip():
+        calls = [result]
+    if not result.text.strip() and not result.tool_calls:
         raise EmptyResponseError("the model returned no text")
-    return result
+    return result, calls
 
 
 def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
@@ -135,12 +167,12 @@ def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
 
 def route_layer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["aggregate"]:
-    """Fan out the next proposer layer, or go to the aggregator after the last one."""
+) -> list[Send] | Literal["review", "aggregate"]:
+    """Fan out the next proposer layer; after the last one, go to review or the aggregator."""
     cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
     layer = state["layer"]
     if layer >= cfg.layers:
-        return AGGREGATOR_NODE
+        return REVIEW_NODE if cfg.review and cfg.layers > 1 else AGGREGATOR_NODE
     references = references_of(state, layer - 1)
     return [
         Send(
@@ -170,8 +202,11 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         started = time.perf_counter()
         try:
             model = resolve(spec, cfg, streaming=False)
-            messages = inject_references(inp["messages"], inp["references"], cfg.aggregation_prompt)
-            answer = await _call(model, messages, cfg.timeout)
+            history = tool_turns_as_text(inp["messages"])
+            messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
+            answer, calls = await _call(model, messages, cfg.timeout)
+            if not answer.text.strip():
+                raise EmptyResponseError("the proposer answered with tool calls but no text")
         except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
             error_type, message = describe_error(exc)
             write({"event": "proposer_failed", **where, "error_type": error_type, "message": message})
@@ -180,7 +215,7 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         write({"event": "proposer_done", **where, "seconds": round(seconds, 3)})
         return {
             "proposals": [Proposal(**where, content=answer.text)],
-            "usage": [_usage_record(answer, layer, slot, spec.model, "proposer")],
+            "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],
         }
 
     return propose
@@ -229,11 +264,13 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
         messages = inject_references(state["messages"], references, cfg.aggregation_prompt)
         try:
             model = resolve(spec, cfg, streaming=True)
-            answer = await _call(model, messages, cfg.timeout)
+            if cfg.aggregator_tools:
+                model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
+            answer, calls = await _call(model, messages, cfg.timeout)
         except Exception as exc:
             error_type, message = describe_error(exc)
             raise AggregatorError(spec.model, error_type, message) from None
-        usage = [_usage_record(answer, layer, 0, spec.model, "aggregator")]
+        usage = [_usage_record(calls, layer, 0, spec.model, "aggregator")]
         return {
             "messages": [answer],
             "usage": usage,
@@ -241,3 +278,69 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
         }
 
     return aggregate
+
+
+def make_review() -> Callable[..., Any]:
+    """Build the ``review`` node: a human (or parent graph) checks the last proposals.
+
+    The run pauses with a LangGraph ``interrupt`` whose value is::
+
+        {"layer": n, "proposals": [Proposal, ...], "failures": [Failure, ...],
+         "instructions": "..."}
+
+    Resume it with ``Command(resume=...)``:
+
+    - ``None`` or ``True``: keep the proposals as they are;
+    - ``{"proposals": [...]}``: the proposals to aggregate, in order. Each entry is
+      a proposal as shown (its ``content`` may be edited) or a plain string (text
+      written by the reviewer). Proposals left out are dropped.
+    """
+
+    async def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
+        layer = cfg.layers - 1
+        current = [p for p in state.get("proposals", []) if p["layer"] == layer]
+        decision = interrupt(
+            {
+                "layer": layer,
+                "proposals": current,
+                "failures": [f for f in state.get("failures", []) if f["layer"] == layer],
+                "instructions": "resume with None to keep these proposals, or with "
+                "{'proposals': [...]} listing the ones to aggregate (edited or as plain strings)",
+            }
+        )
+        if decision is None or decision is True:
+            get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(current), "edited": False})
+            return {}
+        reviewed = _reviewed_proposals(decision, layer, current)
+        if len(reviewed) < cfg.min_proposals:
+            raise ConfigError(
+                f"review kept {len(reviewed)} proposal(s) but min_proposals={cfg.min_proposals}: "
+                "resume again with more proposals"
+            )
+        others = [p for p in state.get("proposals", []) if p["layer"] != layer]
+        get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(reviewed), "edited": True})
+        return {"proposals": Overwrite([*others, *reviewed])}
+
+    return review
+
+
+def _reviewed_proposals(decision: Any, layer: int, current: list[Proposal]) -> list[Proposal]:
+    """The proposals a review resumed with, renumbered by slot in the order given."""
+    entries = decision.get("proposals") if isinstance(decision, Mapping) else None
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"review: resume with None or {{'proposals': [...]}}, got {type(decision).__name__} {decision!r:.80}"
+        )
+    out: list[Proposal] = []
+    for slot, entry in enumerate(entries):
+        if isinstance(entry, str):
+            model, content = "reviewer", entry
+        elif isinstance(entry, Mapping) and isinstance(entry.get("content"), str):
+            model, content = str(entry.get("model", "reviewer")), entry["content"]
+        else:
+            raise ConfigError(f"review: proposal {slot} must be a string or a mapping with 'content', got {entry!r:.80}")
+        if not content.strip():
+            raise ConfigError(f"review: proposal {slot} is empty; leave it out to drop it")
+        out.append(Proposal(layer=layer, slot=slot, model=model, content=content))
+    return out

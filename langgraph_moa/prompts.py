@@ -7,9 +7,10 @@ Table 1), as used by Together AI's reference implementation ``togethercomputer/M
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from langchain_core.messages import AnyMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 
 AGGREGATE_AND_SYNTHESIZE = (
     "You have been provided with a set of responses from various open-source models to the "
@@ -61,4 +62,28 @@ def inject_references(
         out[0] = SystemMessage(content=f"{existing}\n\n{block}", id=first.id)
     else:
         out.insert(0, SystemMessage(content=block))
+    return out
+
+
+def tool_turns_as_text(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """Rewrite the tool-calling turns of ``messages`` as plain text, for proposers.
+
+    When MoA drives a tool-calling loop (its aggregator has tools bound), the
+    conversation holds assistant tool calls and ``ToolMessage`` results. Proposers
+    have no tools bound, and many servers reject tool turns without tool
+    definitions, so they see the same evidence as text: an assistant turn lists
+    the calls it made, and each tool result becomes a user turn naming the tool.
+    Other messages are returned unchanged.
+    """
+    out: list[AnyMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = "; ".join(f"{c['name']}({json.dumps(c['args'], sort_keys=True)})" for c in message.tool_calls)
+            text = f"{message.text}\n" if message.text.strip() else ""
+            out.append(AIMessage(content=f"{text}[called tools: {calls}]", id=message.id))
+        elif isinstance(message, ToolMessage):
+            name = message.name or "tool"
+            out.append(HumanMessage(content=f"[result of tool {name}]\n{message.text}", id=message.id))
+        else:
+            out.append(message)
     return out
