@@ -1,0 +1,695 @@
+"""Serve MoA as an OpenAI-compatible chat-completions API.
+
+Any OpenAI client (the ``openai`` SDK, LibreChat, Continue, Open WebUI) can use
+MoA as if it were one model:
+
+- ``GET /v1/models`` lists the served model ids: the presets and any assistants
+  you configure (:attr:`APISettings.assistants`).
+- ``POST /v1/chat/completions`` runs one MoA turn. ``model`` picks the assistant;
+  ``temperature`` and ``max_tokens`` (or ``max_completion_tokens``) apply to the
+  aggregator, the proposers keep the assistant's settings. ``stream: true``
+  answers with server-sent ``chat.completion.chunk`` events and a final
+  ``data: [DONE]``; ``stream_options.include_usage`` adds a last chunk with
+  ``usage``. ``store: true`` keeps the run in the server's checkpointer, where
+  ``GET /v1/chat/completions/{id}`` finds it again.
+- ``usage`` counts the tokens of every model call of the turn (proposers and
+  aggregator), since that is what the request cost. The MoA details (every
+  proposal, every failure, usage per layer and per model, estimated cost) are
+  in the extension field ``moa`` of the completion (of the last content chunk
+  when streaming); standard clients ignore it, the ``openai`` SDK exposes it as
+  ``completion.moa``.
+
+Each request is independent: its ``messages`` are the whole conversation and no
+state is shared between requests. Errors have OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}``:
+
+======  =====================================================================
+status  when
+======  =====================================================================
+400     the body is not a valid request, or asks for more than the limits
+404     ``model`` is not served (the message lists the served ids)
+413     the body is larger than ``max_request_bytes``
+429     the upstream providers rate-limited every proposer, or the aggregator
+502     every proposer of a layer failed (``proposers_failed``), or the
+        aggregator failed (``aggregator_failed``)
+503     a provider key the model needs is not set on the server (the message
+        names the variable, never a key)
+504     the aggregator gave no answer within the assistant's ``timeout``
+======  =====================================================================
+
+Errors found before the first answer token (every proposer failure is) get
+their status code even when streaming: the response starts with the first
+token. A failure after that ends the stream with an ``error`` event, which
+the ``openai`` SDK raises as ``APIError``.
+
+A client that disconnects cancels its run and with it the upstream calls.
+
+Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sse_starlette import EventSourceResponse
+
+from langgraph_moa.concurrency import ProviderConcurrencyLimit
+from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
+from langgraph_moa.errors import AggregatorError, LayerFailedError, MissingCredentialsError
+from langgraph_moa.models import redact
+from langgraph_moa.nodes import AGGREGATOR_NODE
+from langgraph_moa.presets import PRESETS
+
+__all__ = [
+    "APISettings",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ModelList",
+    "OpenAIError",
+    "create_openai_router",
+    "error_for",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class APISettings(BaseModel):
+    """What the OpenAI-compatible API serves, and its limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    assistants: dict[str, MoAConfig] = Field(
+        default_factory=lambda: dict(PRESETS),
+        description="The served model ids and their MoA configurations (default: every preset).",
+    )
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    max_tokens: int = Field(
+        default=4096, ge=1, description="Largest max_tokens (or max_completion_tokens) a request may ask for."
+    )
+    provider_concurrency: int = Field(
+        default=16, ge=1, description="Upstream model calls in flight per provider endpoint, across all requests."
+    )
+
+    def served(self, model: str) -> MoAConfig:
+        """The configuration served as ``model``.
+
+        Raises:
+            OpenAIError: 404, ``model`` is not served.
+        """
+        try:
+            return self.assistants[model]
+        except KeyError:
+            raise OpenAIError(
+                404,
+                f"The model {model!r} does not exist on this server; use one of: {', '.join(self.assistants)}",
+                type="invalid_request_error",
+                param="model",
+                code="model_not_found",
+            ) from None
+
+
+# --------------------------------------------------------------------------- request
+
+
+class TextPart(BaseModel):
+    """A text part of a message's content."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation, in OpenAI's format (text only)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's text, parts joined by newlines."""
+        if isinstance(self.content, list):
+            return "\n".join(part.text for part in self.content)
+        return self.content or ""
+
+    def to_langchain(self) -> BaseMessage:
+        """The LangChain message the graph receives (``developer`` counts as ``system``)."""
+        kwargs: dict[str, Any] = {"name": self.name} if self.name else {}
+        if self.role in ("system", "developer"):
+            return SystemMessage(content=self.text(), **kwargs)
+        if self.role == "user":
+            return HumanMessage(content=self.text(), **kwargs)
+        return AIMessage(content=self.text(), **kwargs)
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with ``usage``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``.
+
+    Parameters MoA has no use for (``top_p``, ``stop``, ``user``, penalties, ...)
+    are accepted and ignored, as many clients send them. ``n`` above 1, tools
+    and non-text content are refused with 400.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1, description="MoA writes one answer per request.")
+    tools: list[Any] | None = Field(default=None, max_length=0, description="MoA models call no tools.")
+    store: bool = False
+
+    def token_limit(self) -> int | None:
+        """The aggregator's completion token limit the request asks for, if any."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Usage(BaseModel):
+    """Token usage, summed over every model call of the turn."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(BaseModel):
+    """The answer."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class Choice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: ResponseMessage
+    logprobs: None = None
+    finish_reason: str = "stop"
+
+
+class ChatCompletion(BaseModel):
+    """A ``chat.completion`` object, with the MoA details in ``moa``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: None = None
+    moa: dict[str, Any]
+
+
+class Delta(BaseModel):
+    """What a chunk adds to the answer."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a chunk."""
+
+    index: int = 0
+    delta: Delta
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """A ``chat.completion.chunk`` event of a streamed completion."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: None = None
+    moa: dict[str, Any] | None = None
+
+
+class ModelCard(BaseModel):
+    """One served model id."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "langgraph-moa"
+
+
+class ModelList(BaseModel):
+    """The answer of ``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape with an HTTP status.
+
+    Attributes:
+        status: The HTTP status code.
+        message: What failed and what to do; never holds a key.
+        type: OpenAI's error type (``invalid_request_error``, ``server_error``, ...).
+        param: The request field at fault, if one is.
+        code: A machine-readable code (``model_not_found``, ``proposers_failed``, ...).
+    """
+
+    def __init__(
+        self, status: int, message: str, *, type: str, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = redact(message)
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        """The error as a JSON response."""
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+def _bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> OpenAIError:
+    return OpenAIError(400, message, type="invalid_request_error", param=param, code=code)
+
+
+def _upstream_status(error_types: list[str]) -> tuple[int, str]:
+    if error_types and all(t == "RateLimitError" for t in error_types):
+        return 429, "rate_limit_error"
+    if error_types and all(t == "TimeoutError" for t in error_types):
+        return 504, "server_error"
+    return 502, "server_error"
+
+
+def error_for(exc: BaseException, model: str) -> OpenAIError:
+    """The OpenAI error answering a failed MoA run of served ``model``."""
+    if isinstance(exc, OpenAIError):
+        return exc
+    if isinstance(exc, LayerFailedError):
+        status, kind = _upstream_status([f["error_type"] for f in exc.failures])
+        code = "rate_limit_exceeded" if status == 429 else "proposers_failed"
+        return OpenAIError(status, str(exc), type=kind, code=code)
+    if isinstance(exc, AggregatorError):
+        status, kind = _upstream_status([exc.error_type])
+        code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(status, "aggregator_failed")
+        return OpenAIError(status, str(exc), type=kind, code=code)
+    if isinstance(exc, MissingCredentialsError):
+        return OpenAIError(
+            503,
+            f"model {model!r} is not available on this server: {exc.model} needs {exc.variable}, "
+            "which is not set where the server runs",
+            type="server_error",
+            code="missing_credentials",
+        )
+    if isinstance(exc, ConfigError):
+        return OpenAIError(
+            500, f"model {model!r} is misconfigured on this server: {exc}", type="server_error", code="invalid_config"
+        )
+    logger.error("MoA run of %s failed: %s: %s", model, type(exc).__name__, redact(str(exc)))
+    return OpenAIError(
+        500, f"the MoA run failed: {type(exc).__name__}; see the server log", type="server_error", code="internal_error"
+    )
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int) -> MoAConfig:
+    """``base`` with the request's temperature and token limit on its aggregator."""
+    max_tokens = request.token_limit()
+    if max_tokens is not None and max_tokens > limit:
+        param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        raise _bad_request(f"{param}={max_tokens} is above this server's limit of {limit}", param=param)
+    changes: dict[str, Any] = {}
+    if request.temperature is not None:
+        changes["temperature"] = request.temperature
+    if max_tokens is not None:
+        changes["max_tokens"] = max_tokens
+    if not changes:
+        return base
+    aggregator = base.aggregator.model_copy(update=changes)  # both already validated by the request model
+    return base.model_copy(update={"aggregator": aggregator})
+
+
+def moa_details(state: Mapping[str, Any], config: MoAConfig, assistant: str) -> dict[str, Any]:
+    """The ``moa`` extension field: proposals, failures and usage of a finished turn."""
+    summary = state.get("usage_summary") or {}
+    return {
+        "assistant": assistant,
+        "layers": config.layers,
+        "aggregator": config.aggregator.model,
+        "proposals": list(state.get("proposals", [])),
+        "failures": list(state.get("failures", [])),
+        "usage": {
+            "by_layer": summary.get("by_layer", {}),
+            "by_model": summary.get("by_model", {}),
+            "calls": list(state.get("usage", [])),
+        },
+        "cost_usd": summary.get("cost_usd"),
+        "unpriced_models": summary.get("unpriced_models", []),
+    }
+
+
+def _usage(state: Mapping[str, Any]) -> Usage:
+    total = (state.get("usage_summary") or {}).get("total") or {}
+    prompt, completion = int(total.get("input_tokens", 0)), int(total.get("output_tokens", 0))
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def _answer(state: Mapping[str, Any]) -> AIMessage:
+    messages = state.get("messages") or []
+    if not messages or not isinstance(messages[-1], AIMessage):
+        raise OpenAIError(500, "the MoA run ended without an answer", type="server_error", code="no_answer")
+    return messages[-1]
+
+
+def _finish_reason(answer: AIMessage) -> str:
+    reason = (answer.response_metadata or {}).get("finish_reason")
+    return reason if reason in ("stop", "length", "content_filter") else "stop"
+
+
+class _Run:
+    """One MoA turn on a background task, its events on a queue.
+
+    Events: ``("token", str)`` for each aggregator token (when streaming),
+    then ``("done", final state)`` or ``("error", exception)``.
+    """
+
+    def __init__(self, graph: Any, inputs: dict[str, Any], run_config: dict[str, Any], config: MoAConfig, stream: bool):
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(graph, inputs, run_config, config, stream))
+
+    async def _run(
+        self, graph: Any, inputs: dict[str, Any], run_config: dict[str, Any], config: MoAConfig, stream: bool
+    ) -> None:
+        final: Any = None
+        modes = ["messages", "values"] if stream else ["values"]
+        # a stored run is written once, when it ends: nothing can resume it over this API
+        extra = {"durability": "exit"} if "configurable" in run_config else {}
+        try:
+            async for mode, chunk in graph.astream(inputs, run_config, context=config, stream_mode=modes, **extra):
+                if mode == "values":
+                    final = chunk
+                    continue
+                message, metadata = chunk
+                if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
+                    if message.text:
+                        self.events.put_nowait(("token", message.text))
+        except Exception as exc:  # reported to the client; cancellation is not caught
+            self.events.put_nowait(("error", exc))
+        else:
+            self.events.put_nowait(("done", final or {}))
+
+    async def next(self, request: Request) -> tuple[str, Any] | None:
+        """The next event, or ``None`` (and the run cancelled) if the client went away first."""
+        get = asyncio.ensure_future(self.events.get())
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not get.done():
+                get.cancel()
+        if get.done() and not get.cancelled():
+            return get.result()
+        self.cancel()
+        return None
+
+    def cancel(self) -> None:
+        """Stop the run and its upstream calls."""
+        self.task.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client closes the connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(
+        413, f"the request body is larger than this server's limit of {limit} bytes", type="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+def _parse(body: bytes) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "json_invalid":
+            raise _bad_request(f"the body is not valid JSON: {first['msg']}") from None
+        message = describe_validation_error(exc).replace("invalid MoA configuration: ", "invalid request: ", 1)
+        if param == "n" or param == "tools":
+            message = "MoA writes one answer per request and calls no tools: " + message
+        if param and param.startswith("messages") and "role" in param:
+            message += " (tool messages are not supported)"
+        raise _bad_request(message, param=param) from None
+
+
+# --------------------------------------------------------------------------- router
+
+
+def create_openai_router(
+    settings: APISettings | None = None,
+    *,
+    graph: Any = None,
+    store_graph: Any = None,
+) -> APIRouter:
+    """The OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``).
+
+    Args:
+        settings: Served assistants and limits; ``APISettings()`` by default (every preset).
+        graph: The compiled MoA graph the requests run on, without a checkpointer
+            (each request is a new conversation); ``None`` builds the default.
+        store_graph: The same graph compiled with a checkpointer, for requests
+            with ``store: true`` (its thread id is the completion id). ``None``:
+            nothing is stored and ``store`` is ignored. Its ``checkpointer`` is
+            read per request, so it may be set once the server has started.
+
+    Returns:
+        A FastAPI ``APIRouter``; include it with ``app.include_router(router)``.
+        Authentication is the app's concern (see :func:`langgraph_moa.server.create_app`).
+
+    Example:
+        ```python
+        from fastapi import FastAPI
+        from langgraph_moa.openai_api import APISettings, create_openai_router
+
+        app = FastAPI()
+        app.include_router(create_openai_router(APISettings(max_tokens=2048)))
+        # uvicorn.run(app); then: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-")
+        ```
+    """
+    settings = settings or APISettings()
+    if graph is None:
+        from langgraph_moa.graph import create_moa_graph
+
+        graph = create_moa_graph().compile(name="moa")
+    limit = ProviderConcurrencyLimit(settings.provider_concurrency)
+    router = APIRouter(tags=["OpenAI-compatible API"])
+
+    @router.get("/v1/models", response_model=ModelList)
+    async def list_models() -> ModelList:
+        """The served model ids: the configured assistants and presets."""
+        return ModelList(data=[ModelCard(id=name) for name in settings.assistants])
+
+    @router.get("/v1/models/{model:path}", response_model=ModelCard)
+    async def get_model(model: str) -> Any:
+        """One served model id, or 404."""
+        try:
+            settings.served(model)
+        except OpenAIError as exc:
+            return exc.response()
+        return ModelCard(id=model)
+
+    @router.get("/v1/chat/completions/{completion_id}", response_model=ChatCompletion)
+    async def get_completion(completion_id: str) -> Any:
+        """A completion created with ``store: true``, from the checkpointer."""
+        saver = getattr(store_graph, "checkpointer", None)
+        snapshot = None
+        if saver is not None:
+            snapshot = await store_graph.aget_state({"configurable": {"thread_id": completion_id}})
+        if snapshot is None or not snapshot.values or snapshot.next:
+            return OpenAIError(
+                404, f"no stored completion {completion_id!r} (only requests with store: true are kept)",
+                type="invalid_request_error", param="completion_id", code="not_found",
+            ).response()
+        model = str(snapshot.metadata.get("openai_model", ""))
+        config = settings.assistants.get(model) or MoAConfig.model_construct(layers=0)
+        state = snapshot.values
+        answer = _answer(state)
+        return ChatCompletion(
+            id=completion_id,
+            created=int(snapshot.metadata.get("openai_created", 0)),
+            model=model,
+            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
+            usage=_usage(state),
+            moa=moa_details(state, config, model),
+        )
+
+    @router.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletion,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "A completion, or chunks when streaming"}},
+    )
+    async def chat_completions(request: Request) -> Response:
+        """Answer the conversation with Mixture-of-Agents."""
+        model = "?"
+        try:
+            body = _parse(await _read_body(request, settings.max_request_bytes))
+            model = body.model
+            config = _request_config(settings.served(model), body, settings.max_tokens)
+        except OpenAIError as exc:
+            return exc.response()
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        stored = body.store and getattr(store_graph, "checkpointer", None) is not None
+        run_graph = store_graph if stored else graph
+        run_config: dict[str, Any] = {
+            "callbacks": [limit],
+            "run_name": "moa",
+            "metadata": {"openai_model": model, "openai_created": created},
+        }
+        if stored:
+            run_config["configurable"] = {"thread_id": completion_id}
+        inputs = {"messages": [m.to_langchain() for m in body.messages]}
+        run = _Run(run_graph, inputs, run_config, config, body.stream)
+        if body.stream:
+            return await _stream(run, request, body, config, completion_id, created)
+        event = await run.next(request)
+        if event is None:
+            return Response(status_code=499)  # the client is gone; nobody reads this
+        kind, value = event
+        if kind == "error":
+            return error_for(value, model).response()
+        try:
+            answer = _answer(value)
+        except OpenAIError as exc:
+            return exc.response()
+        completion = ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=model,
+            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
+            usage=_usage(value),
+            moa=moa_details(value, config, model),
+        )
+        return JSONResponse(completion.model_dump(mode="json"))
+
+    return router
+
+
+async def _stream(
+    run: _Run, request: Request, body: ChatCompletionRequest, config: MoAConfig, completion_id: str, created: int
+) -> Response:
+    """Wait for the first event (so early errors keep their status code), then stream."""
+    first = await run.next(request)
+    if first is None:
+        return Response(status_code=499)
+    if first[0] == "error":
+        return error_for(first[1], body.model).response()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: Delta | None, finish_reason: str | None = None, **extra: Any) -> dict[str, str]:
+        choices = [ChunkChoice(delta=delta, finish_reason=finish_reason)] if delta is not None else []
+        payload = ChatCompletionChunk(
+            id=completion_id, created=created, model=body.model, choices=choices, **extra
+        )
+        return {"data": payload.model_dump_json(exclude_none=False)}
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            yield chunk(Delta(role="assistant", content=""))
+            event: tuple[str, Any] = first
+            sent = False
+            while True:
+                kind, value = event
+                if kind == "token":
+                    sent = True
+                    yield chunk(Delta(content=value))
+                elif kind == "error":
+                    yield {"data": _json(error_for(value, body.model).body())}
+                    return
+                else:
+                    try:
+                        answer = _answer(value)
+                    except OpenAIError as exc:
+                        yield {"data": _json(exc.body())}
+                        return
+                    if not sent:  # a model that did not stream: the answer in one piece
+                        yield chunk(Delta(content=answer.text))
+                    details = moa_details(value, config, body.model)
+                    yield chunk(Delta(), _finish_reason(answer), moa=details)
+                    if include_usage:
+                        yield chunk(None, usage=_usage(value))
+                    yield {"data": "[DONE]"}
+                    return
+                event = await run.events.get()
+        finally:
+            run.cancel()  # the client went away, or the run is over: nothing may keep calling upstream
+
+    return EventSourceResponse(events(), sep="\n", ping=15)
+
+
+def _json(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+

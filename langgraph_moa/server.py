@@ -1,0 +1,303 @@
+"""One FastAPI app that serves MoA to OpenAI clients and to LangServe clients.
+
+:func:`create_app` puts together:
+
+- the OpenAI-compatible API of :mod:`langgraph_moa.openai_api` under ``/v1``;
+- the LangServe routes of :mod:`langgraph_moa.langserve_routes` under ``/moa``
+  (for ``langserve.RemoteRunnable``), when LangServe is installed;
+- ``GET /health``, which answers ``{"status": "ok"}`` without a key;
+- a checkpointer for completions requested with ``store: true``: SQLite by
+  default (a file under ``~/.local/share/langgraph-moa/``), PostgreSQL when
+  given a ``postgresql://`` URL (the ``postgres`` extra);
+- API keys: when any are configured, every request but ``/health`` needs
+  ``Authorization: Bearer <key>`` and gets 401 without a valid one. Keys are
+  compared in constant time and never logged or echoed.
+
+``moa serve`` runs it with uvicorn; to run it yourself::
+
+    import uvicorn
+    from langgraph_moa.server import ServeSettings, create_app
+
+    app = create_app(ServeSettings(api_keys=load_api_keys()), checkpoint="postgresql://...")
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from pydantic import Field, SecretStr
+
+from langgraph_moa.config import ConfigError, MoAConfig, config_from
+from langgraph_moa.openai_api import APISettings, OpenAIError, create_openai_router
+
+__all__ = [
+    "API_KEYS_VARIABLE",
+    "ServeSettings",
+    "create_app",
+    "default_checkpoint_path",
+    "describe_checkpoint",
+    "load_api_keys",
+    "load_assistants",
+]
+
+logger = logging.getLogger(__name__)
+
+API_KEYS_VARIABLE = "MOA_API_KEYS"
+"""Environment variable with the accepted API keys, comma-separated."""
+
+_OPEN_PATHS = frozenset({"/health"})
+
+
+class ServeSettings(APISettings):
+    """Everything :func:`create_app` serves: the API's settings, keys and defaults."""
+
+    api_keys: tuple[SecretStr, ...] = Field(
+        default=(), description="Accepted bearer keys; empty serves without authentication."
+    )
+    default_assistant: str | None = Field(
+        default=None, description="The assistant whose configuration LangServe requests start from."
+    )
+
+
+def load_api_keys(file: Path | None = None, environ: Mapping[str, str] | None = None) -> tuple[SecretStr, ...]:
+    """The API keys from ``MOA_API_KEYS`` (comma-separated) and ``file`` (one per line).
+
+    Blank lines and lines starting with ``#`` in the file are skipped.
+
+    Raises:
+        ConfigError: ``file`` cannot be read (the message names the file, never a key).
+    """
+    environ = os.environ if environ is None else environ
+    keys = [k.strip() for k in environ.get(API_KEYS_VARIABLE, "").split(",")]
+    if file is not None:
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the API key file {file}: {exc.strerror}") from None
+        keys += [line.strip() for line in lines if not line.strip().startswith("#")]
+    unique = dict.fromkeys(k for k in keys if k)
+    return tuple(SecretStr(k) for k in unique)
+
+
+def load_assistants(file: Path) -> dict[str, MoAConfig]:
+    """Assistants from a JSON file: ``{"name": {MoAConfig fields, optional "preset"}, ...}``.
+
+    Example file::
+
+        {"fast": {"preset": "moa-lite", "temperature": 0.2},
+         "local": {"proposers": ["openai:llama3", "openai:qwen2"], "aggregator": "openai:llama3",
+                   "base_url": "http://127.0.0.1:11434/v1"}}
+
+    Raises:
+        ConfigError: the file cannot be read, or an entry is invalid (named).
+    """
+    try:
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the assistants file {file}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{file} must hold a JSON object of assistant name -> MoAConfig fields")
+    assistants = {}
+    for name, fields in data.items():
+        try:
+            assistants[name] = config_from(fields)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: assistant {name!r}: {exc}") from None
+    return assistants
+
+
+def default_checkpoint_path() -> Path:
+    """Where ``moa serve`` keeps its SQLite checkpoints unless told otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "langgraph-moa" / "serve.sqlite"
+
+
+def _is_postgres(checkpoint: str | Path) -> bool:
+    return isinstance(checkpoint, str) and checkpoint.startswith(("postgresql://", "postgres://"))
+
+
+def describe_checkpoint(checkpoint: str | Path | None) -> str:
+    """Where checkpoints go, for logs: PostgreSQL without user or password, or the SQLite path."""
+    if checkpoint is None:
+        checkpoint = default_checkpoint_path()
+    if _is_postgres(checkpoint):
+        parts = urlsplit(str(checkpoint))
+        return f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    return f"SQLite at {checkpoint}"
+
+
+@asynccontextmanager
+async def _open_saver(checkpoint: str | Path | None) -> AsyncIterator[Any]:
+    if checkpoint is not None and _is_postgres(checkpoint):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+            from psycopg.rows import dict_row
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "a PostgreSQL checkpointer needs the postgres extra: pip install 'langgraph-moa[postgres]'"
+            ) from None
+        kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+        async with AsyncConnectionPool(str(checkpoint), kwargs=kwargs, open=False) as pool:
+            saver = AsyncPostgresSaver(pool)
+            await saver.setup()
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = str(checkpoint if checkpoint is not None else default_checkpoint_path())
+    path = path.removeprefix("sqlite:///") if path.startswith("sqlite:///") else path
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        yield saver
+
+
+class _Guard:
+    """ASGI middleware: bearer keys and the declared body size, before any route runs."""
+
+    def __init__(self, app: Any, keys: tuple[SecretStr, ...], max_bytes: int) -> None:
+        self.app = app
+        self._keys = [k.get_secret_value().encode() for k in keys]
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self._keys and not self._authorized(headers.get(b"authorization", b"")):
+            error = OpenAIError(
+                401,
+                "missing or invalid API key: send the header 'Authorization: Bearer <key>' "
+                "with a key this server accepts",
+                type="invalid_request_error",
+                code="invalid_api_key",
+            )
+            await self._send(send, error, {"www-authenticate": "Bearer"})
+            return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self._max_bytes:
+            error = OpenAIError(
+                413, f"the request body is larger than this server's limit of {self._max_bytes} bytes",
+                type="invalid_request_error", code="request_too_large",
+            )
+            await self._send(send, error, {})
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        token = token.strip()
+        matched = False
+        for key in self._keys:  # every key is compared, so timing tells nothing about which one
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+    @staticmethod
+    async def _send(send: Any, error: OpenAIError, extra: dict[str, str]) -> None:
+        await error.response().__call__({"type": "http"}, _no_receive, _with_headers(send, extra))
+
+
+async def _no_receive() -> dict[str, Any]:  # pragma: no cover - a JSONResponse never reads the request
+    return {"type": "http.disconnect"}
+
+
+def _with_headers(send: Any, extra: dict[str, str]) -> Any:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and extra:
+            message = {**message, "headers": [*message["headers"], *((k.encode(), v.encode()) for k, v in extra.items())]}
+        await send(message)
+
+    return wrapped
+
+
+def create_app(
+    settings: ServeSettings | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    graph: Any = None,
+    langserve_path: str | None = "/moa",
+) -> FastAPI:
+    """Create the FastAPI app serving MoA over the OpenAI API and LangServe.
+
+    Args:
+        settings: Served assistants (default: every preset), limits, API keys.
+            ``ServeSettings(api_keys=load_api_keys())`` reads ``MOA_API_KEYS``.
+        checkpoint: Where ``store: true`` completions are checkpointed: a
+            ``postgresql://`` URL (needs the ``postgres`` extra), a SQLite file
+            path (``sqlite:///`` prefix optional), ``":memory:"``, or ``None`` for
+            :func:`default_checkpoint_path`. It is opened when the app starts
+            and closed when it stops.
+        graph: An uncompiled MoA ``StateGraph`` (``create_moa_graph(models=...)``,
+            for custom chat models); ``None`` builds the default.
+        langserve_path: Where the LangServe routes go; ``None`` leaves them out.
+            They are also left out, with a warning in the log, when LangServe
+            is not installed.
+
+    Returns:
+        The app; run it with uvicorn. ``app.state.store_graph`` is the
+        checkpointed graph while the app runs.
+
+    Raises:
+        ConfigError: ``default_assistant`` is not one of the assistants.
+    """
+    settings = settings or ServeSettings()
+    if settings.default_assistant is not None and settings.default_assistant not in settings.assistants:
+        raise ConfigError(
+            f"default_assistant {settings.default_assistant!r} is not served; use one of: "
+            f"{', '.join(settings.assistants)}"
+        )
+    if graph is None:
+        from langgraph_moa.graph import create_moa_graph
+
+        graph = create_moa_graph()
+    stateless = graph.compile(name="moa")
+    stored = graph.compile(name="moa")  # its checkpointer is set while the app runs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _open_saver(checkpoint) as saver:
+            stored.checkpointer = saver
+            logger.info("checkpoints of stored completions: %s", describe_checkpoint(checkpoint))
+            try:
+                yield
+            finally:
+                stored.checkpointer = None
+
+    app = FastAPI(title="Mixture-of-Agents", version="1", lifespan=lifespan)
+    app.state.store_graph = stored
+    app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored))
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if langserve_path is not None:
+        _add_langserve(app, stateless, settings, langserve_path)
+    app.add_middleware(_Guard, keys=settings.api_keys, max_bytes=settings.max_request_bytes)
+    return app
+
+
+def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str) -> None:
+    try:
+        from langgraph_moa.langserve_routes import add_moa_routes
+    except ImportError as exc:
+        logger.warning("LangServe routes are not served: %s", exc)
+        return
+    if settings.default_assistant is not None:
+        default = settings.assistants[settings.default_assistant].model_dump(mode="json")
+        graph = graph.with_config(configurable=default)
+    add_moa_routes(app, graph, path=path)
