@@ -1,9 +1,10 @@
 """Mixture-of-Agents as a LangGraph graph.
 
-Public API: :func:`create_moa_graph`, :class:`MoAConfig`, :class:`ModelSpec`,
-the presets (:data:`PRESETS`, :func:`get_preset`), the state types and the errors.
+Public API: :func:`create_moa_graph`, :class:`ChatMoA` (MoA as a chat model),
+:class:`MoAConfig`, :class:`ModelSpec`, the presets (:data:`PRESETS`, :func:`get_preset`), the state types and the errors.
 """
 
+from langgraph_moa.chat_model import ChatMoA
 from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig
 from langgraph_moa.errors import (
     AggregatorError,
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_PRICES",
     "PRESETS",
     "AggregatorError",
+    "ChatMoA",
     "ConfigError",
     "EmptyResponseError",
     "Failure",

@@ -130,6 +130,11 @@ class ModelBehavior:
         chunk_words: Words per streamed content chunk (at least 1).
         hang: Never answer; wait until the client gives up or the server stops.
         faults: Faults consumed in order before normal answers.
+        tool_calls: A function of the whole request body (``messages``, ``tools``,
+            ``tool_choice``, ...) returning the tool calls to answer with, as
+            ``[{"name": ..., "arguments": {...}}]``, or None (or ``[]``) to answer
+            with text. Tool calls come with ``finish_reason="tool_calls"`` and no
+            text; streamed, each call is one chunk.
     """
 
     latency: float = 0.0
@@ -138,6 +143,7 @@ class ModelBehavior:
     chunk_words: int = 1
     hang: bool = False
     faults: list[Fault] = field(default_factory=list)
+    tool_calls: Callable[[dict], list[dict] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -191,6 +197,18 @@ def _chunks(reply: str, words: int) -> list[str]:
     if rest:
         chunks = chunks[:-1] + [(chunks[-1] if chunks else "") + rest]
     return chunks
+
+
+def _tool_calls(completion_id: str, calls: list[dict] | None) -> list[dict]:
+    """OpenAI ``tool_calls`` entries for ``[{"name": ..., "arguments": {...}}]``."""
+    return [
+        {
+            "id": f"call_{completion_id[-8:]}_{i}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+        }
+        for i, c in enumerate(calls or [])
+    ]
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
@@ -429,24 +447,32 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = request["messages"]
         try:
+            calls = _tool_calls(completion_id, behavior.tool_calls(request)) if behavior.tool_calls else []
             reply = behavior.reply(messages) if callable(behavior.reply) else behavior.reply
         except Exception as exc:  # a broken reply function is reported, not fatal
-            self._json(500, _error_body(500, f"reply function failed: {exc!r}"))
+            self._json(500, _error_body(500, f"reply or tool_calls function failed: {exc!r}"))
             return
-        if reply is None:
+        if calls:
+            reply = ""
+        elif reply is None:
             reply = default_reply(request["model"], messages)
         head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
         usage = _usage(messages, reply)
         if request.get("stream"):
             options = request.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            self._stream(head, reply, usage if include_usage else None, behavior)
+            self._stream(head, reply, usage if include_usage else None, behavior, calls)
             return
-        message = {"role": "assistant", "content": reply, "refusal": None}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        message: dict[str, Any] = {"role": "assistant", "content": reply or None, "refusal": None}
+        if calls:
+            message["tool_calls"] = calls
+        finish = "tool_calls" if calls else "stop"
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
-    def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior) -> None:
+    def _stream(
+        self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -458,12 +484,14 @@ class _Handler(BaseHTTPRequestHandler):
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
         self._event({**head, "choices": choice({"role": "assistant", "content": ""})})
-        for i, text in enumerate(_chunks(reply, behavior.chunk_words)):
+        for i, call in enumerate(calls):
+            self._event({**head, "choices": choice({"tool_calls": [{"index": i, **call}]})})
+        for i, text in enumerate(_chunks(reply, behavior.chunk_words) if not calls else []):
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way
                 return
             self._event({**head, "choices": choice({"content": text})})
-        self._event({**head, "choices": choice({}, "stop")})
+        self._event({**head, "choices": choice({}, "tool_calls" if calls else "stop")})
         if usage is not None:
             self._event({**head, "choices": [], "usage": usage})
         self._write_chunk(b"data: [DONE]\n\n")

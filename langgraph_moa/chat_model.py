@@ -1,0 +1,426 @@
+"""``ChatMoA``: the whole Mixture-of-Agents graph as one LangChain chat model.
+
+Use it wherever a chat model goes: an LCEL chain, ``create_agent``, a node of your
+own graph, ``with_structured_output``::
+
+    from langgraph_moa import ChatMoA
+
+    llm = ChatMoA(preset="moa-lite")
+    llm.invoke("What are three fun things to do in San Francisco?").content
+
+Each call runs the MoA graph (proposer layers, then the aggregator) on the
+messages it is given. Tools bound with :meth:`ChatMoA.bind_tools` go to the
+final aggregator, so MoA can drive a tool-calling agent loop: the proposers see
+the tool calls and results as text and write their answers, and the aggregator
+decides on the next tool call or the final answer.
+
+What comes back:
+    * the aggregator's ``AIMessage`` (text or tool calls);
+    * ``usage_metadata``: tokens of every model call of the run, proposers included
+      (what the run cost), not only the aggregator's;
+    * ``response_metadata["moa"]``: the proposals, failures and the
+      ``usage_summary`` (per layer, per model, cost estimate).
+
+Streaming yields the aggregator's tokens as they arrive; the last chunk carries
+the run's usage and the MoA details.
+
+A call runs the graph in isolation: it does not join a LangGraph run it is called
+from (no shared checkpointer or stream), so inside your own graph it behaves like
+any other chat model, and its tokens reach your ``stream_mode="messages"`` once.
+Use the compiled graph as a subgraph instead when you want its layers in your
+graph's state and checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langgraph_moa.config import ConfigError, MoAConfig
+from langgraph_moa.graph import create_moa_graph
+from langgraph_moa.nodes import AGGREGATOR_NODE
+from langgraph_moa.presets import get_preset
+
+
+class ChatMoA(BaseChatModel):
+    """A chat model whose every call is a Mixture-of-Agents run.
+
+    Args:
+        config: The MoA configuration (models, layers, limits). Default: ``preset``'s.
+        preset: A preset name (see ``moa presets``) used when ``config`` is not given;
+            with neither, ``MoAConfig()``'s defaults.
+        models: Ready chat models or agents by ``"provider:model"`` name, as for
+            :func:`~langgraph_moa.create_moa_graph` (an agent with tools as a proposer,
+            a custom client, a fake in tests).
+        temperature, max_tokens, timeout, max_retries: When set, override the
+            config's values for every model call of the run.
+        stop: Stop sequences: the answer ends before the first one it contains.
+
+    A call may pass ``model="<preset>"`` (as ``llm.invoke(..., model="moa-lite")``
+    or through ``bind``) to run that preset instead, with the same overrides.
+
+    Raises:
+        ConfigError: at construction, when the config, preset or overrides are
+            invalid (the message names the field).
+
+    Example:
+        ```python
+        from langgraph_moa import ChatMoA, MoAConfig
+
+        llm = ChatMoA(config=MoAConfig(
+            proposers=["openai:gpt-4o-mini", "together:Qwen/Qwen2.5-72B-Instruct-Turbo"],
+            aggregator="openai:gpt-4o",
+        ))
+        agent = create_agent(llm, tools=[get_weather])   # the aggregator calls the tools
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    config: MoAConfig | None = None
+    preset: str | None = None
+    models: Mapping[str, Any] | None = Field(default=None, exclude=True)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    stop: list[str] | None = None
+
+    _graph: Any = PrivateAttr(default=None)
+    _moa_config: MoAConfig = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build(self) -> ChatMoA:
+        base = self.config if self.config is not None else _preset(self.preset)
+        self._moa_config = _with(base, **self._overrides())
+        if self._moa_config.review:
+            raise ConfigError(
+                "ChatMoA runs without a checkpointer, so it cannot pause for review: "
+                "use create_moa_graph() with a checkpointer for review=True"
+            )
+        self._graph = create_moa_graph(models=self.models).compile(name="moa")
+        return self
+
+    def _overrides(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in {
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                "timeout": self.timeout,
+                "max_retries": self.max_retries,
+            }.items()
+            if v is not None
+        }
+
+    @property
+    def moa_config(self) -> MoAConfig:
+        """The configuration every call runs with (overrides applied)."""
+        return self._moa_config
+
+    @property
+    def _llm_type(self) -> str:
+        return "moa"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"moa_config": self._moa_config.model_dump(mode="json")}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        cfg = self._moa_config
+        model = kwargs.get("model")
+        params = LangSmithParams(
+            ls_provider="moa",
+            ls_model_name=model if isinstance(model, str) else (self.preset or cfg.aggregator.model),
+            ls_model_type="chat",
+            ls_temperature=cfg.temperature,
+            ls_max_tokens=cfg.max_tokens,
+        )
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` to the final aggregator.
+
+        Args:
+            tools: Tools in any form LangChain converts to an OpenAI tool schema.
+            tool_choice: ``"auto"``, ``"any"`` (must call a tool), ``"none"``, a
+                tool name, or ``True`` (same as ``"any"``).
+        """
+        if tool_choice is True:
+            tool_choice = "any"
+        elif tool_choice is False:
+            tool_choice = None
+        schemas = [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=schemas, tool_choice=tool_choice, **kwargs)
+
+    # -- running the graph -------------------------------------------------------------
+
+    def _run_config(self, kwargs: Mapping[str, Any]) -> MoAConfig:
+        """The call's config: a ``model=`` preset name replaces the configured models."""
+        cfg = self._moa_config
+        if isinstance(kwargs.get("model"), str):
+            cfg = _with(_preset(kwargs["model"]), **self._overrides())
+        tools = kwargs.get("tools")
+        if not tools:
+            return cfg
+        return _with(cfg, aggregator_tools=list(tools), aggregator_tool_choice=kwargs.get("tool_choice"))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        cfg = self._run_config(kwargs)
+        graph_input = {"messages": list(messages)}
+        state = await _isolated(self._graph.ainvoke(graph_input, context=cfg))
+        answer = _truncate(state["messages"][-1], stop or self.stop)
+        return ChatResult(generations=[ChatGeneration(message=_with_details(answer, state, cfg))])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        cfg = self._run_config(kwargs)
+        cut = _StopCutter(stop or self.stop)
+        final: dict[str, Any] = {}
+        stream = self._graph.astream({"messages": list(messages)}, context=cfg, stream_mode=["messages", "values"])
+        async for mode, data in _isolated_iter(stream):
+            if mode == "values":
+                final = data
+                continue
+            token, metadata = data
+            if metadata.get("langgraph_node") != AGGREGATOR_NODE or not isinstance(token, AIMessageChunk):
+                continue
+            text = cut.feed(token.text) if isinstance(token.content, str) else token.text
+            if text is None:
+                continue
+            chunk = AIMessageChunk(
+                content=text, tool_call_chunks=token.tool_call_chunks, id=token.id
+            )
+            if not text and not chunk.tool_call_chunks:
+                continue
+            if run_manager:
+                await run_manager.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
+            yield ChatGenerationChunk(message=chunk)
+        tail = cut.flush()
+        details = _with_details(AIMessage(content=""), final, cfg)
+        last = AIMessageChunk(
+            content=tail,
+            usage_metadata=details.usage_metadata,
+            response_metadata=details.response_metadata,
+            chunk_position="last",
+        )
+        if run_manager and tail:
+            await run_manager.on_llm_new_token(tail, chunk=ChatGenerationChunk(message=last))
+        yield ChatGenerationChunk(message=last)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # The graph is async; a sync call runs it on an event loop of its own thread,
+        # which works whether or not the caller's thread already runs a loop.
+        return _in_thread(lambda: asyncio.run(self._agenerate(messages, stop, **kwargs)))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in _iterate_in_thread(lambda: self._astream(messages, stop, **kwargs)):
+            if run_manager and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def _preset(name: str | None) -> MoAConfig:
+    try:
+        return get_preset(name) if name else MoAConfig()
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def _with(config: MoAConfig, **updates: Any) -> MoAConfig:
+    """``config`` with ``updates`` applied and validated again."""
+    if not updates:
+        return config
+    try:
+        return MoAConfig.model_validate({**config.model_dump(), **updates})
+    except ValueError as exc:
+        raise ConfigError(f"invalid ChatMoA setting: {exc}") from None
+
+
+def _with_details(answer: AIMessage, state: Mapping[str, Any], cfg: MoAConfig) -> AIMessage:
+    """``answer`` with the run's total usage and the MoA details attached."""
+    summary = state.get("usage_summary") or {}
+    total = summary.get("total") or {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    details = {
+        "proposals": list(state.get("proposals", [])),
+        "failures": list(state.get("failures", [])),
+        "usage_summary": summary,
+    }
+    return answer.model_copy(
+        update={
+            "usage_metadata": {
+                "input_tokens": int(total["input_tokens"]),
+                "output_tokens": int(total["output_tokens"]),
+                "total_tokens": int(total["total_tokens"]),
+            },
+            "response_metadata": {
+                "model_name": cfg.aggregator.model,
+                **answer.response_metadata,
+                "model_provider": "moa",
+                "moa": details,
+            },
+        }
+    )
+
+
+def _truncate(answer: AIMessage, stop: Sequence[str] | None) -> AIMessage:
+    if not stop or not isinstance(answer.content, str):
+        return answer
+    cut = min((i for i in (answer.content.find(s) for s in stop if s) if i >= 0), default=-1)
+    return answer if cut < 0 else answer.model_copy(update={"content": answer.content[:cut]})
+
+
+class _StopCutter:
+    """Cuts a token stream before the first stop sequence, holding back partial matches."""
+
+    def __init__(self, stop: Sequence[str] | None) -> None:
+        self.stop = [s for s in (stop or []) if s]
+        self.pending = ""
+        self.done = False
+
+    def feed(self, text: str) -> str | None:
+        """The text that can be sent now, or None once a stop sequence was seen."""
+        if self.done:
+            return None
+        if not self.stop:
+            return text
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stop) if i >= 0]
+        if hits:
+            self.done = True
+            out, self.pending = self.pending[: min(hits)], ""
+            return out
+        keep = max(len(s) for s in self.stop) - 1
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.done else self.pending), ""
+        return out
+
+
+def _detached_context() -> contextvars.Context:
+    """The current context without the enclosing runnable's config (no parent graph)."""
+    ctx = contextvars.copy_context()
+    ctx.run(var_child_runnable_config.set, None)
+    return ctx
+
+
+async def _isolated(coro: Any) -> Any:
+    return await asyncio.create_task(coro, context=_detached_context())
+
+
+async def _isolated_iter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Iterate ``stream`` in a task of its own that does not see the caller's run."""
+    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
+
+    async def pump() -> None:
+        try:
+            async for item in stream:
+                await items.put(("item", item))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            await items.put(("error", exc))
+        else:
+            await items.put(("end", None))
+
+    task = asyncio.create_task(pump(), context=_detached_context())
+    try:
+        while True:
+            kind, value = await items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        task.cancel()
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="moa-sync-call", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _iterate_in_thread(make: Callable[[], AsyncIterator[Any]]) -> Iterator[Any]:
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    async def drain() -> None:
+        async for item in make():
+            items.put(("item", item))
+
+    def target() -> None:
+        try:
+            asyncio.run(drain())
+        except BaseException as exc:
+            items.put(("error", exc))
+        else:
+            items.put(("end", None))
+
+    threading.Thread(target=target, name="moa-sync-stream", daemon=True).start()
+    while True:
+        kind, value = items.get()
+        if kind == "item":
+            yield value
+        elif kind == "error":
+            raise value
+        else:
+            return
