@@ -6,7 +6,10 @@ FastAPI app. Under ``path`` (``/moa`` by default) they are ``/invoke``,
 ``/input_schema``, ``/output_schema``, ``/config_schema`` and ``/playground/``.
 
 LangServe is stateless: every request is one turn, given the whole conversation
-as ``{"messages": [...]}``. It passes configuration only as
+as ``{"messages": [...]}``. ``/invoke`` and ``/batch`` return the final state
+(:class:`MoAOutput`); ``/stream`` yields the state after every step, so each
+layer's proposals appear as the layer finishes; the aggregator's tokens are on
+``/stream_events`` (``on_chat_model_stream`` events of the ``aggregate`` node). It passes configuration only as
 ``config["configurable"]`` and never as a runtime context, so a run is
 configured with the :class:`~langgraph_moa.config.MoAConfig` fields (and an
 optional ``"preset"``) in ``configurable``::
@@ -182,9 +185,15 @@ def _make_config_check(base: Mapping[str, Any]) -> Any:
     def check(config: dict[str, Any], request: Request) -> dict[str, Any]:
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
         try:
-            config_from(None, {**base, **configurable})
+            cfg = config_from(None, {**base, **configurable})
         except ConfigError as exc:
             raise HTTPException(status_code=422, detail=f"configurable: {exc}") from None
+        if getattr(cfg, "review", False):
+            raise HTTPException(
+                status_code=422,
+                detail="configurable: review pauses the run until it is resumed on its thread, and LangServe "
+                "keeps no threads; leave review off here, or use the LangGraph API (langgraph dev) for reviews",
+            )
         return {**config, "configurable": configurable}
 
     return check
@@ -223,7 +232,12 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
         from langgraph_moa.graph import create_moa_graph
 
         graph = create_moa_graph().compile(name="moa")
-    runnable = _ConfigurableGraph(bound=graph, custom_input_type=MoAInput, custom_output_type=MoAOutput)
+    runnable = _ConfigurableGraph(
+        bound=graph,
+        kwargs={"stream_mode": "values"},  # /stream chunks are whole states, like /invoke's output
+        custom_input_type=MoAInput,
+        custom_output_type=MoAOutput,
+    )
     add_routes(
         app,
         runnable,

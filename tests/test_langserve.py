@@ -1,0 +1,227 @@
+"""The MoA graph served with LangServe and used through ``langserve.RemoteRunnable``.
+
+The app runs under uvicorn on a free loopback port in a thread of this process;
+the models are served by the simulated OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Self
+
+import httpx
+import pytest
+
+pytest.importorskip("langserve", reason="pip install 'langgraph-moa[serve]'")
+
+import uvicorn
+from fastapi import FastAPI
+from langchain_core.messages import AIMessage, HumanMessage
+from langserve import RemoteRunnable
+
+from langgraph_moa import MoAConfig, create_moa_graph
+from langgraph_moa.langserve_routes import add_moa_routes, create_langserve_app
+from langgraph_moa.testing import SimulatedOpenAIServer
+from tests.fakes import EchoModel
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:astream_log is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:langserve"),
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
+]
+
+
+class _Uvicorn:
+    """``app`` served by uvicorn on a free loopback port, in a daemon thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    with _Uvicorn(create_langserve_app()) as served:
+        yield served.url
+
+
+@pytest.fixture
+def moa(app_url: str) -> RemoteRunnable:
+    return RemoteRunnable(f"{app_url}/moa")
+
+
+def _configurable(sim: SimulatedOpenAIServer, **extra: Any) -> dict[str, Any]:
+    """Three layers: two proposer layers of p1 and p2 on the simulated server, then agg."""
+    fields = {"layers": 3, "proposers": ["openai:p1", "openai:p2"], "aggregator": "openai:agg"}
+    return {"configurable": {**fields, "base_url": sim.base_url, **extra}}
+
+
+def _ask(text: str) -> dict[str, Any]:
+    return {"messages": [("user", text)]}
+
+
+def test_invoke_runs_every_layer_with_the_configurable_config(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    state = moa.invoke(_ask("hello langserve"), _configurable(server))
+    answer = state["messages"][-1]
+    assert isinstance(answer, AIMessage)
+    assert answer.content == "agg answer to: hello langserve [refs=2]"
+    assert [(p["layer"], p["slot"], p["model"]) for p in state["proposals"]] == [
+        (1, 0, "openai:p1"),
+        (1, 1, "openai:p2"),
+        (2, 0, "openai:p1"),
+        (2, 1, "openai:p2"),
+    ]
+    assert state["proposals"][2]["content"] == "p1 answer to: hello langserve [refs=2]"  # layer 2 saw layer 1
+    assert state["failures"] == []
+    assert state["usage_summary"]["total"]["total_tokens"] > 0
+    assert server.calls("p1") == 2 and server.calls("p2") == 2 and server.calls("agg") == 1
+
+
+def test_the_configurable_changes_the_run(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    state = moa.invoke(_ask("two layers"), _configurable(server, layers=2, proposers=["openai:solo"]))
+    assert state["messages"][-1].content == "agg answer to: two layers [refs=1]"
+    assert server.calls("solo") == 1 and server.calls("p1") == 0
+
+
+def test_a_preset_through_configurable(
+    moa: RemoteRunnable, app_url: str, server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-test-not-a-real-key-7f3a"
+    monkeypatch.setenv("TOGETHER_API_KEY", secret)
+    monkeypatch.setenv("TOGETHER_API_BASE", server.base_url)
+    config = {"configurable": {"preset": "moa-lite", "max_tokens": 64}}
+    state = moa.invoke(_ask("paper setup"), config)
+    # moa-lite: the paper's six proposers, then Qwen1.5-72B-Chat aggregating their six answers
+    assert state["messages"][-1].content == "Qwen/Qwen1.5-72B-Chat answer to: paper setup [refs=6]"
+    assert len(state["proposals"]) == 6 and server.calls() == 7
+    assert {r["max_tokens"] for r in server.requests_for("databricks/dbrx-instruct")} == {64}
+    # the key went to the provider, and nowhere into what the server sends back
+    raw = httpx.post(
+        f"{app_url}/moa/stream_events", json={"input": _json_input("paper setup"), "config": config}, timeout=30
+    ).text
+    assert "Qwen/Qwen1.5-72B-Chat answer to: paper setup" in raw
+    assert secret not in raw and secret not in json.dumps(state, default=str)
+
+
+def _json_input(text: str) -> dict[str, Any]:
+    return {"messages": [{"type": "human", "content": text}]}
+
+
+def test_batch_answers_each_input_with_its_own_config(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    states = moa.batch(
+        [_ask("first"), {"messages": [HumanMessage("second")]}],
+        [_configurable(server), _configurable(server, layers=2, aggregator="openai:other")],
+    )
+    assert [s["messages"][-1].content for s in states] == [
+        "agg answer to: first [refs=2]",
+        "other answer to: second [refs=2]",
+    ]
+
+
+def test_stream_yields_the_state_after_every_layer(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    states = list(moa.stream(_ask("streamed"), _configurable(server)))
+    counts = [len(s.get("proposals", [])) for s in states]
+    assert counts[0] == 0 and counts[-1] == 4
+    assert 2 in counts and counts == sorted(counts)  # layer 1 is visible before layer 2 runs
+    assert [s["messages"][-1].content for s in states].count("agg answer to: streamed [refs=2]") == 1
+    assert states[-1]["messages"][-1].content == "agg answer to: streamed [refs=2]"
+    assert states[-1]["usage_summary"]["total"]["total_tokens"] > 0
+
+
+async def test_stream_events_carries_the_fan_out_and_the_answer_tokens(
+    moa: RemoteRunnable, server: SimulatedOpenAIServer
+) -> None:
+    events = [e async for e in moa.astream_events(_ask("events"), _configurable(server), version="v2")]
+    fan_outs = [e["data"]["output"] for e in events if e["event"] == "on_chain_end" and e["name"] == "route_layer"]
+    sends = [s for out in fan_outs if isinstance(out, list) for s in out]
+    assert [(s["type"], s["node"], s["arg"]["layer"], s["arg"]["slot"]) for s in sends] == [
+        ("send", "propose", 1, 0),
+        ("send", "propose", 1, 1),
+        ("send", "propose", 2, 0),
+        ("send", "propose", 2, 1),
+    ]
+    tokens = [
+        e["data"]["chunk"].content
+        for e in events
+        if e["event"] == "on_chat_model_stream" and e["metadata"].get("langgraph_node") == "aggregate"
+    ]
+    assert "".join(tokens) == "agg answer to: events [refs=2]"
+    assert events[-1]["event"] == "on_chain_end"
+
+
+async def test_stream_log_ends_with_the_final_state(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    final = None
+    async for patch in moa.astream_log(_ask("logged"), _configurable(server)):
+        final = patch if final is None else final + patch
+    assert final is not None
+    output = final.state["final_output"]
+    assert output["messages"][-1].content == "agg answer to: logged [refs=2]"
+    assert len(output["proposals"]) == 4
+    logged = final.state["logs"]
+    assert "route_layer" in logged and {"propose", "join_layer", "aggregate"} <= set(logged)
+    send = logged["route_layer"]["final_output"]["output"][0]
+    assert send["type"] == "send" and send["node"] == "propose"
+
+
+def test_invalid_configurable_is_refused_before_the_run(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        moa.invoke(_ask("x"), _configurable(server, layer_proposers=[["openai:p1"]]))
+    assert caught.value.response.status_code == 422
+    assert "layer_proposers has 1 lists but layers=3" in str(caught.value)
+    with pytest.raises(httpx.HTTPStatusError, match="preset") as caught:
+        moa.invoke(_ask("x"), {"configurable": {"preset": "nope"}})
+    assert caught.value.response.status_code == 422 and "moa-lite" in str(caught.value)
+    with pytest.raises(httpx.HTTPStatusError, match="review") as caught:
+        moa.invoke(_ask("x"), _configurable(server, review=True))
+    assert caught.value.response.status_code == 422
+    assert server.calls() == 0
+
+
+def test_schemas_and_playground(app_url: str) -> None:
+    base = f"{app_url}/moa"
+    input_schema = httpx.get(f"{base}/input_schema").json()
+    assert input_schema["required"] == ["messages"]
+    output_schema = httpx.get(f"{base}/output_schema").json()
+    assert {"messages", "proposals", "failures", "usage_summary"} <= set(output_schema["properties"])
+    config_schema = httpx.get(f"{base}/config_schema").json()
+    configurable = config_schema["$defs"]["Configurable"]["properties"]
+    assert set(MoAConfig.model_fields) | {"preset"} == set(configurable)
+    assert all(field.get("description") for field in configurable.values())
+    assert "moa-lite" in json.dumps(configurable["preset"])
+    playground = httpx.get(f"{base}/playground/index.html")
+    assert playground.status_code == 200 and "<html" in playground.text.lower()
+    assert httpx.get(f"{base}/playground/").status_code == 200
+
+
+def test_add_moa_routes_serves_a_given_graph_at_a_given_path() -> None:
+    models = {"fake:a": EchoModel(name="a"), "fake:agg": EchoModel(name="agg")}
+    app = FastAPI()
+    add_moa_routes(app, create_moa_graph(models=models).compile(), path="/custom")
+    with _Uvicorn(app) as served:
+        remote = RemoteRunnable(f"{served.url}/custom")
+        state = remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a"], "aggregator": "fake:agg"}})
+        assert state["messages"][-1].content == "agg: hi (1 refs)"
+        assert httpx.get(f"{served.url}/moa/input_schema").status_code == 404
+    with pytest.raises(ValueError, match="must start with '/'"):
+        add_moa_routes(FastAPI(), path="moa")
