@@ -160,7 +160,8 @@ class MoAConfig(BaseModel):
     review: bool = Field(
         default=False,
         description="Pause before the final aggregation (a LangGraph interrupt) so a person or a parent graph "
-        "can inspect, edit or drop the last layer's proposals, then resume. Needs a checkpointer.",
+        "can inspect, edit or drop the last layer's proposals; resume with True (keep) or "
+        "{'proposals': [...]}. Needs a checkpointer.",
     )
     aggregator_tools: list[dict[str, Any]] = Field(
         default_factory=list,

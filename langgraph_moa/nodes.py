@@ -290,34 +290,37 @@ def make_review() -> Callable[..., Any]:
 
     Resume it with ``Command(resume=...)``:
 
-    - ``None`` or ``True``: keep the proposals as they are;
+    - ``True``: keep the proposals as they are;
     - ``{"proposals": [...]}``: the proposals to aggregate, in order. Each entry is
       a proposal as shown (its ``content`` may be edited) or a plain string (text
       written by the reviewer). Proposals left out are dropped.
+
+    Any other value, or fewer proposals than ``min_proposals``, pauses the run
+    again with the same request plus an ``"error"`` saying what was wrong.
     """
 
     async def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
         layer = cfg.layers - 1
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]
-        decision = interrupt(
-            {
-                "layer": layer,
-                "proposals": current,
-                "failures": [f for f in state.get("failures", []) if f["layer"] == layer],
-                "instructions": "resume with None to keep these proposals, or with "
-                "{'proposals': [...]} listing the ones to aggregate (edited or as plain strings)",
-            }
-        )
-        if decision is None or decision is True:
-            get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(current), "edited": False})
-            return {}
-        reviewed = _reviewed_proposals(decision, layer, current)
-        if len(reviewed) < cfg.min_proposals:
-            raise ConfigError(
-                f"review kept {len(reviewed)} proposal(s) but min_proposals={cfg.min_proposals}: "
-                "resume again with more proposals"
-            )
+        request: dict[str, Any] = {
+            "layer": layer,
+            "proposals": current,
+            "failures": [f for f in state.get("failures", []) if f["layer"] == layer],
+            "instructions": "resume with True to keep these proposals, or with "
+            "{'proposals': [...]} listing the ones to aggregate (edited or as plain strings)",
+        }
+        while True:
+            decision = interrupt(request)
+            if decision is True:
+                get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(current), "edited": False})
+                return {}
+            try:
+                reviewed = _reviewed_proposals(decision, layer, cfg.min_proposals)
+                break
+            except ConfigError as exc:
+                # ask again: nothing computed is lost, and the reviewer sees what was wrong
+                request = {**request, "error": str(exc)}
         others = [p for p in state.get("proposals", []) if p["layer"] != layer]
         get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(reviewed), "edited": True})
         return {"proposals": Overwrite([*others, *reviewed])}
@@ -325,12 +328,16 @@ def make_review() -> Callable[..., Any]:
     return review
 
 
-def _reviewed_proposals(decision: Any, layer: int, current: list[Proposal]) -> list[Proposal]:
-    """The proposals a review resumed with, renumbered by slot in the order given."""
+def _reviewed_proposals(decision: Any, layer: int, min_proposals: int) -> list[Proposal]:
+    """The proposals a review resumed with, renumbered by slot in the order given.
+
+    Raises:
+        ConfigError: the value is not one the review accepts; the message says why.
+    """
     entries = decision.get("proposals") if isinstance(decision, Mapping) else None
     if not isinstance(entries, list):
         raise ConfigError(
-            f"review: resume with None or {{'proposals': [...]}}, got {type(decision).__name__} {decision!r:.80}"
+            f"review: resume with True or {{'proposals': [...]}}, got {type(decision).__name__} {decision!r:.80}"
         )
     out: list[Proposal] = []
     for slot, entry in enumerate(entries):
@@ -343,4 +350,6 @@ def _reviewed_proposals(decision: Any, layer: int, current: list[Proposal]) -> l
         if not content.strip():
             raise ConfigError(f"review: proposal {slot} is empty; leave it out to drop it")
         out.append(Proposal(layer=layer, slot=slot, model=model, content=content))
+    if len(out) < min_proposals:
+        raise ConfigError(f"review kept {len(out)} proposal(s) but min_proposals={min_proposals}: keep more")
     return out
