@@ -480,6 +480,106 @@ def chat(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 unless you set API keys.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Model id under which the options above are served.")
+    ] = "default",
+    assistants: Annotated[
+        Path | None,
+        typer.Option("--assistants", help="JSON file of more model ids: {name: {MoAConfig fields, 'preset'}}."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option("--api-key-file", help="File of accepted API keys, one per line (adds to MOA_API_KEYS)."),
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="SQLite file for stored completions (default under ~/.local/share).")
+    ] = None,
+    checkpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-url",
+            envvar="MOA_CHECKPOINT_URL",
+            show_envvar=True,
+            help="postgresql://... to keep stored completions in PostgreSQL instead of SQLite.",
+        ),
+    ] = None,
+    max_request_tokens: Annotated[
+        int, typer.Option("--max-request-tokens", help="Largest max_tokens a request may ask for.")
+    ] = 4096,
+    max_request_bytes: Annotated[
+        int, typer.Option("--max-request-bytes", help="Largest request body in bytes.")
+    ] = 1_000_000,
+    provider_concurrency: Annotated[
+        int, typer.Option("--provider-concurrency", help="Upstream calls in flight per provider, over all requests.")
+    ] = 16,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve MoA as an OpenAI-compatible API (/v1) and LangServe routes (/moa).
+
+    The model options configure the model id --name; every preset, and the
+    assistants of --assistants, are served too. API keys come from MOA_API_KEYS
+    (comma-separated) and --api-key-file; without any, the server is open.
+    """
+    try:
+        import uvicorn
+
+        from langgraph_moa.server import ServeSettings, create_app, describe_checkpoint, load_api_keys, load_assistants
+    except ImportError as exc:
+        raise _fail(f"serving needs the serve extra: pip install 'langgraph-moa[serve]' ({exc})") from None
+    if db is not None and checkpoint_url:
+        raise typer.BadParameter("give --db (SQLite) or --checkpoint-url (PostgreSQL), not both")
+    if checkpoint_url and not checkpoint_url.startswith(("postgresql://", "postgres://")):
+        raise typer.BadParameter("must start with postgresql://", param_hint="--checkpoint-url")
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+    )
+    configured = any(v is not None for v in vars(options).values())
+    with ExitStack() as stack:
+        try:
+            served = load_assistants(assistants) if assistants else {}
+            keys = load_api_keys(api_key_file)
+            if configured or not assistants:
+                served = {name: open_config(options, stack), **served}
+            settings = ServeSettings(
+                assistants={**served, **{k: v for k, v in PRESETS.items() if k not in served}},
+                api_keys=keys,
+                default_assistant=next(iter(served)),
+                max_tokens=max_request_tokens,
+                max_request_bytes=max_request_bytes,
+                provider_concurrency=provider_concurrency,
+            )
+        except (MoAError, ConfigError) as exc:
+            raise _fail(str(exc)) from None
+        except ValidationError as exc:
+            raise typer.BadParameter(describe_validation_error(exc)) from None
+        checkpoint = checkpoint_url or db
+        app_ = create_app(settings, checkpoint=checkpoint)
+        url = f"http://{host}:{port}"
+        err.print(
+            f"moa: serving {', '.join(settings.assistants)}\n"
+            f"  OpenAI API: {url}/v1   LangServe: {url}/moa   checkpoints: {escape(describe_checkpoint(checkpoint))}"
+        )
+        if keys:
+            err.print(f"  {len(keys)} API key(s) accepted")
+        else:
+            err.print("  [yellow]no API keys[/yellow]: anyone who can reach the port can use your provider keys")
+        uvicorn.run(app_, host=host, port=port, log_level=log_level)
+
+
+@app.command()
 def presets() -> None:
     """List the presets: layers, proposers and aggregator of each."""
     out = Console(highlight=False)

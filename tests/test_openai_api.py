@@ -1,0 +1,355 @@
+"""The OpenAI-compatible API, through the official ``openai`` SDK, on a real server on loopback.
+
+The app runs under uvicorn on a thread; its models are ``openai:<name>`` on the
+simulated upstream, whose per-model behaviors (latency, faults, hangs) make
+every error path and the concurrency bound observable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from langgraph_moa import MoAConfig
+from langgraph_moa.server import ServeSettings, create_app
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+
+PROVIDER_CONCURRENCY = 4
+ALWAYS = 10**6  # a fault that never runs out
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL; stop it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 3.0) -> bool:
+    """True once no upstream request is in flight (``reset`` sets max_concurrency to the in-flight count)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sim.reset()
+        if sim.max_concurrency == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatedOpenAIServer]:
+    behaviors = {
+        "f1": ModelBehavior(faults=[Fault(500, times=ALWAYS)]),
+        "f2": ModelBehavior(faults=[Fault(503, times=ALWAYS)]),
+        "r1": ModelBehavior(faults=[Fault(429, times=ALWAYS)]),
+        "agg429": ModelBehavior(faults=[Fault(429, times=ALWAYS)]),
+        "hang": ModelBehavior(hang=True),
+        "slowagg": ModelBehavior(chunk_delay=0.2),
+        "busy": ModelBehavior(latency=0.05),
+    }
+    with SimulatedOpenAIServer(behaviors) as server:
+        yield server
+
+
+def assistants(sim: SimulatedOpenAIServer) -> dict[str, MoAConfig]:
+    def cfg(proposers: list[str], aggregator: str = "agg", **kw) -> MoAConfig:
+        return MoAConfig(
+            proposers=[f"openai:{p}" for p in proposers],
+            aggregator=f"openai:{aggregator}",
+            base_url=sim.base_url,
+            max_retries=0,
+            **kw,
+        )
+
+    return {
+        "sim": cfg(["p1", "p2"]),
+        "failing": cfg(["f1", "f2"]),
+        "rate-limited": cfg(["r1"]),
+        "agg-rate-limited": cfg(["p1"], "agg429"),
+        "hanging": cfg(["hang"], timeout=60),
+        "slow-stream": cfg(["p1"], "slowagg"),
+        "busy": cfg(["busy", "busy"], "busy"),
+        "needs-key": MoAConfig(proposers=["openai:p1"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo",
+                               base_url=sim.base_url),
+    }
+
+
+@pytest.fixture(scope="module")
+def api(sim: SimulatedOpenAIServer) -> Iterator[str]:
+    settings = ServeSettings(
+        assistants=assistants(sim), max_tokens=1000, max_request_bytes=20_000,
+        provider_concurrency=PROVIDER_CONCURRENCY,
+    )
+    with running(create_app(settings, checkpoint=":memory:")) as url:
+        yield url + "/v1"
+
+
+@pytest.fixture
+def client(api: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=20) as c:
+        yield c
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def test_models_lists_the_assistants(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    assert [m.id for m in client.models.list()] == list(assistants(sim))
+    assert client.models.retrieve("sim").id == "sim"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")
+
+
+def test_completion_with_sync_client(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    sim.reset()
+    completion = client.chat.completions.create(
+        model="sim", messages=ask("What is MoA?"), temperature=0.2, max_tokens=100
+    )
+    assert completion.object == "chat.completion" and completion.model == "sim"
+    assert completion.id.startswith("chatcmpl-")
+    assert completion.choices[0].message.content == "agg answer to: What is MoA? [refs=2]"
+    assert completion.choices[0].finish_reason == "stop"
+    # temperature and max_tokens reach the aggregator only
+    agg = sim.requests_for("agg")[0]
+    assert (agg["temperature"], agg["max_tokens"]) == (0.2, 100)
+    assert all((r["temperature"], r["max_tokens"]) == (0.7, 512) for r in sim.requests_for("p1") + sim.requests_for("p2"))
+    # usage counts every call of the turn; the details are in the `moa` extension
+    moa = completion.moa
+    assert [p["model"] for p in moa["proposals"]] == ["openai:p1", "openai:p2"]
+    assert moa["failures"] == [] and moa["layers"] == 2 and moa["aggregator"] == "openai:agg"
+    by_layer = moa["usage"]["by_layer"]
+    assert set(by_layer) == {"1", "2"}
+    assert completion.usage.prompt_tokens == sum(v["input_tokens"] for v in by_layer.values())
+    assert completion.usage.completion_tokens == sum(v["output_tokens"] for v in by_layer.values())
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert len(moa["usage"]["calls"]) == 3
+
+
+def test_stream_with_sync_client(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="sim", messages=ask("stream this"), stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "agg answer to: stream this [refs=2]"
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3  # token by token
+    assert len({c.id for c in chunks}) == 1
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finish) == 1 and finish[0].choices[0].finish_reason == "stop"
+    assert [p["model"] for p in finish[0].moa["proposals"]] == ["openai:p1", "openai:p2"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+
+    plain = list(client.chat.completions.create(model="sim", messages=ask("no usage"), stream=True))
+    assert all(c.usage is None for c in plain) and plain[-1].choices[0].finish_reason == "stop"
+
+
+async def test_completion_and_stream_with_async_client(api: str) -> None:
+    async with openai.AsyncOpenAI(base_url=api, api_key="unused", max_retries=0) as client:
+        completion = await client.chat.completions.create(model="sim", messages=ask("async?"))
+        assert completion.choices[0].message.content == "agg answer to: async? [refs=2]"
+        assert completion.usage.total_tokens > 0
+        stream = await client.chat.completions.create(
+            model="sim", messages=ask("async stream"), stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "agg answer to: async stream [refs=2]"
+    )
+    assert chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
+
+
+def test_requests_share_no_conversation(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    client.chat.completions.create(model="sim", messages=ask("first secret topic"))
+    sim.reset()
+    history = [{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "hi"},
+               {"role": "assistant", "content": "hello"}, {"role": "user", "content": "second"}]
+    answer = client.chat.completions.create(model="sim", messages=history)
+    assert answer.choices[0].message.content == "agg answer to: second [refs=2]"
+    sent = sim.requests_for("agg")[0]["messages"]
+    assert "first secret topic" not in str(sent)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"].startswith("Answer in French.")
+
+
+def test_store_keeps_the_completion_for_retrieval(client: openai.OpenAI) -> None:
+    stored = client.chat.completions.create(model="sim", messages=ask("keep me"), store=True)
+    again = client.chat.completions.retrieve(stored.id)
+    assert again.choices[0].message.content == stored.choices[0].message.content
+    assert again.model == "sim" and again.moa["proposals"] == stored.moa["proposals"]
+    assert again.usage.total_tokens == stored.usage.total_tokens
+    not_stored = client.chat.completions.create(model="sim", messages=ask("forget me"))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(not_stored.id)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages.0.role"),
+        ({"messages": ask("x"), "n": 2}, "n"),
+        ({"messages": ask("x"), "max_tokens": 1001}, "max_tokens"),
+        ({"messages": ask("x"), "temperature": 3}, "temperature"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
+    ],
+    ids=["no-messages", "tool-message", "n", "max-tokens-limit", "temperature", "image"],
+)
+def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer, kwargs: dict, param) -> None:
+    sim.reset()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="sim", **kwargs)
+    error = caught.value.body
+    assert caught.value.status_code == 400 and error["type"] == "invalid_request_error"
+    if param:
+        assert error["param"] == param
+    assert sim.calls() == 0
+
+
+def test_unknown_model_gets_404_listing_the_served_ids(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=ask("x"))
+    assert caught.value.body["code"] == "model_not_found" and "sim" in caught.value.body["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_every_proposer_failing_gets_502(client: openai.OpenAI, stream: bool) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="failing", messages=ask("x"), stream=stream)
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert body["code"] == "proposers_failed" and body["type"] == "server_error"
+    assert "openai:f1" in body["message"] and "openai:f2" in body["message"]
+
+
+def test_upstream_rate_limits_get_429(client: openai.OpenAI) -> None:
+    for model in ("rate-limited", "agg-rate-limited"):
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=model, messages=ask("x"))
+        assert caught.value.status_code == 429 and caught.value.body["code"] == "rate_limit_exceeded"
+
+
+def test_missing_provider_key_names_the_variable(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    sim.reset()
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="needs-key", messages=ask("x"))
+    assert caught.value.status_code == 503
+    assert "TOGETHER_API_KEY" in caught.value.body["message"] and caught.value.body["code"] == "missing_credentials"
+    assert sim.calls() == 0
+
+
+def test_malformed_and_oversized_bodies(api: str) -> None:
+    bad = httpx.post(f"{api}/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    huge = {"model": "sim", "messages": [{"role": "user", "content": "x" * 30_000}]}
+    assert httpx.post(f"{api}/chat/completions", json=huge).status_code == 413
+    chunked = httpx.post(f"{api}/chat/completions", content=iter([b"{" + b" " * 25_000 + b"}"]))
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+async def test_fifty_concurrent_requests_all_succeed_within_the_provider_bound(
+    api: str, sim: SimulatedOpenAIServer
+) -> None:
+    sim.reset()
+    async with openai.AsyncOpenAI(base_url=api, api_key="unused", max_retries=0, timeout=60) as client:
+        answers = await asyncio.gather(
+            *(client.chat.completions.create(model="busy", messages=ask(f"question {i}")) for i in range(50))
+        )
+    assert [a.choices[0].message.content for a in answers] == [f"busy answer to: question {i} [refs=2]" for i in range(50)]
+    assert len({a.id for a in answers}) == 50
+    assert sim.calls("busy") == 150
+    assert sim.max_concurrency == PROVIDER_CONCURRENCY  # reached, never exceeded
+
+
+def test_disconnect_cancels_the_upstream_calls(api: str, sim: SimulatedOpenAIServer) -> None:
+    assert wait_idle(sim)
+    with openai.OpenAI(base_url=api, api_key="unused", max_retries=0, timeout=0.5) as impatient:
+        with pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(model="hanging", messages=ask("x"))
+        with pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(model="hanging", messages=ask("x"), stream=True)
+    assert sim.calls("hang") == 2
+    assert wait_idle(sim), "the upstream requests were not cancelled"
+
+
+def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    assert wait_idle(sim)
+    started = time.monotonic()
+    stream = client.chat.completions.create(model="slow-stream", messages=ask("a long question to answer"), stream=True)
+    received = []
+    for chunk in stream:
+        received.append(chunk.choices[0].delta.content)
+        if len(received) == 3:
+            break
+    stream.close()
+    assert sim.calls("slowagg") == 1
+    assert wait_idle(sim, 2.0), "the aggregator kept streaming to nobody"
+    assert time.monotonic() - started < 2.5  # the whole answer takes ~2 s more at 0.2 s a word
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.fixture(scope="module")
+def secured(sim: SimulatedOpenAIServer) -> Iterator[str]:
+    keys = ("sk-moa-first-key-0001", "sk-moa-second-key-0002")
+    settings = ServeSettings(assistants={"sim": assistants(sim)["sim"]}, api_keys=keys)
+    with running(create_app(settings, checkpoint=":memory:", langserve_path=None)) as url:
+        yield url
+
+
+def test_api_keys_are_required_and_never_echoed(secured: str, caplog: pytest.LogCaptureFixture) -> None:
+    for headers in ({}, {"Authorization": "Basic sk-moa-first-key-0001"}):  # no key, or not as a bearer
+        refused = httpx.post(f"{secured}/v1/chat/completions", json={"model": "sim", "messages": ask("x")}, headers=headers)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+        assert refused.headers["www-authenticate"] == "Bearer"
+    for key in ("sk-wrong-key-123456", "sk-moa-first-key-0001x", "sk-moa-first-key-000"):
+        with openai.OpenAI(base_url=secured + "/v1", api_key=key, max_retries=0) as c:
+            with pytest.raises(openai.AuthenticationError) as caught:
+                c.chat.completions.create(model="sim", messages=ask("x"))
+            assert caught.value.body["code"] == "invalid_api_key"
+            assert key not in caught.value.response.text
+            with pytest.raises(openai.AuthenticationError):
+                c.models.list()
+    for key in ("sk-moa-first-key-0001", "sk-moa-second-key-0002"):
+        with openai.OpenAI(base_url=secured + "/v1", api_key=key, max_retries=0) as c:
+            answer = c.chat.completions.create(model="sim", messages=ask("with key"))
+            assert answer.choices[0].message.content == "agg answer to: with key [refs=2]"
+            assert key not in answer.model_dump_json()
+    assert httpx.get(secured + "/health").json() == {"status": "ok"}  # open, for health checks
+    assert "sk-moa" not in caplog.text
