@@ -40,7 +40,10 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -222,9 +225,7 @@ class ChatMoA(BaseChatModel):
             text = cut.feed(token.text) if isinstance(token.content, str) else token.text
             if text is None:
                 continue
-            chunk = AIMessageChunk(
-                content=text, tool_call_chunks=token.tool_call_chunks, id=token.id
-            )
+            chunk = AIMessageChunk(content=text, tool_call_chunks=token.tool_call_chunks, id=token.id)
             if not text and not chunk.tool_call_chunks:
                 continue
             if run_manager:

@@ -29,19 +29,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from collections.abc import Mapping, Sequence
-
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send, interrupt
 
-from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig, config_from
+from langgraph_moa.config import ConfigError, MoAConfig, ModelSpec, config_from
 from langgraph_moa.errors import AggregatorError, EmptyResponseError, LayerFailedError
 from langgraph_moa.models import ModelResolver, describe_error
 from langgraph_moa.pricing import estimate_cost
@@ -91,9 +89,7 @@ def references_of(state: MoAState, layer: int) -> list[str]:
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
 
 
-def _usage_record(
-    calls: Sequence[BaseMessage], layer: int, slot: int, model: str, role: Any
-) -> UsageRecord:
+def _usage_record(calls: Sequence[BaseMessage], layer: int, slot: int, model: str, role: Any) -> UsageRecord:
     """Usage of one proposer or aggregator, summed over the model calls it made."""
     metas = [m.usage_metadata for m in calls if getattr(m, "usage_metadata", None)]  # type: ignore[attr-defined]
     return UsageRecord(
@@ -231,9 +227,7 @@ def make_join_layer() -> Callable[..., Any]:
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
         if succeeded < cfg.min_proposals:
             raise LayerFailedError(layer, failures, succeeded, cfg.min_proposals)
-        get_stream_writer()(
-            {"event": "layer_done", "layer": layer, "succeeded": succeeded, "failed": len(failures)}
-        )
+        get_stream_writer()({"event": "layer_done", "layer": layer, "succeeded": succeeded, "failed": len(failures)})
         return {"layer": layer + 1}
 
     return join_layer
@@ -346,7 +340,9 @@ def _reviewed_proposals(decision: Any, layer: int, min_proposals: int) -> list[P
         elif isinstance(entry, Mapping) and isinstance(entry.get("content"), str):
             model, content = str(entry.get("model", "reviewer")), entry["content"]
         else:
-            raise ConfigError(f"review: proposal {slot} must be a string or a mapping with 'content', got {entry!r:.80}")
+            raise ConfigError(
+                f"review: proposal {slot} must be a string or a mapping with 'content', got {entry!r:.80}"
+            )
         if not content.strip():
             raise ConfigError(f"review: proposal {slot} is empty; leave it out to drop it")
         out.append(Proposal(layer=layer, slot=slot, model=model, content=content))

@@ -124,9 +124,7 @@ async def test_an_agent_with_tools_is_a_proposer_beside_plain_models(server: Sim
     researcher_model = ChatOpenAI(model="researcher", base_url=server.base_url, api_key="x")
     researcher = create_agent(researcher_model, tools=[lookup_population])
     graph = create_moa_graph(models={"agent:researcher": researcher}).compile()
-    config = MoAConfig(
-        proposers=["openai:a", "agent:researcher"], aggregator="openai:agg", base_url=server.base_url
-    )
+    config = MoAConfig(proposers=["openai:a", "agent:researcher"], aggregator="openai:agg", base_url=server.base_url)
     state = await graph.ainvoke(user("How many people live in Paris?"), context=config)
     by_model = {p["model"]: p["content"] for p in state["proposals"]}
     assert by_model["agent:researcher"] == "researcher: Paris has 2,102,650 inhabitants"
