@@ -1,4 +1,11 @@
-"""The graph served by ``langgraph dev`` from langgraph.json, as LangGraph Studio uses it."""
+"""The graph served by ``langgraph dev`` from langgraph.json, as LangGraph Studio uses it.
+
+The dev server runs the repository's langgraph.json from an empty temporary
+directory (paths made absolute), so its on-disk state (``.langgraph_api``) starts
+empty and stays out of the repository. Models are served by the simulated
+OpenAI-compatible server; the Together endpoint is pointed at it too, so presets
+run offline. Run with ``python -m pytest -m langgraph_dev``.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,27 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from langgraph_moa.testing import SimulatedOpenAIServer
+from langgraph_moa import MoAConfig, get_preset
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 
 pytestmark = pytest.mark.langgraph_dev
 ROOT = Path(__file__).resolve().parent.parent
+FAKE_TOGETHER_KEY = "tgp-test-not-a-real-key-5e1d"
+_API_LINE = re.compile(r"API: \S*?(http://127\.0\.0\.1:(\d+))")
+_MOVED = re.compile(r"Port (\d+) is already in use, using port (\d+) instead")
+
+
+def _cli() -> str:
+    cli = shutil.which("langgraph", path=str(Path(sys.executable).parent)) or shutil.which("langgraph")
+    if cli is None:
+        pytest.skip("pip install 'langgraph-cli[inmem]'")
+    return cli
 
 
 def _free_port() -> int:
@@ -27,7 +47,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _post(url: str, body: dict) -> dict:
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _post(url: str, body: dict) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
@@ -35,63 +60,240 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory):
-    cli = shutil.which("langgraph", path=str(Path(sys.executable).parent)) or shutil.which("langgraph")
-    if cli is None:
-        pytest.skip("pip install 'langgraph-cli[inmem]'")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("dev") / "dev.log"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.update(LANGGRAPH_CLI_NO_ANALYTICS="1", LANGSMITH_TRACING="false")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [cli, "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        base = None
-        while time.monotonic() < deadline and base is None:
-            # langgraph dev moves to another port when the asked one is busy: read the one it chose
-            found = re.search(r"API: \S*?(http://127\.0\.0\.1:\d+)", log.read_text())
+def _config_in(workdir: Path) -> Path:
+    """The repository's langgraph.json, with its relative paths made absolute, in ``workdir``."""
+    config = json.loads((ROOT / "langgraph.json").read_text())
+
+    def absolute(path: str) -> str:
+        return str((ROOT / path).resolve()) if path.startswith(".") else path
+
+    config["dependencies"] = [absolute(d) for d in config["dependencies"]]
+    for graph_id, spec in config["graphs"].items():
+        if isinstance(spec, str):
+            config["graphs"][graph_id] = absolute(spec)
+        else:
+            spec["path"] = absolute(spec["path"])
+    if isinstance(config.get("env"), str):
+        config["env"] = absolute(config["env"])
+    target = workdir / "langgraph.json"
+    target.write_text(json.dumps(config))
+    return target
+
+
+class DevServer:
+    """``langgraph dev`` started on ``port``; ``url`` is where it really listens.
+
+    ``langgraph dev`` moves to another port, with only a log line saying so, when
+    the asked one is busy: the URL is read from its log, never assumed.
+    """
+
+    def __init__(self, workdir: Path, port: int, env: dict[str, str]) -> None:
+        self.asked_port = port
+        self.log = workdir / "dev.log"
+        self.url = ""
+        command = [_cli(), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
+        command += ["--config", str(_config_in(workdir))]
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def wait_until_ready(self, timeout: float = 90) -> DevServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = _API_LINE.search(self.log.read_text(errors="replace"))
             if found:
                 try:
-                    urllib.request.urlopen(found.group(1) + "/ok", timeout=1)
-                    base = found.group(1)
+                    if _get(found.group(1) + "/ok").get("ok"):
+                        self.url = found.group(1)
+                        return self
                 except OSError:
                     pass
-            if process.poll() is not None:
-                pytest.fail("langgraph dev exited:\n" + log.read_text()[-2000:])
-            time.sleep(0.5)
-        if base is None:
-            pytest.fail("langgraph dev did not start:\n" + log.read_text()[-2000:])
-        yield base
+            if self.process.poll() is not None:
+                pytest.fail("langgraph dev exited:\n" + self.log.read_text()[-3000:])
+            time.sleep(0.3)
+        self.stop()
+        pytest.fail("langgraph dev did not answer /ok:\n" + self.log.read_text()[-3000:])
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _dev_env(sim: SimulatedOpenAIServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
+    env.update(
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGSMITH_TRACING="false",
+        TOGETHER_API_BASE=sim.base_url,  # presets name Together models: serve them from the simulator
+        TOGETHER_API_KEY=FAKE_TOGETHER_KEY,
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatedOpenAIServer]:
+    with SimulatedOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dev(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    server = DevServer(tmp_path_factory.mktemp("dev"), _free_port(), _dev_env(sim))
+    try:
+        yield server.wait_until_ready()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        server.stop()
 
 
-def test_studio_sees_the_graph_and_its_context_schema(dev_server: str) -> None:
-    (assistant,) = _post(f"{dev_server}/assistants/search", {"graph_id": "moa"})
-    with urllib.request.urlopen(f"{dev_server}/assistants/{assistant['assistant_id']}/schemas") as response:
-        schemas = json.loads(response.read())
-    assert {"layers", "proposers", "aggregator", "min_proposals"} <= set(schemas["context_schema"]["properties"])
-    with urllib.request.urlopen(f"{dev_server}/assistants/{assistant['assistant_id']}/graph") as response:
-        graph = json.loads(response.read())
+@pytest.fixture(scope="module")
+def client(dev: DevServer) -> Any:
+    from langgraph_sdk import get_sync_client
+
+    return get_sync_client(url=dev.url)
+
+
+def _context(sim: SimulatedOpenAIServer, proposers: list[str], aggregator: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "proposers": [f"openai:{p}" for p in proposers],
+        "aggregator": f"openai:{aggregator}",
+        "base_url": sim.base_url,
+        **extra,
+    }
+
+
+def _ask(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def test_langgraph_json_is_valid_and_complete() -> None:
+    command = [_cli(), "validate", "--config", str(ROOT / "langgraph.json")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    assert config["dependencies"] == ["."] and config["python_version"] == "3.11"
+    assert (ROOT / config["env"]).is_file()  # present in a fresh clone
+    assert config["graphs"]["moa"]["path"] == "./langgraph_moa/graph.py:graph"
+
+
+def test_a_busy_port_is_detected(sim: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = DevServer(tmp_path, port, _dev_env(sim))
+        try:
+            server.wait_until_ready()
+            assert server.port != port
+            assert _MOVED.search(server.log.read_text()).groups() == (str(port), str(server.port))
+            assert _get(f"{server.url}/ok")["ok"] is True
+        finally:
+            server.stop()
+
+
+def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
+    (assistant,) = _post(f"{dev.url}/assistants/search", {"graph_id": "moa", "metadata": {"created_by": "system"}})
+    assert "proposers" in (assistant.get("description") or "")
+    graph = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/graph")
     assert {"prepare", "propose", "join_layer", "aggregate"} <= {n["id"] for n in graph["nodes"]}
+    schemas = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/schemas")
+
+    context = schemas["context_schema"]
+    assert set(MoAConfig.model_fields) <= set(context["properties"])
+    settings = [(name, field) for name, field in context["properties"].items()]
+    settings += [(f"ModelSpec.{n}", f) for n, f in context["$defs"]["ModelSpec"]["properties"].items()]
+    assert [name for name, field in settings if not field.get("description")] == []
+
+    state = schemas["state_schema"]["properties"]
+    assert {"messages", "layer", "proposals", "failures", "usage", "usage_summary"} <= set(state)
+    assert schemas["input_schema"] is not None, (
+        "Studio gets no input schema: pydantic cannot read typing.TypedDict on Python < 3.12, "
+        "so langgraph_moa/state.py must import TypedDict from typing_extensions"
+    )
+    assert schemas["input_schema"]["required"] == ["messages"]
+
+
+def test_a_thread_streams_and_keeps_a_checkpoint_per_layer(client: Any, sim: SimulatedOpenAIServer) -> None:
+    sim.set_behavior("s-broken", ModelBehavior(faults=[Fault(400, times=100, message="bad request")]))
+    context = _context(sim, ["s-p1", "s-p2", "s-broken"], "s-agg", layers=3)
+    thread = client.threads.create()
+
+    tokens, token_nodes, updated = [], set(), []
+    for part in client.runs.stream(
+        thread["thread_id"], "moa", input=_ask("hello studio"), context=context, stream_mode=["messages-tuple", "updates"]
+    ):
+        if part.event == "messages":
+            chunk, metadata = part.data
+            tokens.append(chunk["content"])
+            token_nodes.add(metadata["langgraph_node"])
+        elif part.event == "updates":
+            updated.extend(part.data)
+        assert part.event != "error", part.data
+    answer = "s-agg answer to: hello studio [refs=2]"
+    assert "".join(tokens) == answer and token_nodes == {"aggregate"}  # proposers stay off the token stream
+    assert updated.count("propose") == 6 and updated.count("join_layer") == 2 and updated[-1] == "aggregate"
+
+    state = client.threads.get_state(thread["thread_id"])
+    values = state["values"]
+    assert state["next"] == [] and values["messages"][-1]["content"] == answer
+    assert [(p["layer"], p["model"]) for p in values["proposals"]] == [
+        (1, "openai:s-p1"), (1, "openai:s-p2"), (2, "openai:s-p1"), (2, "openai:s-p2")
+    ]
+    assert [(f["layer"], f["slot"], f["model"]) for f in values["failures"]] == [
+        (1, 2, "openai:s-broken"), (2, 2, "openai:s-broken")
+    ]
+    assert all("400" in f["message"] or f["error_type"] for f in values["failures"])
+    assert values["usage_summary"]["by_layer"].keys() >= {"1", "2", "3"}
+
+    history = client.threads.get_history(thread["thread_id"], limit=100)
+    for layer in (1, 2):
+        # the layer's fan-out: one pending propose task per proposer, from one checkpoint
+        starts = [c for c in history if c["values"].get("layer") == layer and c["next"].count("propose") == 3]
+        assert len(starts) == 1, f"layer {layer}: {[(c['values'].get('layer'), c['next']) for c in history]}"
+        # after the layer: its proposals, failures and usage are in the state
+        done = [c for c in history if sum(p["layer"] == layer for p in c["values"].get("proposals", [])) == 2]
+        assert done, f"no checkpoint holds layer {layer}'s proposals"
+        last = done[-1]["values"]  # the oldest checkpoint after the layer (history is newest first)
+        assert [f["slot"] for f in last["failures"] if f["layer"] == layer] == [2]
+        assert sum(u["layer"] == layer for u in last["usage"]) == 2
+    before_aggregate = [c for c in history if "aggregate" in c["next"]]
+    assert len(before_aggregate) == 1 and len(before_aggregate[0]["values"]["proposals"]) == 4
+    assert sim.calls("s-p1") == 2 and sim.calls("s-broken") == 2 and sim.calls("s-agg") == 1
+
+
+def test_an_assistant_with_another_preset(client: Any, sim: SimulatedOpenAIServer, dev: DevServer) -> None:
+    preset = get_preset("moa-lite", max_tokens=64).model_dump(mode="json")
+    assistant = client.assistants.create("moa", context=preset, name="moa-lite", metadata={"preset": "moa-lite"})
+    assert client.assistants.get(assistant["assistant_id"])["context"]["aggregator"]["model"] == (
+        "together:Qwen/Qwen1.5-72B-Chat"
+    )
+    thread = client.threads.create()
+    before = sim.calls("Qwen/Qwen1.5-72B-Chat")
+    values = client.runs.wait(thread["thread_id"], assistant["assistant_id"], input=_ask("paper setup"))
+    # moa-lite: the paper's six proposers in one layer, then Qwen1.5-72B-Chat aggregating six references
+    assert values["messages"][-1]["content"] == "Qwen/Qwen1.5-72B-Chat answer to: paper setup [refs=6]"
+    assert len(values["proposals"]) == 6 and {p["layer"] for p in values["proposals"]} == {1}
+    assert sim.calls("Qwen/Qwen1.5-72B-Chat") - before == 2  # a proposer and the aggregator
+    assert {r["max_tokens"] for r in sim.requests_for("databricks/dbrx-instruct")} == {64}
+    # the key reached the provider, and nothing the server stores or logs
+    assert FAKE_TOGETHER_KEY in sim.api_keys
+    stored = json.dumps([values, client.threads.get_history(thread["thread_id"], limit=100)])
+    assert FAKE_TOGETHER_KEY not in stored
+    assert FAKE_TOGETHER_KEY not in dev.log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("via", ["context", "configurable"])
-def test_a_run_through_the_langgraph_api(dev_server: str, via: str) -> None:
-    with SimulatedOpenAIServer() as sim:
-        settings = {"layers": 3, "proposers": ["openai:p1", "openai:p2"], "aggregator": "openai:agg", "base_url": sim.base_url}
-        body = {"assistant_id": "moa", "input": {"messages": [{"role": "user", "content": "hello studio"}]}}
-        body.update({"context": settings} if via == "context" else {"config": {"configurable": settings}})
-        state = _post(f"{dev_server}/runs/wait", body)
-        assert state["messages"][-1]["content"] == "agg answer to: hello studio [refs=2]"
-        assert sim.calls("p1") == 2 and sim.calls("agg") == 1
-        assert state["usage_summary"]["total"]["total_tokens"] > 0
+def test_a_run_through_the_langgraph_api(dev: DevServer, sim: SimulatedOpenAIServer, via: str) -> None:
+    settings = _context(sim, [f"{via}-p1", f"{via}-p2"], f"{via}-agg", layers=3)
+    body: dict[str, Any] = {"assistant_id": "moa", "input": _ask("hello api")}
+    body.update({"context": settings} if via == "context" else {"config": {"configurable": settings}})
+    state = _post(f"{dev.url}/runs/wait", body)
+    assert state["messages"][-1]["content"] == f"{via}-agg answer to: hello api [refs=2]"
+    assert sim.calls(f"{via}-p1") == 2 and sim.calls(f"{via}-agg") == 1
+    assert state["usage_summary"]["total"]["total_tokens"] > 0
