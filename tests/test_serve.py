@@ -1,0 +1,153 @@
+"""``moa serve``: one process serving the OpenAI API and the LangServe routes, with its checkpointer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from langgraph_moa import ConfigError, MoAConfig
+from langgraph_moa.cli import app
+from langgraph_moa.presets import PRESETS
+from langgraph_moa.server import ServeSettings, create_app, describe_checkpoint, load_api_keys, load_assistants
+from langgraph_moa.testing import SimulatedOpenAIServer
+from tests.test_openai_api import running
+
+KEY = "sk-moa-serve-test-key-42"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    assistants = tmp_path / "assistants.json"
+    assistants.write_text(json.dumps({"solo": {"proposers": ["openai:p9"], "aggregator": "openai:a9",
+                                               "base_url": server.base_url}}))
+    db, port = tmp_path / "serve.sqlite", free_port()
+    env = {**os.environ, "MOA_API_KEYS": KEY, "LANGSMITH_TRACING": "false"}
+    env.pop("OPENAI_API_KEY", None)
+    command = [
+        sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--base-url", server.base_url,
+        "--proposer", "p1", "--proposer", "p2", "--aggregator", "agg", "--assistants", str(assistants),
+        "--db", str(db), "--log-level", "warning",
+    ]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "moa serve did not start"
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+        with openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client:
+            ids = [m.id for m in client.models.list()]
+            assert ids == ["default", "solo", *PRESETS]
+            answer = client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": "served?"}], store=True
+            )
+            assert answer.choices[0].message.content == "agg answer to: served? [refs=2]"
+            solo = client.chat.completions.create(model="solo", messages=[{"role": "user", "content": "x"}])
+            assert solo.choices[0].message.content == "a9 answer to: x [refs=1]"
+
+        # LangServe starts from the served configuration (--name, "default")
+        invoked = httpx.post(
+            base + "/moa/invoke",
+            json={"input": {"messages": [{"role": "user", "content": "via langserve"}]}},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=30,
+        )
+        assert invoked.status_code == 200, invoked.text
+        assert invoked.json()["output"]["messages"][-1]["content"] == "agg answer to: via langserve [refs=2]"
+        assert httpx.post(base + "/moa/invoke", json={"input": {"messages": []}}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 143, stderr  # shut down cleanly, then exit as SIGTERM asked (128 + 15)
+    assert "serving default, solo, moa" in stderr and "1 API key(s)" in stderr
+    assert KEY not in stderr
+    with sqlite3.connect(db) as conn:  # the stored completion is a thread of the SQLite checkpointer
+        threads = {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    assert threads == {answer.id}
+
+
+def test_serve_refuses_two_checkpointers_and_bad_urls(tmp_path: Path) -> None:
+    runner = CliRunner()
+    both = runner.invoke(app, ["serve", "--db", str(tmp_path / "x"), "--checkpoint-url", "postgresql://h/db"])
+    assert both.exit_code == 2 and "not both" in both.output
+    wrong = runner.invoke(app, ["serve", "--checkpoint-url", "mysql://h/db"])
+    assert wrong.exit_code == 2 and "postgresql://" in wrong.output
+
+
+def test_api_keys_come_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "keys"
+    file.write_text("# team keys\nkey-from-file-1\n\n  key-shared  \n")
+    keys = load_api_keys(file, {"MOA_API_KEYS": "key-from-env, key-shared,"})
+    assert [k.get_secret_value() for k in keys] == ["key-from-env", "key-shared", "key-from-file-1"]
+    assert "key-from-env" not in repr(keys)
+    with pytest.raises(ConfigError, match="cannot read the API key file"):
+        load_api_keys(tmp_path / "missing", {})
+
+
+def test_assistants_file_errors_name_the_assistant(tmp_path: Path) -> None:
+    file = tmp_path / "a.json"
+    file.write_text(json.dumps({"good": {"preset": "moa-lite", "temperature": 0.1}, "bad": {"layers": 0}}))
+    with pytest.raises(ConfigError, match="assistant 'bad': .*layers"):
+        load_assistants(file)
+    file.write_text(json.dumps({"good": {"preset": "moa-lite", "temperature": 0.1}}))
+    assert load_assistants(file)["good"].temperature == 0.1
+
+
+def test_checkpoint_description_hides_credentials() -> None:
+    described = describe_checkpoint("postgresql://moa:s3cret-pw@db.example:5433/moa")
+    assert described == "PostgreSQL at db.example:5433/moa" and "s3cret" not in described
+    assert describe_checkpoint("/tmp/x.sqlite") == "SQLite at /tmp/x.sqlite"
+
+
+def test_default_assistant_must_be_served() -> None:
+    with pytest.raises(ConfigError, match="default_assistant 'nope' is not served"):
+        create_app(ServeSettings(default_assistant="nope"))
+
+
+@pytest.mark.postgres
+def test_postgres_checkpointer_keeps_stored_completions(server: SimulatedOpenAIServer) -> None:
+    """Needs MOA_TEST_POSTGRES_URL, a database the test may create tables in (`.ci/run` starts one)."""
+    import psycopg
+
+    url = os.environ.get("MOA_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("set MOA_TEST_POSTGRES_URL=postgresql://... to run the PostgreSQL test")
+    config = MoAConfig(proposers=["openai:p1", "openai:p2"], aggregator="openai:agg", base_url=server.base_url)
+    app_ = create_app(ServeSettings(assistants={"sim": config}), checkpoint=url, langserve_path=None)
+    with running(app_) as base, openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
+        stored = client.chat.completions.create(
+            model="sim", messages=[{"role": "user", "content": "in postgres"}], store=True
+        )
+        assert client.chat.completions.retrieve(stored.id).choices[0].message.content == (
+            "agg answer to: in postgres [refs=2]"
+        )
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s", (stored.id,)).fetchone()
+    assert rows[0] >= 1
+    # a new app on the same database still finds it: the checkpoints outlive the process
+    with running(create_app(ServeSettings(assistants={"sim": config}), checkpoint=url, langserve_path=None)) as base:
+        again = httpx.get(f"{base}/v1/chat/completions/{stored.id}").json()
+    assert again["choices"][0]["message"]["content"] == "agg answer to: in postgres [refs=2]"
