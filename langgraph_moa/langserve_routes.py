@@ -180,12 +180,18 @@ def _base_configurable(graph: Runnable) -> dict[str, Any]:
 
 
 def _make_config_check(base: Mapping[str, Any]) -> Any:
-    """Drop unset fields from a request's ``configurable`` and validate the rest."""
+    """Validate a request's ``configurable`` against the graph's bound defaults.
+
+    Fields left out (or ``None``) are dropped, so the defaults apply. A request
+    naming a ``preset`` gets that preset with its own overrides and none of the
+    defaults: it is passed on as every field of the resulting config, which
+    overrides whatever is bound to the graph.
+    """
 
     def check(config: dict[str, Any], request: Request) -> dict[str, Any]:
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
         try:
-            cfg = config_from(None, {**base, **configurable})
+            cfg = config_from(None, configurable if "preset" in configurable else {**base, **configurable})
         except ConfigError as exc:
             raise HTTPException(status_code=422, detail=f"configurable: {exc}") from None
         if getattr(cfg, "review", False):
@@ -194,6 +200,8 @@ def _make_config_check(base: Mapping[str, Any]) -> Any:
                 detail="configurable: review pauses the run until it is resumed on its thread, and LangServe "
                 "keeps no threads; leave review off here, or use the LangGraph API (langgraph dev) for reviews",
             )
+        if "preset" in configurable:
+            configurable = cfg.model_dump(mode="json")
         return {**config, "configurable": configurable}
 
     return check
@@ -209,7 +217,8 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
             default one from :func:`~langgraph_moa.graph.create_moa_graph`.
             LangServe keeps no threads, so compile it without a checkpointer.
             Configuration bound to it with ``graph.with_config(configurable={...})``
-            is the default that requests override field by field.
+            is the default: requests override it field by field, and a request
+            naming a ``preset`` replaces it.
         path: Where the routes go; must start with ``/``.
 
     Raises:

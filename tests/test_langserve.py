@@ -214,14 +214,21 @@ def test_schemas_and_playground(app_url: str) -> None:
     assert httpx.get(f"{base}/playground/").status_code == 200
 
 
-def test_add_moa_routes_serves_a_given_graph_at_a_given_path() -> None:
-    models = {"fake:a": EchoModel(name="a"), "fake:agg": EchoModel(name="agg")}
+def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
+    qwen = "together:Qwen/Qwen2.5-72B-Instruct-Turbo"  # every model of the self-moa preset
+    models = {"fake:a": EchoModel(name="a"), "fake:agg": EchoModel(name="agg"), qwen: EchoModel(name="q")}
+    defaults = {"proposers": ["fake:a"], "aggregator": "fake:agg"}
     app = FastAPI()
-    add_moa_routes(app, create_moa_graph(models=models).compile(), path="/custom")
+    add_moa_routes(app, create_moa_graph(models=models).compile().with_config(configurable=defaults), path="/custom")
     with _Uvicorn(app) as served:
         remote = RemoteRunnable(f"{served.url}/custom")
-        state = remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a"], "aggregator": "fake:agg"}})
-        assert state["messages"][-1].content == "agg: hi (1 refs)"
+        assert remote.invoke(_ask("hi"))["messages"][-1].content == "agg: hi (1 refs)"
+        # a field overrides the bound defaults one by one
+        state = remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a", "fake:a"]}})
+        assert state["messages"][-1].content == "agg: hi (2 refs)"
+        # a preset replaces them: self-moa samples one model six times
+        state = remote.invoke(_ask("hi"), {"configurable": {"preset": "self-moa"}})
+        assert state["messages"][-1].content == "q: hi (6 refs)"
         assert httpx.get(f"{served.url}/moa/input_schema").status_code == 404
     with pytest.raises(ValueError, match="must start with '/'"):
         add_moa_routes(FastAPI(), path="moa")
