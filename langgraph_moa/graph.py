@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 
 from langgraph_moa.config import MoAConfig
@@ -30,12 +31,14 @@ from langgraph_moa.nodes import (
 from langgraph_moa.state import InputState, MoAState
 
 
-def create_moa_graph(*, models: Mapping[str, BaseChatModel] | None = None) -> StateGraph:
+def create_moa_graph(*, models: Mapping[str, BaseChatModel | Runnable] | None = None) -> StateGraph:
     """Create the Mixture-of-Agents graph (uncompiled).
 
-    The graph has four nodes::
+    The graph has five nodes::
 
-        START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> aggregate -> END
+        START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> [review] -> aggregate -> END
+
+    (``review`` runs only when ``MoAConfig.review`` is set.)
 
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
@@ -56,9 +59,13 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel] | None = None) -> St
     and progress with ``stream_mode="custom"``.
 
     Args:
-        models: Ready chat models by ``"provider:model"`` string, used as they are
-            in place of ``init_chat_model`` (custom clients, fakes in tests).
-            Their own temperature and limits apply; the config's do not.
+        models: Ready chat models or agents by ``"provider:model"`` name, used as
+            they are in place of ``init_chat_model`` (custom clients, fakes in
+            tests, agents with tools). Their own temperature and limits apply;
+            the config's do not. A chat model (bound or not) is called with the
+            messages; any other runnable, such as a ``create_agent`` graph, with
+            ``{"messages": [...]}``, and its last message is its answer. The name
+            is yours to choose (``"agent:researcher"``); use it in the config.
 
     Returns:
         The ``StateGraph``; call ``.compile(checkpointer=...)`` on it.

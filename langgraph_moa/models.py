@@ -123,11 +123,12 @@ class ModelResolver:
     """Turns a :class:`ModelSpec` of a run into a ready chat model.
 
     Args:
-        models: Ready chat models by ``"provider:model"`` string, used as they are
-            instead of ``init_chat_model`` (fakes in tests, custom clients).
+        models: Ready chat models or agents by ``"provider:model"`` name, used as
+            they are instead of ``init_chat_model`` (fakes in tests, custom
+            clients, agents with tools).
     """
 
-    def __init__(self, models: Mapping[str, BaseChatModel] | None = None) -> None:
+    def __init__(self, models: Mapping[str, BaseChatModel | Runnable] | None = None) -> None:
         self._models = dict(models or {})
 
     def check(self, config: MoAConfig) -> None:

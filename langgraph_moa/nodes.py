@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send, interrupt
@@ -103,6 +103,13 @@ def _usage_record(calls: Sequence[BaseMessage], layer: int, slot: int, model: st
     )
 
 
+def _is_chat_model(model: Runnable) -> bool:
+    """A chat model, bound or configured (``bind_tools``, ``with_config``), takes messages."""
+    while isinstance(model, RunnableBinding):
+        model = model.bound
+    return isinstance(model, BaseChatModel)
+
+
 async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> tuple[AIMessage, list[AIMessage]]:
     """Call a chat model, or an agent that takes and returns ``{"messages": [...]}``.
 
@@ -112,7 +119,7 @@ async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> 
         whose usage is summed.
     """
     async with asyncio.timeout(timeout):
-        if isinstance(model, BaseChatModel) or isinstance(getattr(model, "bound", None), BaseChatModel):
+        if _is_chat_model(model):
             result: Any = await model.ainvoke(messages)
         else:
             result = await model.ainvoke({"messages": messages})

@@ -175,3 +175,12 @@ async def test_chat_moa_streams_into_a_parent_graph_once(server: SimulatedOpenAI
     state = await graph.aget_state(THREAD)
     assert state.values["messages"][-1].usage_metadata["input_tokens"] > 0
     assert list(state.values) == ["messages"]  # MoA's own keys stay in its own run
+
+
+async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(server: SimulatedOpenAIServer) -> None:
+    bound = ChatOpenAI(model="tooled", base_url=server.base_url, api_key="x").bind_tools([lookup_population])
+    graph = create_moa_graph(models={"openai:tooled": bound}).compile()
+    config = MoAConfig(proposers=["openai:tooled", "openai:a"], aggregator="openai:agg", base_url=server.base_url)
+    state = await graph.ainvoke(user("hi"), context=config)
+    assert [p["content"] for p in state["proposals"]] == ["tooled answer to: hi [refs=0]", "a answer to: hi [refs=0]"]
+    assert server.requests_for("tooled")[0]["tools"][0]["function"]["name"] == "lookup_population"
