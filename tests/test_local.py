@@ -154,3 +154,15 @@ def test_cli_with_two_gguf_files_uses_each_as_a_proposer(tmp_path) -> None:
     doc = json.loads(result.stdout)
     assert [p["model"] for p in doc["layers"][0]["proposals"]] == ["openai:alpha", "openai:beta"]
     assert doc["aggregator"] == "openai:alpha" and doc["answer"].strip()
+
+
+async def test_real_chat_moa_invokes_and_streams(local_urls: dict[str, str]) -> None:
+    from langgraph_moa import ChatMoA
+
+    llm = ChatMoA(config=local_config(local_urls, max_tokens=32))
+    answer = await llm.ainvoke(QUESTION)
+    assert answer.text.strip()
+    assert answer.usage_metadata["input_tokens"] > 0 and len(answer.response_metadata["moa"]["proposals"]) == 3
+    chunks = [c async for c in llm.astream(QUESTION)]
+    assert len([c for c in chunks if c.text]) > 1 and "".join(c.text for c in chunks).strip()
+    assert chunks[-1].usage_metadata["output_tokens"] > 0  # the proposers' counts at least
