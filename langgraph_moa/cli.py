@@ -536,7 +536,13 @@ def serve(
     try:
         import uvicorn
 
-        from langgraph_moa.server import ServeSettings, create_app, describe_checkpoint, load_api_keys, load_assistants
+        from langgraph_moa.server import (
+            ServeSettings,
+            create_app,
+            describe_checkpoint,
+            load_api_keys,
+            load_assistants,
+        )
     except ImportError as exc:
         raise _fail(f"serving needs the serve extra: pip install 'langgraph-moa[serve]' ({exc})") from None
     if db is not None and checkpoint_url:

@@ -59,13 +59,23 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sse_starlette import EventSourceResponse
 
 from langgraph_moa.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
-from langgraph_moa.errors import AggregatorError, LayerFailedError, MissingCredentialsError
+from langgraph_moa.errors import (
+    AggregatorError,
+    LayerFailedError,
+    MissingCredentialsError,
+)
 from langgraph_moa.models import redact
 from langgraph_moa.nodes import AGGREGATOR_NODE
 from langgraph_moa.presets import PRESETS
@@ -104,6 +114,16 @@ class APISettings(BaseModel):
     provider_concurrency: int = Field(
         default=16, ge=1, description="Upstream model calls in flight per provider endpoint, across all requests."
     )
+
+    @model_validator(mode="after")
+    def _no_review(self) -> APISettings:
+        reviewed = [name for name, config in self.assistants.items() if getattr(config, "review", False)]
+        if reviewed:
+            raise ValueError(
+                f"assistants {', '.join(reviewed)} have review=True, but no one can review proposals over the "
+                "OpenAI API; serve them with review=False (LangGraph's API or your own graph runs can review)"
+            )
+        return self
 
     def served(self, model: str) -> MoAConfig:
         """The configuration served as ``model``.
@@ -375,20 +395,18 @@ def _request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int)
     return base.model_copy(update={"aggregator": aggregator})
 
 
-def moa_details(state: Mapping[str, Any], config: MoAConfig, assistant: str) -> dict[str, Any]:
+def moa_details(state: Mapping[str, Any], assistant: str) -> dict[str, Any]:
     """The ``moa`` extension field: proposals, failures and usage of a finished turn."""
     summary = state.get("usage_summary") or {}
+    calls = list(state.get("usage", []))
+    aggregator = next((c["model"] for c in calls if c["role"] == "aggregator"), None)
     return {
         "assistant": assistant,
-        "layers": config.layers,
-        "aggregator": config.aggregator.model,
+        "layers": state.get("layer"),
+        "aggregator": aggregator,
         "proposals": list(state.get("proposals", [])),
         "failures": list(state.get("failures", [])),
-        "usage": {
-            "by_layer": summary.get("by_layer", {}),
-            "by_model": summary.get("by_model", {}),
-            "calls": list(state.get("usage", [])),
-        },
+        "usage": {"by_layer": summary.get("by_layer", {}), "by_model": summary.get("by_model", {}), "calls": calls},
         "cost_usd": summary.get("cost_usd"),
         "unpriced_models": summary.get("unpriced_models", []),
     }
@@ -436,10 +454,10 @@ class _Run:
                     final = chunk
                     continue
                 message, metadata = chunk
-                if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
-                    if message.text:
-                        self.events.put_nowait(("token", message.text))
-        except Exception as exc:  # reported to the client; cancellation is not caught
+                ours = metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk)
+                if ours and message.text:
+                    self.events.put_nowait(("token", message.text))
+        except Exception as exc:  # noqa: BLE001 - reported to the client; cancellation is not caught
             self.events.put_nowait(("error", exc))
         else:
             self.events.put_nowait(("done", final or {}))
@@ -494,14 +512,24 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         return ChatCompletionRequest.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        loc = [str(p) for p in first["loc"]]
         if first["type"] == "json_invalid":
             raise _bad_request(f"the body is not valid JSON: {first['msg']}") from None
-        message = describe_validation_error(exc).replace("invalid MoA configuration: ", "invalid request: ", 1)
-        if param == "n" or param == "tools":
-            message = "MoA writes one answer per request and calls no tools: " + message
-        if param and param.startswith("messages") and "role" in param:
-            message += " (tool messages are not supported)"
+        if loc[:1] == ["messages"] and len(loc) >= 3 and loc[2] in ("role", "content"):
+            param = ".".join(loc[:3])
+            if loc[2] == "role":
+                message = f"{param}: {first.get('input')!r} is not supported; use system, developer, user or assistant"
+            else:
+                message = f"{param}: only text is supported, as a string or a list of text parts"
+            raise _bad_request(message, param=param) from None
+        known = {
+            "n": "n: MoA writes one answer per request; send n=1 or leave it out",
+            "tools": "tools: MoA models call no tools; send the request without them",
+        }
+        param = ".".join(loc) or None
+        message = known.get(param or "") or describe_validation_error(exc).replace(
+            "invalid MoA configuration", "invalid request", 1
+        )
         raise _bad_request(message, param=param) from None
 
 
@@ -574,7 +602,6 @@ def create_openai_router(
                 type="invalid_request_error", param="completion_id", code="not_found",
             ).response()
         model = str(snapshot.metadata.get("openai_model", ""))
-        config = settings.assistants.get(model) or MoAConfig.model_construct(layers=0)
         state = snapshot.values
         answer = _answer(state)
         return ChatCompletion(
@@ -583,7 +610,7 @@ def create_openai_router(
             model=model,
             choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
             usage=_usage(state),
-            moa=moa_details(state, config, model),
+            moa=moa_details(state, model),
         )
 
     @router.post(
@@ -631,7 +658,7 @@ def create_openai_router(
             model=model,
             choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
             usage=_usage(value),
-            moa=moa_details(value, config, model),
+            moa=moa_details(value, model),
         )
         return JSONResponse(completion.model_dump(mode="json"))
 
@@ -677,7 +704,7 @@ async def _stream(
                         return
                     if not sent:  # a model that did not stream: the answer in one piece
                         yield chunk(Delta(content=answer.text))
-                    details = moa_details(value, config, body.model)
+                    details = moa_details(value, body.model)
                     yield chunk(Delta(), _finish_reason(answer), moa=details)
                     if include_usage:
                         yield chunk(None, usage=_usage(value))

@@ -298,6 +298,6 @@ def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str)
         logger.warning("LangServe routes are not served: %s", exc)
         return
     if settings.default_assistant is not None:
-        default = settings.assistants[settings.default_assistant].model_dump(mode="json")
+        default = settings.assistants[settings.default_assistant].model_dump(mode="json", exclude_defaults=True)
         graph = graph.with_config(configurable=default)
     add_moa_routes(app, graph, path=path)

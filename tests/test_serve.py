@@ -15,12 +15,19 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from langgraph_moa import ConfigError, MoAConfig
 from langgraph_moa.cli import app
 from langgraph_moa.presets import PRESETS
-from langgraph_moa.server import ServeSettings, create_app, describe_checkpoint, load_api_keys, load_assistants
+from langgraph_moa.server import (
+    ServeSettings,
+    create_app,
+    describe_checkpoint,
+    load_api_keys,
+    load_assistants,
+)
 from langgraph_moa.testing import SimulatedOpenAIServer
 from tests.test_openai_api import running
 
@@ -151,3 +158,8 @@ def test_postgres_checkpointer_keeps_stored_completions(server: SimulatedOpenAIS
     with running(create_app(ServeSettings(assistants={"sim": config}), checkpoint=url, langserve_path=None)) as base:
         again = httpx.get(f"{base}/v1/chat/completions/{stored.id}").json()
     assert again["choices"][0]["message"]["content"] == "agg answer to: in postgres [refs=2]"
+
+
+def test_assistants_that_wait_for_a_human_review_are_refused() -> None:
+    with pytest.raises(ValidationError, match="assistants careful have review=True"):
+        ServeSettings(assistants={"careful": MoAConfig(review=True), "ok": MoAConfig()})
