@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from langserve import RemoteRunnable
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -76,14 +77,9 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
             assert solo.choices[0].message.content == "a9 answer to: x [refs=1]"
 
         # LangServe starts from the served configuration (--name, "default")
-        invoked = httpx.post(
-            base + "/moa/invoke",
-            json={"input": {"messages": [{"role": "user", "content": "via langserve"}]}},
-            headers={"Authorization": f"Bearer {KEY}"},
-            timeout=30,
-        )
-        assert invoked.status_code == 200, invoked.text
-        assert invoked.json()["output"]["messages"][-1]["content"] == "agg answer to: via langserve [refs=2]"
+        remote = RemoteRunnable(base + "/moa", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+        state = remote.invoke({"messages": [("user", "via langserve")]})
+        assert state["messages"][-1].content == "agg answer to: via langserve [refs=2]"
         assert httpx.post(base + "/moa/invoke", json={"input": {"messages": []}}).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
