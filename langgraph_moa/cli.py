@@ -575,7 +575,7 @@ def serve(
         app_ = create_app(settings, checkpoint=checkpoint)
         url = f"http://{host}:{port}"
         err.print(
-            f"moa: serving {', '.join(settings.assistants)}\n"
+            f"moa: serving {escape(', '.join(settings.assistants))}\n"
             f"  OpenAI API: {url}/v1   LangServe: {url}/moa   checkpoints: {escape(describe_checkpoint(checkpoint))}"
         )
         if keys:

@@ -346,7 +346,14 @@ def _upstream_status(error_types: list[str]) -> tuple[int, str]:
 
 
 def error_for(exc: BaseException, model: str) -> OpenAIError:
-    """The OpenAI error answering a failed MoA run of served ``model``."""
+    """The OpenAI error answering a failed MoA run of served ``model`` (logged when the server is at fault)."""
+    error = _error_for(exc, model)
+    if error.status >= 500:
+        logger.warning("%s: %d %s: %s", model, error.status, error.code, error.message)
+    return error
+
+
+def _error_for(exc: BaseException, model: str) -> OpenAIError:
     if isinstance(exc, OpenAIError):
         return exc
     if isinstance(exc, LayerFailedError):
@@ -369,7 +376,7 @@ def error_for(exc: BaseException, model: str) -> OpenAIError:
         return OpenAIError(
             500, f"model {model!r} is misconfigured on this server: {exc}", type="server_error", code="invalid_config"
         )
-    logger.error("MoA run of %s failed: %s: %s", model, type(exc).__name__, redact(str(exc)))
+    logger.error("MoA run of %s failed: %s: %s", model, type(exc).__name__, redact(" ".join(str(exc).split())))
     return OpenAIError(
         500, f"the MoA run failed: {type(exc).__name__}; see the server log", type="server_error", code="internal_error"
     )
