@@ -475,6 +475,9 @@ class _Run:
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the request itself was cancelled (server shutdown): so is its run
+            self.cancel()
+            raise
         finally:
             gone.cancel()
             if not get.done():
