@@ -178,7 +178,11 @@ def test_langgraph_json_is_valid_and_complete() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     config = json.loads((ROOT / "langgraph.json").read_text())
     assert config["dependencies"] == ["."] and config["python_version"] == "3.11"
-    assert (ROOT / config["env"]).is_file()  # present in a fresh clone
+    assert (ROOT / config["env"]).is_file()
+    if (ROOT / ".git").exists():  # what langgraph dev needs is in a fresh clone
+        listed = [str(ROOT / "langgraph.json"), str(ROOT / config["env"])]
+        tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *listed], check=False)
+        assert tracked.returncode == 0, "langgraph.json and its env file must be committed"
     assert config["graphs"]["moa"]["path"] == "./langgraph_moa/graph.py:graph"
 
 
@@ -197,8 +201,13 @@ def test_a_busy_port_is_detected(sim: SimulatedOpenAIServer, tmp_path: Path) -> 
             server.stop()
 
 
-def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
+def _default_assistant(dev: DevServer) -> dict[str, Any]:
     (assistant,) = _post(f"{dev.url}/assistants/search", {"graph_id": "moa", "metadata": {"created_by": "system"}})
+    return assistant
+
+
+def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
+    assistant = _default_assistant(dev)
     assert "proposers" in (assistant.get("description") or "")
     graph = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/graph")
     assert {"prepare", "propose", "join_layer", "aggregate"} <= {n["id"] for n in graph["nodes"]}
@@ -212,6 +221,10 @@ def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
 
     state = schemas["state_schema"]["properties"]
     assert {"messages", "layer", "proposals", "failures", "usage", "usage_summary"} <= set(state)
+
+
+def test_studio_gets_the_input_schema(dev: DevServer) -> None:
+    schemas = _get(f"{dev.url}/assistants/{_default_assistant(dev)['assistant_id']}/schemas")
     assert schemas["input_schema"] is not None, (
         "Studio gets no input schema: pydantic cannot read typing.TypedDict on Python < 3.12, "
         "so langgraph_moa/state.py must import TypedDict from typing_extensions"
