@@ -54,6 +54,7 @@ import orjson
 from fastapi import FastAPI, HTTPException, Request
 from langchain_core.messages import AnyMessage, convert_to_messages
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Send
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -222,7 +223,9 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
         path: Where the routes go; must start with ``/``.
 
     Raises:
-        ValueError: ``path`` does not start with ``/``.
+        ValueError: ``path`` does not start with ``/``, or ``graph`` was compiled
+            with a checkpointer.
+        TypeError: ``graph`` is not compiled (a ``StateGraph`` builder).
 
     Example:
         ```python
@@ -241,6 +244,16 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
         from langgraph_moa.graph import create_moa_graph
 
         graph = create_moa_graph().compile(name="moa")
+    if not isinstance(graph, Runnable):
+        raise TypeError(
+            f"graph must be a compiled graph, got {type(graph).__name__}: pass create_moa_graph().compile()"
+        )
+    keeps_threads = isinstance(getattr(graph, "checkpointer", None), BaseCheckpointSaver)
+    if keeps_threads:
+        raise ValueError(
+            "graph has a checkpointer, but LangServe keeps no threads and cannot pass a thread_id: "
+            "compile the graph for these routes without one"
+        )
     runnable = _ConfigurableGraph(
         bound=graph,
         kwargs={"stream_mode": "values"},  # /stream chunks are whole states, like /invoke's output

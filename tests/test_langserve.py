@@ -21,6 +21,7 @@ pytest.importorskip("langserve", reason="pip install 'langgraph-moa[serve]'")
 import uvicorn
 from fastapi import FastAPI
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from langserve import RemoteRunnable
 
 from langgraph_moa import MoAConfig, create_moa_graph
@@ -122,6 +123,10 @@ def test_a_preset_through_configurable(
     ).text
     assert "Qwen/Qwen1.5-72B-Chat answer to: paper setup" in raw
     assert secret not in raw and secret not in json.dumps(state, default=str)
+    raw_log = httpx.post(
+        f"{app_url}/moa/stream_log", json={"input": _json_input("paper setup"), "config": config}, timeout=30
+    ).text
+    assert '"final_output"' in raw_log and secret not in raw_log
 
 
 def _json_input(text: str) -> dict[str, Any]:
@@ -232,3 +237,7 @@ def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
         assert httpx.get(f"{served.url}/moa/input_schema").status_code == 404
     with pytest.raises(ValueError, match="must start with '/'"):
         add_moa_routes(FastAPI(), path="moa")
+    with pytest.raises(TypeError, match=r"compiled graph, got StateGraph: pass create_moa_graph\(\)\.compile\(\)"):
+        add_moa_routes(FastAPI(), create_moa_graph())
+    with pytest.raises(ValueError, match="without one"):
+        add_moa_routes(FastAPI(), create_moa_graph().compile(checkpointer=InMemorySaver()))
