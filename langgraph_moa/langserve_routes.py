@@ -8,11 +8,13 @@ FastAPI app. Under ``path`` (``/moa`` by default) they are ``/invoke``,
 LangServe is stateless: every request is one turn, given the whole conversation
 as ``{"messages": [...]}``. ``/invoke`` and ``/batch`` return the final state
 (:class:`MoAOutput`); ``/stream`` yields the state after every step, so each
-layer's proposals appear as the layer finishes; the aggregator's tokens are on
-``/stream_events`` (``on_chat_model_stream`` events of the ``aggregate`` node). It passes configuration only as
-``config["configurable"]`` and never as a runtime context, so a run is
-configured with the :class:`~langgraph_moa.config.MoAConfig` fields (and an
-optional ``"preset"``) in ``configurable``::
+layer's proposals appear as the layer finishes; the aggregator's tokens are the
+``on_chat_model_stream`` events of the ``aggregate`` node on ``/stream_events``.
+
+LangServe passes configuration only as ``config["configurable"]``, never as a
+runtime context, so a run is configured with the
+:class:`~langgraph_moa.config.MoAConfig` fields (and an optional ``"preset"``)
+in ``configurable``::
 
     from langserve import RemoteRunnable
 
@@ -34,7 +36,8 @@ What this module does beyond a bare ``langserve.add_routes(app, graph)``:
   ``configurable`` value would be dropped silently.) Fields a request leaves
   out are not passed on, so the graph's defaults, or the preset's, apply.
 - A configuration that cannot work is refused with HTTP 422 and a message
-  naming the field, before anything runs.
+  naming the field, before anything runs; so is ``review``, whose pause needs a
+  thread to resume on.
 - The graph fans proposers out with LangGraph ``Send`` objects, which
   LangServe's serializer cannot encode; the serializer used here writes them as
   ``{"type": "send", "node": ..., "arg": ...}``, so ``/stream_log``,
@@ -48,6 +51,7 @@ Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'`` (``fastapi``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -64,7 +68,6 @@ from langgraph_moa.presets import PRESETS
 try:
     from langserve import add_routes
     from langserve.serialization import WellKnownLCSerializer
-    from langserve.serialization import default as _langserve_default
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "serving MoA with LangServe needs the serve extra: pip install 'langgraph-moa[serve]'"
@@ -122,6 +125,7 @@ _PRESET_DESCRIPTION = (
 )
 
 
+@cache
 def _configurable_specs() -> list[ConfigurableFieldSpec]:
     """One configurable field per ``MoAConfig`` field, plus ``preset``; all optional."""
     preset_type = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
@@ -148,7 +152,7 @@ class _ConfigurableGraph(RunnableBinding):
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
-        return _configurable_specs()
+        return list(_configurable_specs())
 
 
 def _encode(obj: Any) -> Any:
@@ -156,7 +160,7 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, Send):
         return {"type": "send", "node": obj.node, "arg": obj.arg}
     if isinstance(obj, BaseModel):
-        return _langserve_default(obj)
+        return obj.model_dump()
     if isinstance(obj, (set, frozenset)):
         return sorted(obj, key=repr)
     raise TypeError(f"cannot encode an object of type {type(obj).__name__} as JSON")
