@@ -215,8 +215,9 @@ def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
 
     context = schemas["context_schema"]
     assert set(MoAConfig.model_fields) <= set(context["properties"])
-    settings = [(name, field) for name, field in context["properties"].items()]
-    settings += [(f"ModelSpec.{n}", f) for n, f in context["$defs"]["ModelSpec"]["properties"].items()]
+    settings = list(context["properties"].items())  # and those of ModelSpec, ModelPrice, ...
+    settings += [(f"{d}.{n}", f) for d, sub in context["$defs"].items() for n, f in sub.get("properties", {}).items()]
+    assert "ModelSpec.base_url" in dict(settings)
     assert [name for name, field in settings if not field.get("description")] == []
 
     state = schemas["state_schema"]["properties"]
