@@ -181,7 +181,8 @@ def test_langgraph_json_is_valid_and_complete() -> None:
     assert (ROOT / config["env"]).is_file()
     if (ROOT / ".git").exists():  # what langgraph dev needs is in a fresh clone
         listed = [str(ROOT / "langgraph.json"), str(ROOT / config["env"])]
-        tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *listed], check=False)
+        git = ["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *listed]
+        tracked = subprocess.run(git, capture_output=True, check=False)
         assert tracked.returncode == 0, "langgraph.json and its env file must be committed"
     assert config["graphs"]["moa"]["path"] == "./langgraph_moa/graph.py:graph"
 
