@@ -207,6 +207,7 @@ def test_schemas_and_playground(app_url: str) -> None:
     base = f"{app_url}/moa"
     input_schema = httpx.get(f"{base}/input_schema").json()
     assert input_schema["required"] == ["messages"]
+    assert input_schema["properties"]["messages"]["widget"] == {"type": "chat", "input": "messages"}  # playground
     output_schema = httpx.get(f"{base}/output_schema").json()
     assert {"messages", "proposals", "failures", "usage_summary"} <= set(output_schema["properties"])
     config_schema = httpx.get(f"{base}/config_schema").json()
