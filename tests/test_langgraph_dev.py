@@ -312,3 +312,18 @@ def test_a_run_through_the_langgraph_api(dev: DevServer, sim: SimulatedOpenAISer
     assert state["messages"][-1]["content"] == f"{via}-agg answer to: hello api [refs=2]"
     assert sim.calls(f"{via}-p1") == 2 and sim.calls(f"{via}-agg") == 1
     assert state["usage_summary"]["total"]["total_tokens"] > 0
+
+
+def test_a_preset_through_configurable(dev: DevServer, sim: SimulatedOpenAIServer) -> None:
+    body = {
+        "assistant_id": "moa",
+        "input": _ask("preset by name"),
+        "config": {"configurable": {"preset": "self-moa", "max_tokens": 32}},
+    }
+    state = _post(f"{dev.url}/runs/wait", body)
+    # self-moa: Qwen2.5-72B-Instruct-Turbo sampled six times, then aggregating its own six answers
+    assert state["messages"][-1]["content"] == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: preset by name [refs=6]", (
+        "the preset was ignored: the LangGraph API also turns configurable into the run's context, "
+        "dropping 'preset' (not a MoAConfig field), and config_from reads only the context when there is one"
+    )
+    assert sorted(p["slot"] for p in state["proposals"]) == [0, 1, 2, 3, 4, 5]
