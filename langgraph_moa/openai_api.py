@@ -551,6 +551,7 @@ def create_openai_router(
     *,
     graph: Any = None,
     store_graph: Any = None,
+    limit: ProviderConcurrencyLimit | None = None,
 ) -> APIRouter:
     """The OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``).
 
@@ -562,6 +563,8 @@ def create_openai_router(
             with ``store: true`` (its thread id is the completion id). ``None``:
             nothing is stored and ``store`` is ignored. Its ``checkpointer`` is
             read per request, so it may be set once the server has started.
+        limit: The per-provider bound on upstream calls, to share it with
+            other routes; ``None`` makes one of ``settings.provider_concurrency``.
 
     Returns:
         A FastAPI ``APIRouter``; include it with ``app.include_router(router)``.
@@ -582,7 +585,7 @@ def create_openai_router(
         from langgraph_moa.graph import create_moa_graph
 
         graph = create_moa_graph().compile(name="moa")
-    limit = ProviderConcurrencyLimit(settings.provider_concurrency)
+    limit = limit or ProviderConcurrencyLimit(settings.provider_concurrency)
     router = APIRouter(tags=["OpenAI-compatible API"])
 
     @router.get("/v1/models", response_model=ModelList)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from pydantic import Field, SecretStr
 
+from langgraph_moa.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.config import ConfigError, MoAConfig, config_from
 from langgraph_moa.openai_api import APISettings, OpenAIError, create_openai_router
 
@@ -279,14 +280,15 @@ def create_app(
 
     app = FastAPI(title="Mixture-of-Agents", version="1", lifespan=lifespan)
     app.state.store_graph = stored
-    app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored))
+    limit = ProviderConcurrencyLimit(settings.provider_concurrency)  # one bound for both ways in
+    app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored, limit=limit))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     if langserve_path is not None:
-        _add_langserve(app, stateless, settings, langserve_path)
+        _add_langserve(app, stateless.with_config(callbacks=[limit]), settings, langserve_path)
     app.add_middleware(_Guard, keys=settings.api_keys, max_bytes=settings.max_request_bytes)
     return app
 

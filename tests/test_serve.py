@@ -29,7 +29,7 @@ from langgraph_moa.server import (
     load_api_keys,
     load_assistants,
 )
-from langgraph_moa.testing import SimulatedOpenAIServer
+from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 from tests.test_openai_api import running
 
 KEY = "sk-moa-serve-test-key-42"
@@ -159,3 +159,15 @@ def test_postgres_checkpointer_keeps_stored_completions(server: SimulatedOpenAIS
 def test_assistants_that_wait_for_a_human_review_are_refused() -> None:
     with pytest.raises(ValidationError, match="assistants careful have review=True"):
         ServeSettings(assistants={"careful": MoAConfig(review=True), "ok": MoAConfig()})
+
+
+@pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning")  # langserve's batch
+def test_langserve_runs_share_the_provider_bound() -> None:
+    with SimulatedOpenAIServer(default=ModelBehavior(latency=0.1)) as sim:
+        config = MoAConfig(proposers=["openai:p1", "openai:p2", "openai:p3"], aggregator="openai:agg",
+                           base_url=sim.base_url)
+        settings = ServeSettings(assistants={"d": config}, default_assistant="d", provider_concurrency=2)
+        with running(create_app(settings, checkpoint=":memory:")) as base:
+            states = RemoteRunnable(base + "/moa").batch([{"messages": [("user", f"q{i}")]} for i in range(3)])
+    assert [s["messages"][-1].content for s in states] == [f"agg answer to: q{i} [refs=3]" for i in range(3)]
+    assert sim.calls() == 12 and sim.max_concurrency == 2
