@@ -164,11 +164,19 @@ class ModelResolver:
             )
             cache_key = (settings, hashlib.sha256(key.encode()).hexdigest() if key else None)
             models = _models_of_this_loop()
-            model = models.get(cache_key)
+            model = models.pop(cache_key, None)
             if model is None:
-                model = models[cache_key] = _new_model(*settings, api_key=key)
+                model = _new_model(*settings, api_key=key)
+            models[cache_key] = model  # most recently used last
+            while len(models) > MODEL_CACHE_SIZE:
+                models.pop(next(iter(models)))  # runs still holding it finish with it
         return model if streaming else model.with_config(tags=["nostream"])
 
+
+MODEL_CACHE_SIZE = 64
+"""Chat models kept per event loop. A server whose requests set their own
+temperature or max_tokens builds a model per distinct setting; the least
+recently used ones beyond this count are dropped, so memory stays bounded."""
 
 _PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = (
     weakref.WeakKeyDictionary()

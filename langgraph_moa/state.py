@@ -11,10 +11,11 @@ resets them when a new turn starts, so references of one turn never reach the ne
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs this one before 3.12
 
 
 class Proposal(TypedDict):

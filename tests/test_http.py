@@ -279,3 +279,17 @@ async def test_requests_per_second_spaces_calls_to_one_model(server: SimulatedOp
     elapsed = time.perf_counter() - started
     assert len(state["proposals"]) == 3 and server.calls("limited") == 3
     assert elapsed >= 0.5, f"3 calls at 4 per second took {elapsed:.2f}s"
+
+
+async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langgraph_moa import models as models_module
+    from langgraph_moa.models import ModelResolver
+
+    monkeypatch.setattr(models_module, "MODEL_CACHE_SIZE", 3)
+    resolve = ModelResolver()
+    spec = ModelSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
+    built = [resolve(spec, MoAConfig(temperature=t / 10), streaming=True) for t in range(6)]
+    assert len({id(m) for m in built}) == 6
+    assert len(models_module._models_of_this_loop()) == 3
+    assert resolve(spec, MoAConfig(temperature=0.5), streaming=True) is built[5]  # recent: reused
+    assert resolve(spec, MoAConfig(temperature=0.0), streaming=True) is not built[0]  # evicted: rebuilt
