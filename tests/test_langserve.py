@@ -68,8 +68,10 @@ def app_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def moa(app_url: str) -> RemoteRunnable:
-    return RemoteRunnable(f"{app_url}/moa")
+def moa(app_url: str) -> Iterator[RemoteRunnable]:
+    remote = RemoteRunnable(f"{app_url}/moa")
+    yield remote
+    remote.sync_client.close()
 
 
 def _configurable(sim: SimulatedOpenAIServer, **extra: Any) -> dict[str, Any]:
@@ -236,6 +238,7 @@ def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
         state = remote.invoke(_ask("hi"), {"configurable": {"preset": "self-moa"}})
         assert state["messages"][-1].content == "q: hi (6 refs)"
         assert httpx.get(f"{served.url}/moa/input_schema").status_code == 404
+        remote.sync_client.close()
     with pytest.raises(ValueError, match="must start with '/'"):
         add_moa_routes(FastAPI(), path="moa")
     with pytest.raises(TypeError, match=r"compiled graph, got StateGraph: pass create_moa_graph\(\)\.compile\(\)"):
