@@ -228,11 +228,22 @@ def config_from(context: Any, configurable: Mapping[str, Any] | None = None) -> 
             through ``configurable``.)
         configurable: ``config["configurable"]``, read when ``context`` is ``None``.
             Keys that are not ``MoAConfig`` fields (``thread_id`` and the like)
-            are ignored.
+            are ignored. A ``"preset"`` here also applies under a context: the
+            run starts from the preset and the fields the context set win
+            (the LangGraph server copies ``configurable`` into the context
+            without the preset).
 
     Raises:
         ConfigError: naming the invalid field and why.
     """
+    preset = (configurable or {}).get("preset")
+    if preset is not None and context is not None:
+        # The LangGraph server copies `configurable` into the context, keeping only MoAConfig
+        # fields: the preset is lost there. Start from it, and apply the fields the context set.
+        explicit = context.model_dump(exclude_unset=True) if isinstance(context, MoAConfig) else context
+        if not isinstance(explicit, Mapping):
+            raise ConfigError(f"context must be a MoAConfig or a mapping of its fields, got {type(context).__name__}")
+        return config_from(None, {**(configurable or {}), **explicit})
     if isinstance(context, MoAConfig):
         return context
     if context is not None and not isinstance(context, Mapping):

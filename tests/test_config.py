@@ -89,3 +89,11 @@ def test_config_from_context_or_configurable() -> None:
         config_from(None, {"max_tokens": -1})
     with pytest.raises(ConfigError, match="unknown preset"):
         config_from({"preset": "zzz"})
+
+
+def test_preset_in_configurable_survives_a_context_copied_from_configurable() -> None:
+    # what the LangGraph server does: configurable's MoAConfig fields become the context
+    copied = MoAConfig.model_validate({"temperature": 0.2})
+    cfg = config_from(copied, {"preset": "moa-lite", "temperature": 0.2, "thread_id": "t"})
+    assert cfg.proposers == get_preset("moa-lite").proposers and cfg.temperature == 0.2
+    assert config_from(copied, {"thread_id": "t"}) is copied  # no preset: the context as it is
