@@ -35,9 +35,15 @@ What this module does beyond a bare ``langserve.add_routes(app, graph)``:
   configurable fields; a compiled graph declares none, so without this every
   ``configurable`` value would be dropped silently.) Fields a request leaves
   out are not passed on, so the graph's defaults, or the preset's, apply.
-- A configuration that cannot work is refused with HTTP 422 and a message
-  naming the field, before anything runs; so is ``review``, whose pause needs a
-  thread to resume on.
+- Clients choose presets, models (``"provider:model"`` names) and tuning
+  (:data:`CLIENT_FIELDS`; ``client_fields=TUNING_FIELDS`` leaves the models to
+  the server). Endpoints and key variables never come from a client, since a
+  client that could name an endpoint would receive the server's provider keys
+  there; ``max_tokens``, ``layers``, proposers per layer and ``timeout`` are
+  capped (:class:`ClientLimits`). ``review`` is refused too: its pause needs a
+  thread to resume on, and LangServe keeps none.
+- A configuration that cannot work, or that the policy refuses, gets HTTP 422
+  with a message naming the field, before anything runs.
 - The graph fans proposers out with LangGraph ``Send`` objects, which
   LangServe's serializer cannot encode; the serializer used here writes them as
   ``{"type": "send", "node": ..., "arg": ...}``, so ``/stream_log``,
@@ -50,9 +56,10 @@ Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'`` (``fastapi``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from fastapi import FastAPI, HTTPException, Request
@@ -73,7 +80,16 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "serving MoA with LangServe needs the serve extra: pip install 'langgraph-moa[serve]'"
     ) from exc
 
-__all__ = ["MoAInput", "MoAOutput", "add_moa_routes", "create_langserve_app"]
+__all__ = [
+    "CLIENT_FIELDS",
+    "SERVER_ONLY_FIELDS",
+    "TUNING_FIELDS",
+    "ClientLimits",
+    "MoAInput",
+    "MoAOutput",
+    "add_moa_routes",
+    "create_langserve_app",
+]
 
 
 def _shorthand_messages(value: Any) -> Any:
@@ -125,34 +141,84 @@ _PRESET_DESCRIPTION = (
 )
 
 
+CLIENT_FIELDS: frozenset[str] = frozenset(
+    {
+        "preset",
+        "layers",
+        "proposers",
+        "layer_proposers",
+        "aggregator",
+        "temperature",
+        "max_tokens",
+        "min_proposals",
+        "timeout",
+        "max_retries",
+        "aggregation_prompt",
+    }
+)
+"""The ``configurable`` keys a client may send by default: presets, models and tuning."""
+
+TUNING_FIELDS: frozenset[str] = CLIENT_FIELDS - {"proposers", "layer_proposers", "aggregator"}
+"""The keys a client may send when the server alone chooses the models (``moa serve``)."""
+
+SERVER_ONLY_FIELDS: frozenset[str] = frozenset(MoAConfig.model_fields) - CLIENT_FIELDS
+"""Never taken from a client: endpoints (``base_url``), prices, tools and ``review``.
+
+A client that could name an endpoint would receive the server's provider keys
+there. Per-model ``base_url`` and ``api_key_env`` are refused for the same reason.
+"""
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Upper bounds on what one request may ask for, so a client cannot run up costs.
+
+    Attributes:
+        max_tokens: Largest ``max_tokens`` (run-wide or per model).
+        max_layers: Largest ``layers``.
+        max_proposers: Most proposers in one layer.
+        max_timeout: Largest ``timeout`` in seconds.
+    """
+
+    max_tokens: int = 4096
+    max_layers: int = 4
+    max_proposers: int = 8
+    max_timeout: float = 600.0
+
+
 @cache
-def _configurable_specs() -> list[ConfigurableFieldSpec]:
-    """One configurable field per ``MoAConfig`` field, plus ``preset``; all optional."""
-    preset_type = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
-    specs = [
-        ConfigurableFieldSpec(
-            id="preset", annotation=preset_type | None, name="preset", description=_PRESET_DESCRIPTION
-        )
-    ]
-    for name, field in MoAConfig.model_fields.items():
+def _configurable_specs(fields: frozenset[str]) -> tuple[ConfigurableFieldSpec, ...]:
+    """One optional configurable field per ``MoAConfig`` field in ``fields``, and ``preset``."""
+    specs = []
+    if "preset" in fields:
+        preset_type = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
         specs.append(
             ConfigurableFieldSpec(
-                id=name, annotation=field.annotation | None, name=name, description=field.description
+                id="preset", annotation=preset_type | None, name="preset", description=_PRESET_DESCRIPTION
             )
         )
-    return specs
+    for name, field in MoAConfig.model_fields.items():
+        if name in fields:
+            specs.append(
+                ConfigurableFieldSpec(
+                    id=name, annotation=field.annotation | None, name=name, description=field.description
+                )
+            )
+    return tuple(specs)
 
 
 class _ConfigurableGraph(RunnableBinding):
-    """The graph, declaring the ``MoAConfig`` fields as its configurable fields.
+    """The graph, declaring the ``MoAConfig`` fields clients may set as its configurable fields.
 
     LangServe validates ``config["configurable"]`` against the runnable's
     ``config_specs`` and drops what is not declared there.
     """
 
+    client_fields: ClassVar[frozenset[str]] = CLIENT_FIELDS  # set per app by a subclass: copies keep it
+
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
-        return list(_configurable_specs())
+        return list(_configurable_specs(self.client_fields))
 
 
 def _encode(obj: Any) -> Any:
@@ -184,27 +250,80 @@ def _base_configurable(graph: Runnable) -> dict[str, Any]:
     return dict(config.get("configurable") or {})
 
 
-def _make_config_check(base: Mapping[str, Any]) -> Any:
-    """Validate a request's ``configurable`` against the graph's bound defaults.
+def _sent_configurables(body: Any) -> list[Mapping[str, Any]]:
+    """The ``configurable`` mappings of a raw LangServe request body (one, or one per batch input)."""
+    configs = body.get("config") if isinstance(body, Mapping) else None
+    configs = configs if isinstance(configs, list) else [configs]
+    return [c["configurable"] for c in configs if isinstance(c, Mapping) and isinstance(c.get("configurable"), Mapping)]
 
-    Fields left out (or ``None``) are dropped, so the defaults apply. A request
-    naming a ``preset`` gets that preset with its own overrides and none of the
-    defaults: it is passed on as every field of the resulting config, which
-    overrides whatever is bound to the graph.
+
+def _refuse(detail: str) -> HTTPException:
+    return HTTPException(status_code=422, detail=f"configurable: {detail}")
+
+
+def _check_client_models(configurable: Mapping[str, Any], limits: ClientLimits) -> None:
+    """Refuse model entries that name an endpoint or a key variable, or exceed the limits."""
+    layers = configurable.get("layer_proposers") or []
+    entries = [*(configurable.get("proposers") or []), *(e for layer in layers if isinstance(layer, list) for e in layer)]
+    if configurable.get("aggregator") is not None:
+        entries.append(configurable["aggregator"])
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        named = sorted(k for k in ("base_url", "api_key_env") if entry.get(k) is not None)
+        if named:
+            raise _refuse(
+                f"{' and '.join(named)} of model {entry.get('model')!r} cannot come from a client: the server "
+                "chooses endpoints and keys (models are 'provider:model' names it resolves)"
+            )
+        if (entry.get("max_tokens") or 0) > limits.max_tokens:
+            raise _refuse(f"max_tokens of model {entry.get('model')!r} is above this server's {limits.max_tokens}")
+
+
+def _check_limits(cfg: MoAConfig, sent: Mapping[str, Any], limits: ClientLimits) -> None:
+    if "max_tokens" in sent and cfg.max_tokens > limits.max_tokens:
+        raise _refuse(f"max_tokens={cfg.max_tokens} is above this server's limit of {limits.max_tokens}")
+    if "timeout" in sent and cfg.timeout > limits.max_timeout:
+        raise _refuse(f"timeout={cfg.timeout:g} is above this server's limit of {limits.max_timeout:g} s")
+    if sent.keys() & {"layers", "preset"} and cfg.layers > limits.max_layers:
+        raise _refuse(f"layers={cfg.layers} is above this server's limit of {limits.max_layers}")
+    if sent.keys() & {"proposers", "layer_proposers", "preset"}:
+        widest = max((len(cfg.proposers_for(n)) for n in range(1, cfg.layers)), default=0)
+        if widest > limits.max_proposers:
+            raise _refuse(f"a layer has {widest} proposers, above this server's limit of {limits.max_proposers}")
+
+
+def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], limits: ClientLimits) -> Any:
+    """Validate a request's ``configurable`` against the client policy and the graph's bound defaults.
+
+    Keys outside ``client_fields`` are refused (LangServe would drop them
+    silently), and so are model entries naming an endpoint or a key variable,
+    and values above ``limits``. Fields left out (or ``None``) are dropped, so
+    the defaults apply. A request naming a ``preset`` gets that preset with its
+    own overrides and none of the defaults: it is passed on as every field of
+    the resulting config, which overrides whatever is bound to the graph.
     """
 
-    def check(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    async def check(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        try:
+            raw = _sent_configurables(await request.json())
+        except ValueError:
+            raw = []
+        for sent in raw:
+            refused = sorted(k for k, v in sent.items() if v is not None and k not in client_fields)
+            if refused:
+                raise _refuse(
+                    f"{', '.join(refused)} cannot be set by a client of this server "
+                    f"(allowed: {', '.join(sorted(client_fields))}). Endpoints, keys, prices, tools and review "
+                    "are the server's to choose"
+                )
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
+        _check_client_models(configurable, limits)
         try:
             cfg = config_from(None, configurable if "preset" in configurable else {**base, **configurable})
         except ConfigError as exc:
-            raise HTTPException(status_code=422, detail=f"configurable: {exc}") from None
-        if getattr(cfg, "review", False):
-            raise HTTPException(
-                status_code=422,
-                detail="configurable: review pauses the run until it is resumed on its thread, and LangServe "
-                "keeps no threads; leave review off here, or use the LangGraph API (langgraph dev) for reviews",
-            )
+            raise _refuse(str(exc)) from None
+        _check_limits(cfg, configurable, limits)
         if "preset" in configurable:
             configurable = cfg.model_dump(mode="json")
         return {**config, "configurable": configurable}
@@ -212,7 +331,14 @@ def _make_config_check(base: Mapping[str, Any]) -> Any:
     return check
 
 
-def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "/moa") -> None:
+def add_moa_routes(
+    app: FastAPI,
+    graph: Runnable | None = None,
+    *,
+    path: str = "/moa",
+    client_fields: Collection[str] = CLIENT_FIELDS,
+    limits: ClientLimits | None = None,
+) -> None:
     """Add LangServe routes for a MoA graph to ``app``.
 
     Args:
@@ -225,10 +351,18 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
             is the default: requests override it field by field, and a request
             naming a ``preset`` replaces it.
         path: Where the routes go; must start with ``/``.
+        client_fields: The ``configurable`` keys clients may send
+            (:data:`CLIENT_FIELDS`: presets, models and tuning;
+            :data:`TUNING_FIELDS` when the server alone picks the models). Other
+            keys get HTTP 422. Endpoints and keys (:data:`SERVER_ONLY_FIELDS`,
+            per-model ``base_url`` and ``api_key_env``) are never allowed: a
+            client that could name an endpoint would receive the server's keys.
+        limits: Caps on ``max_tokens``, ``layers``, proposers per layer and
+            ``timeout`` in a request (default :class:`ClientLimits`).
 
     Raises:
-        ValueError: ``path`` does not start with ``/``, or ``graph`` was compiled
-            with a checkpointer.
+        ValueError: ``path`` does not start with ``/``, ``graph`` was compiled
+            with a checkpointer, or ``client_fields`` has a server-only key.
         TypeError: ``graph`` is not compiled (a ``StateGraph`` builder).
 
     Example:
@@ -244,6 +378,12 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
     """
     if not path.startswith("/"):
         raise ValueError(f"path {path!r} must start with '/', e.g. '/moa'")
+    fields = frozenset(client_fields)
+    if fields - CLIENT_FIELDS:
+        raise ValueError(
+            f"client_fields may not include {', '.join(sorted(fields - CLIENT_FIELDS))}: "
+            f"choose among {', '.join(sorted(CLIENT_FIELDS))}"
+        )
     if graph is None:
         from langgraph_moa.graph import create_moa_graph
 
@@ -258,7 +398,8 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
             "graph has a checkpointer, but LangServe keeps no threads and cannot pass a thread_id: "
             "compile the graph for these routes without one"
         )
-    runnable = _ConfigurableGraph(
+    runnable_type = type("ConfigurableMoAGraph", (_ConfigurableGraph,), {"client_fields": fields})
+    runnable = runnable_type(
         bound=graph,
         kwargs={"stream_mode": "values"},  # /stream chunks are whole states, like /invoke's output
         custom_input_type=MoAInput,
@@ -269,7 +410,7 @@ def add_moa_routes(app: FastAPI, graph: Runnable | None = None, *, path: str = "
         runnable,
         path=path.rstrip("/"),
         config_keys=("configurable",),
-        per_req_config_modifier=_make_config_check(_base_configurable(graph)),
+        per_req_config_modifier=_make_config_check(_base_configurable(graph), fields, limits or ClientLimits()),
         serializer=GraphSerializer(),
     )
 

@@ -8,8 +8,8 @@ per-model rate limiter is shared by every call to that model.
 Keys: each provider package reads its usual environment variable
 (``TOGETHER_API_KEY``, ``OPENAI_API_KEY``, ...). A model on a ``base_url`` that you
 named (``ModelSpec.base_url``, ``MoAConfig.base_url``, ``--base-url``) gets no key
-unless its ``api_key_env`` names the variable to read, so your OpenAI key is never
-sent to another server by accident; a server set through ``OPENAI_BASE_URL``
+unless its ``api_key_env`` names the variable to read, whatever its provider
+prefix, so no provider's key is ever sent to another server by accident; a server set through ``OPENAI_BASE_URL``
 gets ``OPENAI_API_KEY``, as the OpenAI SDK does. Keys never enter graph state,
 checkpoints or error messages.
 """
@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -77,9 +77,10 @@ def _key_variable(spec: ModelSpec, config: MoAConfig) -> tuple[str | None, bool]
     """``(variable to read the key from, whether the model can run without it)``."""
     if spec.api_key_env:
         return spec.api_key_env, False
+    if _named_base_url(spec, config):
+        return None, True  # a server named in the config never gets a provider's key by default
     if spec.provider == "openai" and effective_base_url(spec, config):
-        # a named server gets no key; an OPENAI_BASE_URL server gets OPENAI_API_KEY if it is set
-        return (None if _named_base_url(spec, config) else "OPENAI_API_KEY"), True
+        return "OPENAI_API_KEY", True  # an OPENAI_BASE_URL server gets OPENAI_API_KEY if it is set
     return API_KEY_VARIABLES.get(spec.provider), False
 
 
@@ -233,6 +234,7 @@ def _new_model(
             # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
             # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
             kwargs["extra_body"] = {"max_tokens": kwargs.pop("max_tokens")}
+        if base_url:
             kwargs.setdefault("api_key", _PLACEHOLDER_KEY)
     return init_chat_model(model, **kwargs)
 
@@ -241,23 +243,41 @@ _KEY_SHAPED = re.compile(r"\b(?:sk|tgp|gsk|xai)-[A-Za-z0-9_\-]{8,}")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._\-]{8,}")
 
 
-def redact(text: str) -> str:
-    """Remove API keys from ``text``: the values of known key variables and key-shaped tokens."""
-    for variable in API_KEY_VARIABLES.values():
-        value = os.environ.get(variable)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+_SECRET_NAME = re.compile(r"(?i)(KEY|KEYS|TOKEN|SECRET|PASSWORD)$")
+
+
+def redact(text: str, *, variables: Iterable[str] = ()) -> str:
+    """Remove secrets from ``text``.
+
+    Removed: the values of the known provider key variables, of every environment
+    variable whose name ends in KEY, KEYS, TOKEN, SECRET or PASSWORD (and their
+    comma-separated parts), of ``variables`` (e.g. a model's ``api_key_env``),
+    and key-shaped tokens (``sk-...``, ``Bearer ...``).
+    """
+    names = {*API_KEY_VARIABLES.values(), *variables, *(n for n in os.environ if _SECRET_NAME.search(n))}
+    values = set()
+    for name in names:
+        value = os.environ.get(name) or ""
+        values.update(part.strip() for part in [value, *value.split(",")])
+    for value in sorted((v for v in values if len(v) >= 6), key=len, reverse=True):
+        text = text.replace(value, "***")
     return _BEARER.sub(r"\1***", _KEY_SHAPED.sub("***", text))
 
 
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """``(error type, one-line message)`` for a failed model call, with secrets removed."""
+def describe_error(exc: BaseException, *, variables: Iterable[str] = ()) -> tuple[str, str]:
+    """``(error type, one-line message)`` for a failed model call, with secrets removed.
+
+    Args:
+        exc: The error.
+        variables: More environment variables whose values must not appear
+            (a model's ``api_key_env``); see :func:`redact`.
+    """
     if isinstance(exc, TimeoutError):
         return "TimeoutError", "no answer within the timeout"
-    message = " ".join(str(exc).split()) or repr(exc)
+    message = redact(" ".join(str(exc).split()) or repr(exc), variables=variables)
     if len(message) > 300:
         message = message[:297] + "..."
-    return _provider_error_name(type(exc)), redact(message)
+    return _provider_error_name(type(exc)), message
 
 
 def _provider_error_name(cls: type) -> str:

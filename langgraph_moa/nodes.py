@@ -103,6 +103,10 @@ def _usage_record(calls: Sequence[BaseMessage], layer: int, slot: int, model: st
     )
 
 
+def _key_variables(spec: ModelSpec) -> list[str]:
+    return [spec.api_key_env] if spec.api_key_env else []
+
+
 def _is_chat_model(model: Runnable) -> bool:
     """A chat model, bound or configured (``bind_tools``, ``with_config``), takes messages."""
     while isinstance(model, RunnableBinding):
@@ -211,7 +215,7 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
             if not answer.text.strip():
                 raise EmptyResponseError("the proposer answered with tool calls but no text")
         except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
-            error_type, message = describe_error(exc)
+            error_type, message = describe_error(exc, variables=_key_variables(spec))
             write({"event": "proposer_failed", **where, "error_type": error_type, "message": message})
             return {"failures": [Failure(**where, error_type=error_type, message=message)]}
         seconds = time.perf_counter() - started
@@ -269,7 +273,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
                 model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
             answer, calls = await _call(model, messages, cfg.timeout)
         except Exception as exc:
-            error_type, message = describe_error(exc)
+            error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None
         usage = [_usage_record(calls, layer, 0, spec.model, "aggregator")]
         return {

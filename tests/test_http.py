@@ -293,3 +293,30 @@ async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pyt
     assert len(models_module._models_of_this_loop()) == 3
     assert resolve(spec, MoAConfig(temperature=0.5), streaming=True) is built[5]  # recent: reused
     assert resolve(spec, MoAConfig(temperature=0.0), streaming=True) is not built[0]  # evicted: rebuilt
+
+
+async def test_a_named_server_never_gets_a_provider_key_whatever_the_prefix(
+    server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp_v1_secret_together_key_123")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-openai-key-1234567")
+    config = MoAConfig(
+        proposers=[ModelSpec(model="together:p1", base_url=server.base_url), "openai:p2"],
+        aggregator="openai:agg",
+        base_url=server.base_url,
+    )
+    state = await create_moa_graph().compile().ainvoke(user("hi"), context=config)
+    assert state["failures"] == [] and len(state["proposals"]) == 2
+    assert "tgp_v1_secret_together_key_123" not in server.api_keys
+    assert "sk-secret-openai-key-1234567" not in server.api_keys
+
+
+def test_redact_removes_key_variables_and_named_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langgraph_moa.models import describe_error, redact
+
+    monkeypatch.setenv("MOA_API_KEYS", "team-one-key-aaaa,team-two-key-bbbb")
+    monkeypatch.setenv("VLLM_AUTH", "vllm-0123456789abcdef")
+    text = "got team-two-key-bbbb and vllm-0123456789abcdef and Bearer abcdefghijkl"
+    assert redact(text, variables=["VLLM_AUTH"]) == "got *** and *** and Bearer ***"
+    long = RuntimeError("x" * 290 + " vllm-0123456789abcdef")
+    assert "vllm-01" not in describe_error(long, variables=["VLLM_AUTH"])[1]  # redacted before it is cut

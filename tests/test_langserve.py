@@ -25,7 +25,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langserve import RemoteRunnable
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.langserve_routes import add_moa_routes, create_langserve_app
+from langgraph_moa.langserve_routes import (
+    CLIENT_FIELDS,
+    TUNING_FIELDS,
+    ClientLimits,
+    add_moa_routes,
+    create_langserve_app,
+)
 from langgraph_moa.testing import SimulatedOpenAIServer
 from tests.fakes import EchoModel
 
@@ -74,10 +80,16 @@ def moa(app_url: str) -> Iterator[RemoteRunnable]:
     remote.sync_client.close()
 
 
-def _configurable(sim: SimulatedOpenAIServer, **extra: Any) -> dict[str, Any]:
+@pytest.fixture(autouse=True)
+def _openai_models_on_the_simulated_server(server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # clients may not name endpoints; the server's environment points `openai:` models here
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+
+
+def _configurable(**extra: Any) -> dict[str, Any]:
     """Three layers: two proposer layers of p1 and p2 on the simulated server, then agg."""
     fields = {"layers": 3, "proposers": ["openai:p1", "openai:p2"], "aggregator": "openai:agg"}
-    return {"configurable": {**fields, "base_url": sim.base_url, **extra}}
+    return {"configurable": {**fields, **extra}}
 
 
 def _ask(text: str) -> dict[str, Any]:
@@ -85,7 +97,7 @@ def _ask(text: str) -> dict[str, Any]:
 
 
 def test_invoke_runs_every_layer_with_the_configurable_config(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
-    state = moa.invoke(_ask("hello langserve"), _configurable(server))
+    state = moa.invoke(_ask("hello langserve"), _configurable())
     answer = state["messages"][-1]
     assert isinstance(answer, AIMessage)
     assert answer.content == "agg answer to: hello langserve [refs=2]"
@@ -102,7 +114,7 @@ def test_invoke_runs_every_layer_with_the_configurable_config(moa: RemoteRunnabl
 
 
 def test_the_configurable_changes_the_run(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
-    state = moa.invoke(_ask("two layers"), _configurable(server, layers=2, proposers=["openai:solo"]))
+    state = moa.invoke(_ask("two layers"), _configurable(layers=2, proposers=["openai:solo"]))
     assert state["messages"][-1].content == "agg answer to: two layers [refs=1]"
     assert server.calls("solo") == 1 and server.calls("p1") == 0
 
@@ -138,7 +150,7 @@ def _json_input(text: str) -> dict[str, Any]:
 def test_batch_answers_each_input_with_its_own_config(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
     states = moa.batch(
         [_ask("first"), {"messages": [HumanMessage("second")]}],
-        [_configurable(server), _configurable(server, layers=2, aggregator="openai:other")],
+        [_configurable(), _configurable(layers=2, aggregator="openai:other")],
     )
     assert [s["messages"][-1].content for s in states] == [
         "agg answer to: first [refs=2]",
@@ -147,7 +159,7 @@ def test_batch_answers_each_input_with_its_own_config(moa: RemoteRunnable, serve
 
 
 def test_stream_yields_the_state_after_every_layer(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
-    states = list(moa.stream(_ask("streamed"), _configurable(server)))
+    states = list(moa.stream(_ask("streamed"), _configurable()))
     counts = [len(s.get("proposals", [])) for s in states]
     assert counts[0] == 0 and counts[-1] == 4
     assert 2 in counts and counts == sorted(counts)  # layer 1 is visible before layer 2 runs
@@ -159,7 +171,7 @@ def test_stream_yields_the_state_after_every_layer(moa: RemoteRunnable, server: 
 async def test_stream_events_carries_the_fan_out_and_the_answer_tokens(
     moa: RemoteRunnable, server: SimulatedOpenAIServer
 ) -> None:
-    events = [e async for e in moa.astream_events(_ask("events"), _configurable(server), version="v2")]
+    events = [e async for e in moa.astream_events(_ask("events"), _configurable(), version="v2")]
     fan_outs = [e["data"]["output"] for e in events if e["event"] == "on_chain_end" and e["name"] == "route_layer"]
     sends = [s for out in fan_outs if isinstance(out, list) for s in out]
     assert [(s["type"], s["node"], s["arg"]["layer"], s["arg"]["slot"]) for s in sends] == [
@@ -179,7 +191,7 @@ async def test_stream_events_carries_the_fan_out_and_the_answer_tokens(
 
 async def test_stream_log_ends_with_the_final_state(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
     final = None
-    async for patch in moa.astream_log(_ask("logged"), _configurable(server)):
+    async for patch in moa.astream_log(_ask("logged"), _configurable()):
         final = patch if final is None else final + patch
     assert final is not None
     output = final.state["final_output"]
@@ -193,14 +205,14 @@ async def test_stream_log_ends_with_the_final_state(moa: RemoteRunnable, server:
 
 def test_invalid_configurable_is_refused_before_the_run(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
     with pytest.raises(httpx.HTTPStatusError) as caught:
-        moa.invoke(_ask("x"), _configurable(server, layer_proposers=[["openai:p1"]]))
+        moa.invoke(_ask("x"), _configurable(layer_proposers=[["openai:p1"]]))
     assert caught.value.response.status_code == 422
     assert "layer_proposers has 1 lists but layers=3" in str(caught.value)
     with pytest.raises(httpx.HTTPStatusError, match="preset") as caught:
         moa.invoke(_ask("x"), {"configurable": {"preset": "nope"}})
     assert caught.value.response.status_code == 422 and "moa-lite" in str(caught.value)
     with pytest.raises(httpx.HTTPStatusError, match="review") as caught:
-        moa.invoke(_ask("x"), _configurable(server, review=True))
+        moa.invoke(_ask("x"), _configurable(review=True))
     assert caught.value.response.status_code == 422
     assert server.calls() == 0
 
@@ -214,7 +226,7 @@ def test_schemas_and_playground(app_url: str) -> None:
     assert {"messages", "proposals", "failures", "usage_summary"} <= set(output_schema["properties"])
     config_schema = httpx.get(f"{base}/config_schema").json()
     configurable = config_schema["$defs"]["Configurable"]["properties"]
-    assert set(MoAConfig.model_fields) | {"preset"} == set(configurable)
+    assert set(configurable) == CLIENT_FIELDS  # endpoints, keys, prices, tools and review are not offered
     assert all(field.get("description") for field in configurable.values())
     assert "moa-lite" in json.dumps(configurable["preset"])
     playground = httpx.get(f"{base}/playground/index.html")
@@ -245,3 +257,67 @@ def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
         add_moa_routes(FastAPI(), create_moa_graph())
     with pytest.raises(ValueError, match="without one"):
         add_moa_routes(FastAPI(), create_moa_graph().compile(checkpointer=InMemorySaver()))
+
+
+def test_a_client_cannot_name_endpoints_or_key_variables(
+    moa: RemoteRunnable, server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp_v1_server_secret_0123456789")
+    attempts = [
+        {"base_url": server.base_url},
+        {"proposers": [{"model": "openai:steal", "base_url": server.base_url}]},
+        {"proposers": [{"model": "together:any", "base_url": server.base_url}]},
+        {"aggregator": {"model": "openai:agg", "api_key_env": "TOGETHER_API_KEY"}},
+        {"layer_proposers": [[{"model": "openai:p1", "api_key_env": "MOA_API_KEYS"}]], "layers": 2},
+        {"prices": {"openai:agg": {"input": 0, "output": 0}}},
+    ]
+    for configurable in attempts:
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            moa.invoke(_ask("x"), {"configurable": configurable})
+        assert caught.value.response.status_code == 422, configurable
+        assert "server" in caught.value.response.text
+    assert server.calls() == 0 and server.api_keys == []
+
+
+def test_limits_cap_what_a_request_may_cost(server: SimulatedOpenAIServer) -> None:
+    app = FastAPI()
+    limits = ClientLimits(max_tokens=100, max_layers=3, max_proposers=2, max_timeout=30)
+    add_moa_routes(app, create_moa_graph().compile(), limits=limits)
+    with _Uvicorn(app) as served:
+        remote = RemoteRunnable(f"{served.url}/moa")
+        too_much = [
+            ({"max_tokens": 101}, "max_tokens=101 is above this server's limit of 100"),
+            ({"layers": 4}, "layers=4 is above this server's limit of 3"),
+            ({"proposers": ["openai:a", "openai:b", "openai:c"]}, "a layer has 3 proposers"),
+            ({"proposers": [{"model": "openai:a", "max_tokens": 500}]}, "max_tokens of model 'openai:a'"),
+            ({"timeout": 31}, "timeout=31 is above this server's limit of 30 s"),
+        ]
+        for extra, message in [*too_much, ({"preset": "moa"}, "a layer has 6 proposers")]:
+            configurable = extra if "preset" in extra else {**_configurable()["configurable"], **extra}
+            with pytest.raises(httpx.HTTPStatusError) as caught:
+                remote.invoke(_ask("x"), {"configurable": configurable})
+            assert caught.value.response.status_code == 422 and message in caught.value.response.text, extra
+        within = {**_configurable()["configurable"], "max_tokens": 100, "timeout": 30}
+        assert remote.invoke(_ask("ok"), {"configurable": within})["messages"][-1].content.startswith("agg answer")
+        remote.sync_client.close()
+    assert server.calls("agg") == 1
+
+
+def test_tuning_fields_leave_the_models_to_the_server() -> None:
+    models = {"fake:a": EchoModel(name="a"), "fake:agg": EchoModel(name="agg")}
+    graph = create_moa_graph(models=models).compile()
+    app = FastAPI()
+    defaults = {"proposers": ["fake:a"], "aggregator": "fake:agg"}
+    add_moa_routes(app, graph.with_config(configurable=defaults), client_fields=TUNING_FIELDS)
+    with _Uvicorn(app) as served:
+        remote = RemoteRunnable(f"{served.url}/moa")
+        assert remote.invoke(_ask("hi"), {"configurable": {"temperature": 0.1}})["messages"][-1].content == (
+            "agg: hi (1 refs)"
+        )
+        with pytest.raises(httpx.HTTPStatusError, match="proposers cannot be set"):
+            remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a", "fake:a"]}})
+        schema = httpx.get(f"{served.url}/moa/config_schema").json()["$defs"]["Configurable"]["properties"]
+        assert set(schema) == TUNING_FIELDS
+        remote.sync_client.close()
+    with pytest.raises(ValueError, match="client_fields may not include base_url"):
+        add_moa_routes(FastAPI(), graph, client_fields={"base_url"})
