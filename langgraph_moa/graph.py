@@ -7,14 +7,14 @@ for ``langgraph.json`` (``langgraph dev``, LangGraph Studio, the LangGraph API).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.models import ModelResolver
+from langgraph_moa.models import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.nodes import (
     AGGREGATOR_NODE,
     JOIN_NODE,
@@ -31,7 +31,11 @@ from langgraph_moa.nodes import (
 from langgraph_moa.state import InputState, MoAState
 
 
-def create_moa_graph(*, models: Mapping[str, BaseChatModel | Runnable] | None = None) -> StateGraph:
+def create_moa_graph(
+    *,
+    models: Mapping[str, BaseChatModel | Runnable] | None = None,
+    allowed_base_urls: Iterable[str] | None = None,
+) -> StateGraph:
     """Create the Mixture-of-Agents graph (uncompiled).
 
     The graph has five nodes::
@@ -66,6 +70,12 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel | Runnable] | None = 
             messages; any other runnable, such as a ``create_agent`` graph, with
             ``{"messages": [...]}``, and its last message is its answer. The name
             is yours to choose (``"agent:researcher"``); use it in the config.
+        allowed_base_urls: For graphs whose configuration comes from clients
+            (a LangGraph server): the URL prefixes a run's config may name as a
+            ``base_url``, besides loopback. A run naming another endpoint stops
+            before any call, so a client cannot send requests (or the key an
+            ``api_key_env`` names) to a host of its choosing. ``None`` (the
+            default) allows any endpoint: the config is your own code's.
 
     Returns:
         The ``StateGraph``; call ``.compile(checkpointer=...)`` on it.
@@ -89,7 +99,7 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel | Runnable] | None = 
         print(result["messages"][-1].content)
         ```
     """
-    resolve = ModelResolver(models)
+    resolve = ModelResolver(models, allowed_base_urls=allowed_base_urls)
     builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState)
     builder.add_node(PREPARE_NODE, make_prepare(resolve))
     builder.add_node(PROPOSER_NODE, make_propose(resolve))
@@ -106,5 +116,8 @@ def create_moa_graph(*, models: Mapping[str, BaseChatModel | Runnable] | None = 
     return builder
 
 
-graph = create_moa_graph().compile(name="moa")
-"""The compiled default graph (no checkpointer: the LangGraph server provides one)."""
+graph = create_moa_graph(allowed_base_urls=allowed_base_urls_from_env()).compile(name="moa")
+"""The compiled default graph for ``langgraph.json`` (no checkpointer: the LangGraph
+server provides one). Its runs are configured by the server's clients, so a
+``base_url`` in their config must be loopback or under a prefix listed in the
+server's ``MOA_ALLOWED_BASE_URLS``."""

@@ -76,9 +76,7 @@ try:
     from langserve import add_routes
     from langserve.serialization import WellKnownLCSerializer
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "serving MoA with LangServe needs the serve extra: pip install 'langgraph-moa[serve]'"
-    ) from exc
+    raise ImportError("serving MoA with LangServe needs the serve extra: pip install 'langgraph-moa[serve]'") from exc
 
 __all__ = [
     "CLIENT_FIELDS",
@@ -136,9 +134,7 @@ class MoAOutput(BaseModel):
     )
 
 
-_PRESET_DESCRIPTION = (
-    "Start from this named configuration (see `moa presets`); the other fields given override it."
-)
+_PRESET_DESCRIPTION = "Start from this named configuration (see `moa presets`); the other fields given override it."
 
 
 CLIENT_FIELDS: frozenset[str] = frozenset(
@@ -264,7 +260,10 @@ def _refuse(detail: str) -> HTTPException:
 def _check_client_models(configurable: Mapping[str, Any], limits: ClientLimits) -> None:
     """Refuse model entries that name an endpoint or a key variable, or exceed the limits."""
     layers = configurable.get("layer_proposers") or []
-    entries = [*(configurable.get("proposers") or []), *(e for layer in layers if isinstance(layer, list) for e in layer)]
+    entries = [
+        *(configurable.get("proposers") or []),
+        *(e for layer in layers if isinstance(layer, list) for e in layer),
+    ]
     if configurable.get("aggregator") is not None:
         entries.append(configurable["aggregator"])
     for entry in entries:

@@ -24,13 +24,14 @@ import weakref
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
 
-from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig
+from langgraph_moa.config import ConfigError, MoAConfig, ModelSpec
 from langgraph_moa.errors import MissingCredentialsError
 
 API_KEY_VARIABLES: dict[str, str] = {
@@ -120,6 +121,47 @@ def check_credentials(config: MoAConfig, *, skip: frozenset[str] = frozenset()) 
         api_key(spec, config)
 
 
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_endpoints(config: MoAConfig, allowed: Iterable[str]) -> None:
+    """Refuse a config naming an endpoint that is not loopback or under an ``allowed`` prefix.
+
+    For graphs whose configuration comes from clients (a LangGraph server): a
+    client that could name any endpoint could send the run's requests, and a
+    key variable named by ``api_key_env``, to a host of its choosing.
+
+    Raises:
+        ConfigError: naming the model and the endpoint, and how to allow it.
+    """
+    prefixes = [urlsplit(a.strip()) for a in allowed if a.strip()]
+    for spec in config.all_models():
+        url = _named_base_url(spec, config)
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if (parts.hostname or "") in _LOOPBACK_HOSTS or any(_under(parts, prefix) for prefix in prefixes):
+            continue
+        raise ConfigError(
+            f"model {spec.model!r}: base_url {url!r} is not allowed on this graph; the server that runs "
+            "it lists the endpoints it may call in MOA_ALLOWED_BASE_URLS (comma-separated URL prefixes; "
+            "loopback is always allowed)"
+        )
+
+
+def _under(url: SplitResult, prefix: SplitResult) -> bool:
+    """Same scheme, host and port, and a path at or below the prefix's."""
+    if (url.scheme, url.hostname, url.port) != (prefix.scheme, prefix.hostname, prefix.port):
+        return False
+    base = prefix.path.rstrip("/")
+    return url.path.rstrip("/") == base or url.path.startswith(base + "/")
+
+
+def allowed_base_urls_from_env() -> list[str]:
+    """The URL prefixes in ``MOA_ALLOWED_BASE_URLS`` (comma-separated)."""
+    return [u.strip() for u in os.environ.get("MOA_ALLOWED_BASE_URLS", "").split(",") if u.strip()]
+
+
 class ModelResolver:
     """Turns a :class:`ModelSpec` of a run into a ready chat model.
 
@@ -127,13 +169,23 @@ class ModelResolver:
         models: Ready chat models or agents by ``"provider:model"`` name, used as
             they are instead of ``init_chat_model`` (fakes in tests, custom
             clients, agents with tools).
+        allowed_base_urls: When given, endpoints a run's config may name: see
+            :func:`check_endpoints`. ``None`` allows any (the config is trusted).
     """
 
-    def __init__(self, models: Mapping[str, BaseChatModel | Runnable] | None = None) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, BaseChatModel | Runnable] | None = None,
+        *,
+        allowed_base_urls: Iterable[str] | None = None,
+    ) -> None:
         self._models = dict(models or {})
+        self._allowed = None if allowed_base_urls is None else tuple(allowed_base_urls)
 
     def check(self, config: MoAConfig) -> None:
-        """Fail fast, before any call: see :func:`check_credentials`."""
+        """Fail fast, before any call: see :func:`check_credentials` and :func:`check_endpoints`."""
+        if self._allowed is not None:
+            check_endpoints(config, self._allowed)
         check_credentials(config, skip=frozenset(self._models))
 
     def __call__(self, spec: ModelSpec, config: MoAConfig, *, streaming: bool) -> Runnable:
@@ -179,9 +231,7 @@ MODEL_CACHE_SIZE = 64
 temperature or max_tokens builds a model per distinct setting; the least
 recently used ones beyond this count are dropped, so memory stays bounded."""
 
-_PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = (
-    weakref.WeakKeyDictionary()
-)
+_PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = weakref.WeakKeyDictionary()
 
 
 def _models_of_this_loop() -> dict[Any, BaseChatModel]:

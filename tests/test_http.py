@@ -14,8 +14,8 @@ from langgraph_moa import (
     ConfigError,
     LayerFailedError,
     MissingCredentialsError,
-    ModelSpec,
     MoAConfig,
+    ModelSpec,
     create_moa_graph,
 )
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
@@ -228,7 +228,9 @@ async def test_unknown_provider_and_missing_key_stop_before_any_call(server: Sim
     typo = MoAConfig(proposers=["openai:p"], aggregator="opnai:agg", base_url=server.base_url)
     with pytest.raises(ConfigError, match="unknown provider 'opnai'"):
         await graph.ainvoke(user("q"), context=typo)
-    no_key = MoAConfig(proposers=["openai:p"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=server.base_url)
+    no_key = MoAConfig(
+        proposers=["openai:p"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=server.base_url
+    )
     with pytest.raises(MissingCredentialsError, match="needs TOGETHER_API_KEY"):
         await graph.ainvoke(user("q"), context=no_key)
     assert server.calls() == 0
@@ -320,3 +322,28 @@ def test_redact_removes_key_variables_and_named_ones(monkeypatch: pytest.MonkeyP
     assert redact(text, variables=["VLLM_AUTH"]) == "got *** and *** and Bearer ***"
     long = RuntimeError("x" * 290 + " vllm-0123456789abcdef")
     assert "vllm-01" not in describe_error(long, variables=["VLLM_AUTH"])[1]  # redacted before it is cut
+
+
+async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph(allowed_base_urls=["https://api.example.org/v1"]).compile()
+    local = sim_config(server, ["a"])  # loopback: always allowed
+    assert (await graph.ainvoke(user("hi"), context=local))["messages"][-1].text == "agg answer to: hi [refs=1]"
+    elsewhere = MoAConfig(
+        proposers=[ModelSpec(model="openai:a", base_url="http://attacker.example/v1", api_key_env="OPENAI_API_KEY")],
+        aggregator="openai:agg",
+        base_url=server.base_url,
+    )
+    with pytest.raises(ConfigError, match="'http://attacker.example/v1' is not allowed.*MOA_ALLOWED_BASE_URLS"):
+        await graph.ainvoke(user("hi"), context=elsewhere)
+    from langgraph_moa.models import check_endpoints
+
+    listed = elsewhere.model_copy(
+        update={"proposers": [ModelSpec(model="openai:a", base_url="https://api.example.org/v1/")]}
+    )
+    check_endpoints(listed, ["https://api.example.org/v1"])  # under an allowed prefix: accepted
+    for other in ["https://api.example.org/v2", "https://api.example.org.evil.test", "http://api.example.org/v1"]:
+        with pytest.raises(ConfigError):
+            check_endpoints(listed, [other])
+    lookalike = ModelSpec(model="openai:a", base_url="https://api.example.org.evil.test/v1")
+    with pytest.raises(ConfigError):
+        check_endpoints(listed.model_copy(update={"proposers": [lookalike]}), ["https://api.example.org"])

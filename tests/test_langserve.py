@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langserve import RemoteRunnable
 
-from langgraph_moa import MoAConfig, create_moa_graph
+from langgraph_moa import create_moa_graph
 from langgraph_moa.langserve_routes import (
     CLIENT_FIELDS,
     TUNING_FIELDS,
@@ -96,7 +96,9 @@ def _ask(text: str) -> dict[str, Any]:
     return {"messages": [("user", text)]}
 
 
-def test_invoke_runs_every_layer_with_the_configurable_config(moa: RemoteRunnable, server: SimulatedOpenAIServer) -> None:
+def test_invoke_runs_every_layer_with_the_configurable_config(
+    moa: RemoteRunnable, server: SimulatedOpenAIServer
+) -> None:
     state = moa.invoke(_ask("hello langserve"), _configurable())
     answer = state["messages"][-1]
     assert isinstance(answer, AIMessage)
