@@ -525,23 +525,35 @@ def serve(
     provider_concurrency: Annotated[
         int, typer.Option("--provider-concurrency", help="Upstream calls in flight per provider, over all requests.")
     ] = 16,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A host name clients may address the server by; repeat for several. Default: the loopback "
+            "names when --host is loopback, any name otherwise.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve MoA as an OpenAI-compatible API (/v1) and LangServe routes (/moa).
 
-    The model options configure the model id --name; every preset, and the
-    assistants of --assistants, are served too. API keys come from MOA_API_KEYS
-    (comma-separated) and --api-key-file; without any, the server is open.
+    The model options configure the model id --name, served when model options
+    are given or there is no --assistants file; the assistants of --assistants
+    and the hosted presets are served too. LangServe requests start from the
+    first of them. API keys come from MOA_API_KEYS (comma-separated) and
+    --api-key-file; without any, the server is open.
     """
     try:
         import uvicorn
 
         from langgraph_moa.server import (
+            LOOPBACK_HOSTS,
             ServeSettings,
             create_app,
             describe_checkpoint,
             load_api_keys,
             load_assistants,
+            loopback_host,
         )
     except ImportError as exc:
         raise _fail(f"serving needs the serve extra: pip install 'langgraph-moa[serve]' ({exc})") from None
@@ -558,11 +570,28 @@ def serve(
             served = load_assistants(assistants) if assistants else {}
             keys = load_api_keys(api_key_file)
             if configured or not assistants:
+                if name in served:
+                    raise ConfigError(
+                        f"--name {name!r} is also an assistant of {assistants}: give the model options another "
+                        "--name, or rename that assistant"
+                    )
                 served = {name: open_config(options, stack), **served}
+            if not served:
+                raise ConfigError(
+                    f"{assistants} holds no assistants: add at least one, "
+                    'e.g. {"fast": {"preset": "moa-lite"}}, or give model options'
+                )
+            if allowed_host:
+                hosts = tuple(allowed_host)
+            elif loopback_host(host):
+                hosts = LOOPBACK_HOSTS
+            else:
+                hosts = ("*",)
             settings = ServeSettings(
                 assistants={**served, **{k: v for k, v in PRESETS.items() if k not in served}},
                 api_keys=keys,
                 default_assistant=next(iter(served)),
+                allowed_hosts=hosts,
                 max_tokens=max_request_tokens,
                 max_request_bytes=max_request_bytes,
                 provider_concurrency=provider_concurrency,

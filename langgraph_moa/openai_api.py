@@ -29,13 +29,23 @@ status  when
 400     the body is not a valid request, or asks for more than the limits
 404     ``model`` is not served (the message lists the served ids)
 413     the body is larger than ``max_request_bytes``
-429     the upstream providers rate-limited every proposer, or the aggregator
+429     the upstream providers rate-limited every proposer of a layer, or the
+        aggregator
+500     the assistant is misconfigured on the server (``invalid_config``), or
+        the run failed unexpectedly (``internal_error``)
 502     every proposer of a layer failed (``proposers_failed``), or the
         aggregator failed (``aggregator_failed``)
 503     a provider key the model needs is not set on the server (the message
         names the variable, never a key)
-504     the aggregator gave no answer within the assistant's ``timeout``
+504     every proposer of a layer, or the aggregator, gave no answer within
+        the assistant's ``timeout`` (``upstream_timeout``)
 ======  =====================================================================
+
+Errors that cannot go better on a second try (every 4xx but 429, a
+misconfiguration, a missing provider key, proposers or an aggregator refused
+for their request or credentials) carry the header ``x-should-retry: false``,
+so the ``openai`` SDK does not repeat them; 429, 504 and other upstream
+failures may be retried.
 
 Errors found before the first answer token (every proposer failure is) get
 their status code even when streaming: the response starts with the first
@@ -66,7 +76,15 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sse_starlette import EventSourceResponse
 
 from langgraph_moa.concurrency import ProviderConcurrencyLimit
@@ -188,12 +206,21 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class ResponseFormat(BaseModel):
+    """``response_format``: only plain text, as MoA cannot guarantee JSON output."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text"]
+
+
 class ChatCompletionRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``.
 
     Parameters MoA has no use for (``top_p``, ``stop``, ``user``, penalties, ...)
-    are accepted and ignored, as many clients send them. ``n`` above 1, tools
-    and non-text content are refused with 400.
+    are accepted and ignored, as many clients send them; ``null`` stands for a
+    parameter's default. ``n`` above 1, tools and functions, a JSON
+    ``response_format`` and non-text content are refused with 400.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -207,7 +234,15 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="MoA writes one answer per request.")
     tools: list[Any] | None = Field(default=None, max_length=0, description="MoA models call no tools.")
+    functions: list[Any] | None = Field(default=None, max_length=0, description="MoA models call no functions.")
+    function_call: Literal["none", "auto"] | None = Field(default=None, description="MoA models call no functions.")
+    response_format: ResponseFormat | None = Field(default=None, description="Only {'type': 'text'}.")
     store: bool = False
+
+    @field_validator("stream", "n", "store", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls.model_fields[info.field_name].default if value is None else value
 
     def token_limit(self) -> int | None:
         """The aggregator's completion token limit the request asks for, if any."""
@@ -312,10 +347,20 @@ class OpenAIError(Exception):
         type: OpenAI's error type (``invalid_request_error``, ``server_error``, ...).
         param: The request field at fault, if one is.
         code: A machine-readable code (``model_not_found``, ``proposers_failed``, ...).
+        retry: Whether the same request may succeed if sent again. ``None``:
+            only for 408, 429 and 5xx. When false, the response carries
+            ``x-should-retry: false``, which the ``openai`` SDK obeys.
     """
 
     def __init__(
-        self, status: int, message: str, *, type: str, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        param: str | None = None,
+        code: str | None = None,
+        retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -323,26 +368,40 @@ class OpenAIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.retry = status in (408, 429) or status >= 500 if retry is None else retry
 
     def body(self) -> dict[str, Any]:
         """``{"error": {"message", "type", "param", "code"}}``."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        """The error as a JSON response."""
-        return JSONResponse(self.body(), status_code=self.status)
+        """The error as a JSON response (with ``x-should-retry: false`` when a retry cannot help)."""
+        headers = None if self.retry else {"x-should-retry": "false"}
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def _bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> OpenAIError:
     return OpenAIError(400, message, type="invalid_request_error", param=param, code=code)
 
 
-def _upstream_status(error_types: list[str]) -> tuple[int, str]:
+_PERMANENT_ERRORS = frozenset({  # upstream answers that the same request would get again
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "MissingCredentialsError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "UnprocessableEntityError",
+})
+
+
+def _upstream_status(error_types: list[str]) -> tuple[int, str, bool]:
+    """Status, error type and whether a retry may help, for failed upstream calls of these error types."""
     if error_types and all(t == "RateLimitError" for t in error_types):
-        return 429, "rate_limit_error"
+        return 429, "rate_limit_error", True
     if error_types and all(t == "TimeoutError" for t in error_types):
-        return 504, "server_error"
-    return 502, "server_error"
+        return 504, "server_error", True
+    return 502, "server_error", not (error_types and all(t in _PERMANENT_ERRORS for t in error_types))
 
 
 def error_for(exc: BaseException, model: str) -> OpenAIError:
@@ -357,13 +416,13 @@ def _error_for(exc: BaseException, model: str) -> OpenAIError:
     if isinstance(exc, OpenAIError):
         return exc
     if isinstance(exc, LayerFailedError):
-        status, kind = _upstream_status([f["error_type"] for f in exc.failures])
-        code = "rate_limit_exceeded" if status == 429 else "proposers_failed"
-        return OpenAIError(status, str(exc), type=kind, code=code)
+        status, kind, retry = _upstream_status([f["error_type"] for f in exc.failures])
+        code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(status, "proposers_failed")
+        return OpenAIError(status, str(exc), type=kind, code=code, retry=retry)
     if isinstance(exc, AggregatorError):
-        status, kind = _upstream_status([exc.error_type])
+        status, kind, retry = _upstream_status([exc.error_type])
         code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(status, "aggregator_failed")
-        return OpenAIError(status, str(exc), type=kind, code=code)
+        return OpenAIError(status, str(exc), type=kind, code=code, retry=retry)
     if isinstance(exc, MissingCredentialsError):
         return OpenAIError(
             503,
@@ -371,10 +430,12 @@ def _error_for(exc: BaseException, model: str) -> OpenAIError:
             "which is not set where the server runs",
             type="server_error",
             code="missing_credentials",
+            retry=False,
         )
     if isinstance(exc, ConfigError):
         return OpenAIError(
-            500, f"model {model!r} is misconfigured on this server: {exc}", type="server_error", code="invalid_config"
+            500, f"model {model!r} is misconfigured on this server: {exc}", type="server_error", code="invalid_config",
+            retry=False,
         )
     logger.error("MoA run of %s failed: %s: %s", model, type(exc).__name__, redact(" ".join(str(exc).split())))
     return OpenAIError(
@@ -525,6 +586,8 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         loc = [str(p) for p in first["loc"]]
         if first["type"] == "json_invalid":
             raise _bad_request(f"the body is not valid JSON: {first['msg']}") from None
+        if not loc:
+            raise _bad_request("the body must be a JSON object with model and messages") from None
         if loc[:1] == ["messages"] and len(loc) >= 3 and loc[2] in ("role", "content"):
             param = ".".join(loc[:3])
             if loc[2] == "role":
@@ -535,12 +598,15 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         known = {
             "n": "n: MoA writes one answer per request; send n=1 or leave it out",
             "tools": "tools: MoA models call no tools; send the request without them",
+            "functions": "functions: MoA models call no functions; send the request without them",
+            "function_call": "function_call: MoA models call no functions; send the request without it",
+            "response_format": "response_format: MoA cannot guarantee JSON output; send {\"type\": \"text\"} "
+            "or leave it out, and ask for JSON in the messages if you need it",
         }
-        param = ".".join(loc) or None
-        message = known.get(param or "") or describe_validation_error(exc).replace(
-            "invalid MoA configuration", "invalid request", 1
-        )
-        raise _bad_request(message, param=param) from None
+        if loc[0] in known:
+            raise _bad_request(known[loc[0]], param=loc[0]) from None
+        message = describe_validation_error(exc).replace("invalid MoA configuration", "invalid request", 1)
+        raise _bad_request(message, param=".".join(loc)) from None
 
 
 # --------------------------------------------------------------------------- router
@@ -727,7 +793,25 @@ async def _stream(
         finally:
             run.cancel()  # the client went away, or the run is over: nothing may keep calling upstream
 
-    return EventSourceResponse(events(), sep="\n", ping=15)
+    return _RunStream(run, events(), sep="\n", ping=15)
+
+
+class _RunStream(EventSourceResponse):
+    """The event stream of a run, which cancels the run when the response ends in any way.
+
+    The generator's own ``finally`` does not run if the client went away before
+    the generator was first iterated.
+    """
+
+    def __init__(self, run: _Run, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._run = run
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._run.cancel()
 
 
 def _json(payload: Any) -> str:

@@ -8,6 +8,8 @@ every error path and the concurrency bound observable.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import socket
 import threading
 import time
@@ -28,12 +30,12 @@ ALWAYS = 10**6  # a fault that never runs out
 
 
 @contextmanager
-def running(app) -> Iterator[str]:
+def running(app, log_level: str = "warning") -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port; yield its base URL; stop it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -66,8 +68,9 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
         "f2": ModelBehavior(faults=[Fault(503, times=ALWAYS)]),
         "r1": ModelBehavior(faults=[Fault(429, times=ALWAYS)]),
         "agg429": ModelBehavior(faults=[Fault(429, times=ALWAYS)]),
+        "unauthorized": ModelBehavior(faults=[Fault(401, times=ALWAYS)]),
         "hang": ModelBehavior(hang=True),
-        "slowagg": ModelBehavior(chunk_delay=0.2),
+        "slowagg": ModelBehavior(chunk_delay=0.1, reply="word " * 200),  # 20 s to stream whole
         "busy": ModelBehavior(latency=0.05),
     }
     with SimulatedOpenAIServer(behaviors) as server:
@@ -87,6 +90,7 @@ def assistants(sim: SimulatedOpenAIServer) -> dict[str, MoAConfig]:
     return {
         "sim": cfg(["p1", "p2"]),
         "failing": cfg(["f1", "f2"]),
+        "refused": cfg(["unauthorized"]),
         "rate-limited": cfg(["r1"]),
         "agg-rate-limited": cfg(["p1"], "agg429"),
         "hanging": cfg(["hang"], timeout=60),
@@ -224,8 +228,14 @@ def test_store_keeps_the_completion_for_retrieval(client: openai.OpenAI) -> None
         ({"messages": ask("x"), "max_tokens": 1001}, "max_tokens"),
         ({"messages": ask("x"), "temperature": 3}, "temperature"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
+        ({"messages": ask("x"), "response_format": {"type": "json_object"}}, "response_format"),
+        ({"messages": ask("x"), "response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
+         "response_format"),
+        ({"messages": ask("x"), "functions": [{"name": "f", "parameters": {}}]}, "functions"),
+        ({"messages": ask("x"), "function_call": {"name": "f"}}, "function_call"),
     ],
-    ids=["no-messages", "tool-message", "n", "max-tokens-limit", "temperature", "image"],
+    ids=["no-messages", "tool-message", "n", "max-tokens-limit", "temperature", "image", "json-object",
+         "json-schema", "functions", "function-call"],
 )
 def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer, kwargs: dict, param) -> None:
     sim.reset()
@@ -235,7 +245,18 @@ def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer,
     assert caught.value.status_code == 400 and error["type"] == "invalid_request_error"
     if param:
         assert error["param"] == param
+    if param in ("response_format", "functions", "function_call"):
+        assert error["message"].startswith(f"{param}: MoA")
     assert sim.calls() == 0
+
+
+def test_null_stands_for_the_default(api: str) -> None:
+    body = {"model": "sim", "messages": ask("nulls"), "n": None, "stream": None, "store": None,
+            "stream_options": None, "temperature": None, "tools": None, "response_format": {"type": "text"},
+            "functions": [], "function_call": "none"}
+    answer = httpx.post(f"{api}/chat/completions", json=body, timeout=20)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "agg answer to: nulls [refs=2]"
 
 
 def test_unknown_model_gets_404_listing_the_served_ids(client: openai.OpenAI) -> None:
@@ -270,13 +291,52 @@ def test_missing_provider_key_names_the_variable(client: openai.OpenAI, sim: Sim
     assert sim.calls() == 0
 
 
-def test_malformed_and_oversized_bodies(api: str) -> None:
-    bad = httpx.post(f"{api}/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+def test_malformed_and_oversized_bodies(api: str, sim: SimulatedOpenAIServer) -> None:
+    json_type = {"content-type": "application/json"}
+    bad = httpx.post(f"{api}/chat/completions", content=b"{not json", headers=json_type)
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    array = httpx.post(f"{api}/chat/completions", json=[1, 2])
+    assert array.status_code == 400 and array.json()["error"]["message"].startswith("the body must be a JSON object")
     huge = {"model": "sim", "messages": [{"role": "user", "content": "x" * 30_000}]}
     assert httpx.post(f"{api}/chat/completions", json=huge).status_code == 413
-    chunked = httpx.post(f"{api}/chat/completions", content=iter([b"{" + b" " * 25_000 + b"}"]))
-    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
+    sim.reset()
+    root = api.removesuffix("/v1")
+    invoke = b'{"input": {"messages": [{"type": "human", "content": "' + b"x" * 25_000 + b'"}]}}'
+    for path in ("/v1/chat/completions", "/moa/invoke", "/moa/batch"):  # no Content-Length: counted as read
+        pieces = iter([invoke[i : i + 4096] for i in range(0, len(invoke), 4096)])
+        chunked = httpx.post(root + path, content=pieces, headers=json_type)
+        assert "content-length" not in chunked.request.headers
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large", path
+    assert sim.calls() == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/moa/invoke"])
+def test_bodies_must_be_declared_json(api: str, path: str) -> None:
+    """Browsers post text/plain and forms cross-site without asking first: those are refused."""
+    url = api.removesuffix("/v1") + path
+    body = '{"model": "sim", "messages": [{"role": "user", "content": "x"}]}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        refused = httpx.post(url, content=body, headers={"content-type": content_type} if content_type else {})
+        assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
+    accepted = httpx.post(url, content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert accepted.status_code not in (413, 415)
+
+
+def test_errors_a_retry_cannot_fix_are_not_retried(api: str, sim: SimulatedOpenAIServer) -> None:
+    sent = []
+    counting = httpx.Client(event_hooks={"request": [sent.append]})
+    with openai.OpenAI(base_url=api, api_key="unused", max_retries=2, http_client=counting) as patient:
+        for model, status in (("needs-key", 503), ("refused", 502), ("gpt-4o", 404)):
+            sent.clear()
+            with pytest.raises(openai.APIStatusError) as caught:
+                patient.chat.completions.create(model=model, messages=ask("x"))
+            assert caught.value.status_code == status
+            assert caught.value.response.headers["x-should-retry"] == "false"
+            assert len(sent) == 1, f"{model}: {len(sent)} requests"
+    assert caught.value.body["code"] == "model_not_found"
+    for model in ("failing", "rate-limited"):  # upstream errors and rate limits may pass: retries allowed
+        answer = httpx.post(f"{api}/chat/completions", json={"model": model, "messages": ask("x")}, timeout=20)
+        assert answer.status_code in (502, 429) and "x-should-retry" not in answer.headers
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -309,7 +369,7 @@ def test_disconnect_cancels_the_upstream_calls(api: str, sim: SimulatedOpenAISer
 
 def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
     assert wait_idle(sim)
-    started = time.monotonic()
+    sim.reset()
     stream = client.chat.completions.create(model="slow-stream", messages=ask("a long question to answer"), stream=True)
     received = []
     for chunk in stream:
@@ -317,9 +377,33 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
         if len(received) == 3:
             break
     stream.close()
+    assert received[1:] == ["word", " word"]
     assert sim.calls("slowagg") == 1
-    assert wait_idle(sim, 2.0), "the aggregator kept streaming to nobody"
-    assert time.monotonic() - started < 2.5  # the whole answer takes ~2 s more at 0.2 s a word
+    assert wait_idle(sim, 1.0), "the aggregator kept streaming to nobody"  # it had 20 s of words left
+
+
+async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run() -> None:
+    """The event generator never starts then, so its own clean-up cannot be what stops the run."""
+    from langgraph_moa.openai_api import _RunStream
+
+    class Run:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    async def events():
+        yield {"data": "never sent"}
+
+    async def gone() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        await asyncio.sleep(0)
+
+    run = Run()
+    await _RunStream(run, events())({"type": "http", "method": "POST", "headers": []}, gone, send)
+    assert run.cancelled
 
 
 # --------------------------------------------------------------------------- auth
@@ -329,11 +413,26 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
 def secured(sim: SimulatedOpenAIServer) -> Iterator[str]:
     keys = ("sk-moa-first-key-0001", "sk-moa-second-key-0002")
     settings = ServeSettings(assistants={"sim": assistants(sim)["sim"]}, api_keys=keys)
-    with running(create_app(settings, checkpoint=":memory:", langserve_path=None)) as url:
+    with running(create_app(settings, checkpoint=":memory:", langserve_path=None), log_level="debug") as url:
         yield url
 
 
-def test_api_keys_are_required_and_never_echoed(secured: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def server_log() -> Iterator[io.StringIO]:
+    """Everything the app and uvicorn log (uvicorn's loggers do not propagate to pytest's caplog)."""
+    text = io.StringIO()
+    handler = logging.StreamHandler(text)
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield text
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def test_api_keys_are_required_and_never_echoed(secured: str, server_log: io.StringIO) -> None:
     for headers in ({}, {"Authorization": "Basic sk-moa-first-key-0001"}):  # no key, or not as a bearer
         refused = httpx.post(f"{secured}/v1/chat/completions", json={"model": "sim", "messages": ask("x")}, headers=headers)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
@@ -352,4 +451,6 @@ def test_api_keys_are_required_and_never_echoed(secured: str, caplog: pytest.Log
             assert answer.choices[0].message.content == "agg answer to: with key [refs=2]"
             assert key not in answer.model_dump_json()
     assert httpx.get(secured + "/health").json() == {"status": "ok"}  # open, for health checks
-    assert "sk-moa" not in caplog.text
+    logged = server_log.getvalue()
+    assert '"POST /v1/chat/completions HTTP/1.1" 401' in logged  # the access log is captured
+    assert "sk-moa" not in logged

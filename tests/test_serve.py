@@ -30,7 +30,7 @@ from langgraph_moa.server import (
     load_assistants,
 )
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.test_openai_api import running
+from tests.test_openai_api import running, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
 
@@ -51,7 +51,7 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
     command = [
         sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--base-url", server.base_url,
         "--proposer", "p1", "--proposer", "p2", "--aggregator", "agg", "--assistants", str(assistants),
-        "--db", str(db), "--log-level", "warning",
+        "--db", str(db), "--log-level", "info",
     ]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -83,10 +83,13 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
         assert httpx.post(base + "/moa/invoke", json={"input": {"messages": []}}).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
+        stdout, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 143, stderr  # shut down cleanly, then exit as SIGTERM asked (128 + 15)
     assert "serving default, solo, moa" in stderr and "1 API key(s)" in stderr
-    assert KEY not in stderr
+    logged = stdout + stderr
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in logged  # uvicorn's access log
+    assert '"POST /moa/invoke HTTP/1.1" 401' in logged
+    assert KEY not in logged
     with sqlite3.connect(db) as conn:  # the stored completion is a thread of the SQLite checkpointer
         threads = {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
     assert threads == {answer.id}
@@ -171,3 +174,67 @@ def test_langserve_runs_share_the_provider_bound() -> None:
             states = RemoteRunnable(base + "/moa").batch([{"messages": [("user", f"q{i}")]} for i in range(3)])
     assert [s["messages"][-1].content for s in states] == [f"agg answer to: q{i} [refs=3]" for i in range(3)]
     assert sim.calls() == 12 and sim.max_concurrency == 2
+
+
+def test_serve_refuses_an_empty_assistants_file_and_a_name_taken_by_an_assistant(tmp_path: Path) -> None:
+    runner = CliRunner()
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    result = runner.invoke(app, ["serve", "--assistants", str(empty)])
+    assert result.exit_code == 1 and "holds no assistants" in result.output, result.output
+    taken = tmp_path / "taken.json"
+    taken.write_text(json.dumps({"fast": {"preset": "moa-lite"}}))
+    result = runner.invoke(app, ["serve", "--assistants", str(taken), "--name", "fast", "--preset", "moa"])
+    assert result.exit_code == 1 and "--name 'fast' is also an assistant" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "answered", "refused"),
+    [
+        ([], ["127.0.0.1:8000", "localhost", "[::1]:8000"], ["evil.example", "evil.example:8000", ""]),
+        (["--host", "0.0.0.0"], ["evil.example", "10.0.0.2:8000"], []),
+        (["--host", "0.0.0.0", "--allowed-host", "moa.internal"], ["moa.internal:8000"], ["evil.example"]),
+    ],
+    ids=["loopback", "all-interfaces", "allowed-host"],
+)
+def test_serve_answers_only_to_its_host_names(
+    server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch, args: list[str], answered: list[str],
+    refused: list[str],
+) -> None:
+    """A page whose name was rebound to 127.0.0.1 sends its own name as Host: loopback servers refuse it."""
+    import uvicorn
+    from starlette.testclient import TestClient
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app_, **_: apps.append(app_))
+    options = ["--base-url", server.base_url, "--proposer", "p1", "--aggregator", "agg", "--db", ":memory:"]
+    result = CliRunner().invoke(app, ["serve", *options, *args])
+    assert result.exit_code == 0, result.output
+    client = TestClient(apps[0])  # the lifespan does not run: the guard answers first
+    for host in answered:
+        assert client.get("/health", headers={"host": host}).status_code == 200, host
+    for host in refused:
+        refused_ = client.get("/health", headers={"host": host})
+        assert refused_.status_code == 400 and refused_.json()["error"]["code"] == "invalid_host", host
+
+
+@pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning")  # langserve's batch
+def test_a_langserve_client_that_goes_away_cancels_its_run() -> None:
+    """/moa/invoke and /moa/batch answer once the run is over: a client gone before that frees its slots."""
+    with SimulatedOpenAIServer({"hang": ModelBehavior(hang=True)}) as sim:
+        def cfg(*proposers: str, **kw) -> MoAConfig:
+            return MoAConfig(proposers=[f"openai:{p}" for p in proposers], aggregator="openai:agg",
+                             base_url=sim.base_url, max_retries=0, **kw)
+
+        settings = ServeSettings(assistants={"hanging": cfg("hang", "hang", timeout=60), "sim": cfg("p1")},
+                                 default_assistant="hanging", provider_concurrency=2)
+        question = {"messages": [{"type": "human", "content": "x"}]}
+        with running(create_app(settings, checkpoint=":memory:")) as base:
+            for path, body in (("/moa/invoke", {"input": question}), ("/moa/batch", {"inputs": [question]})):
+                with pytest.raises(httpx.TimeoutException):
+                    httpx.post(base + path, json=body, timeout=0.4)
+            assert sim.calls("hang") == 4  # both runs held both slots of the provider
+            assert wait_idle(sim, 2.0), "the runs went on after their clients left"
+            with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=5) as client:
+                answer = client.chat.completions.create(model="sim", messages=[{"role": "user", "content": "next"}])
+            assert answer.choices[0].message.content == "agg answer to: next [refs=1]"
