@@ -457,11 +457,13 @@ def create_app(
 
 def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str) -> None:
     try:
-        from langgraph_moa.langserve_routes import add_moa_routes
+        from langgraph_moa.langserve_routes import TUNING_FIELDS, ClientLimits, add_moa_routes
     except ImportError as exc:
         logger.warning("LangServe routes are not served: %s", exc)
         return
     if settings.default_assistant is not None:
         default = settings.assistants[settings.default_assistant].model_dump(mode="json", exclude_defaults=True)
         graph = graph.with_config(configurable=default)
-    add_moa_routes(app, graph, path=path)
+    # as on /v1, the server chooses the models: clients pick a preset and tune it
+    limits = ClientLimits(max_tokens=settings.max_tokens)
+    add_moa_routes(app, graph, path=path, client_fields=TUNING_FIELDS, limits=limits)

@@ -30,6 +30,7 @@ from langgraph_moa.server import (
     load_assistants,
 )
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import sim_config
 from tests.test_openai_api import running, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
@@ -238,3 +239,21 @@ def test_a_langserve_client_that_goes_away_cancels_its_run() -> None:
             with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=5) as client:
                 answer = client.chat.completions.create(model="sim", messages=[{"role": "user", "content": "next"}])
             assert answer.choices[0].message.content == "agg answer to: next [refs=1]"
+
+
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")  # inside langserve
+def test_langserve_clients_of_the_app_only_tune_the_served_models(server: SimulatedOpenAIServer) -> None:
+    from fastapi.testclient import TestClient
+
+    served = sim_config(server, ["a", "b"])
+    settings = ServeSettings(assistants={"default": served}, default_assistant="default", max_tokens=200)
+    with TestClient(create_app(settings, checkpoint=None)) as client:
+        body = {"input": {"messages": [{"type": "human", "content": "hi"}]}, "config": {"configurable": {}}}
+        tuned = {**body, "config": {"configurable": {"temperature": 0.1}}}
+        assert client.post("/moa/invoke", json=tuned).json()["output"]["messages"][-1]["content"] == (
+            "agg answer to: hi [refs=2]"
+        )
+        for refused in ({"proposers": ["openai:other"]}, {"max_tokens": 201}, {"base_url": server.base_url}):
+            answer = client.post("/moa/invoke", json={**body, "config": {"configurable": refused}})
+            assert answer.status_code == 422, refused
+    assert server.calls("other") == 0 and server.calls("agg") == 1
