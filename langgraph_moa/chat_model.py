@@ -38,6 +38,7 @@ import contextvars
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -385,20 +386,8 @@ async def _isolated_iter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 def _in_thread(fn: Callable[[], Any]) -> Any:
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, name="moa-sync-call", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-sync-call") as pool:
+        return pool.submit(fn).result()
 
 
 def _iterate_in_thread(make: Callable[[], AsyncIterator[Any]]) -> Iterator[Any]:
