@@ -4,7 +4,9 @@ The parent graph is a plain ``MessagesState`` graph with two nodes: ``moa`` (the
 compiled MoA graph, added as a node) and ``sign_off`` (a node of yours that reads
 the answer). The MoA run pauses before its aggregation (``review=True``); the
 parent shows the proposals, a person keeps or drops them, and the parent resumes.
-Everything lives in the parent's checkpointer, so the pause survives a restart.
+Everything lives in the parent's checkpointer: with a persistent one (such as
+``AsyncSqliteSaver``) instead of this example's ``InMemorySaver``, the pause
+survives a restart.
 
 Run it against any OpenAI-compatible server::
 
@@ -58,11 +60,14 @@ async def run(question: str, config: MoAConfig, keep: str | None = None) -> list
     graph = build_parent()
     thread = {"configurable": {"thread_id": "example"}}
     result = await graph.ainvoke({"messages": [("user", question)]}, thread, context=config)
-    for pending in result.get("__interrupt__", []):
-        proposals = pending.value["proposals"]
-        for p in proposals:
+    while result.get("__interrupt__"):
+        request = result["__interrupt__"][0].value
+        if "error" in request:  # the review asked again: the choice was not usable
+            raise SystemExit(f"review: {request['error']}")
+        for p in request["proposals"]:
             print(f"[proposal {p['slot']}] {p['model']}: {p['content'][:100]}")
-        result = await graph.ainvoke(Command(resume=choose(proposals, keep)), thread, context=config)
+        decision = choose(request["proposals"], keep)
+        result = await graph.ainvoke(Command(resume=decision), thread, context=config)
     return [m.text for m in result["messages"]]
 
 

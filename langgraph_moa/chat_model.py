@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -53,7 +54,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from langgraph_moa.config import ConfigError, MoAConfig
 from langgraph_moa.graph import create_moa_graph
@@ -108,8 +109,9 @@ class ChatMoA(BaseChatModel):
     _graph: Any = PrivateAttr(default=None)
     _moa_config: MoAConfig = PrivateAttr()
 
-    @model_validator(mode="after")
-    def _build(self) -> ChatMoA:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # built here, not in a validator, so a bad setting raises ConfigError itself
         base = self.config if self.config is not None else _preset(self.preset)
         self._moa_config = _with(base, **self._overrides())
         if self._moa_config.review:
@@ -118,18 +120,14 @@ class ChatMoA(BaseChatModel):
                 "use create_moa_graph() with a checkpointer for review=True"
             )
         self._graph = create_moa_graph(models=self.models).compile(name="moa")
-        return self
 
-    def _overrides(self) -> dict[str, Any]:
+    def _overrides(self, call: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The run-wide overrides: this call's keyword arguments, else the model's own."""
+        call = call or {}
         return {
-            k: v
-            for k, v in {
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-                "timeout": self.timeout,
-                "max_retries": self.max_retries,
-            }.items()
-            if v is not None
+            k: call[k] if call.get(k) is not None else getattr(self, k)
+            for k in _OVERRIDES
+            if call.get(k) is not None or getattr(self, k) is not None
         }
 
     @property
@@ -183,10 +181,22 @@ class ChatMoA(BaseChatModel):
     # -- running the graph -------------------------------------------------------------
 
     def _run_config(self, kwargs: Mapping[str, Any]) -> MoAConfig:
-        """The call's config: a ``model=`` preset name replaces the configured models."""
+        """The call's config: a ``model=`` preset name replaces the configured models.
+
+        Raises:
+            ValueError: a keyword argument ChatMoA cannot honour (it is not ignored).
+        """
+        unknown = sorted(k for k, v in kwargs.items() if k not in _CALL_ARGUMENTS and v is not None)
+        if unknown:
+            raise ValueError(
+                f"ChatMoA does not support {', '.join(unknown)}; it takes tools, tool_choice, model "
+                f"(a preset), stop and {', '.join(_OVERRIDES)}"
+            )
         cfg = self._moa_config
         if isinstance(kwargs.get("model"), str):
-            cfg = _with(_preset(kwargs["model"]), **self._overrides())
+            cfg = _with(_preset(kwargs["model"]), **self._overrides(kwargs))
+        elif any(kwargs.get(k) is not None for k in _OVERRIDES):
+            cfg = _with(cfg, **self._overrides(kwargs))
         tools = kwargs.get("tools")
         if not tools:
             return cfg
@@ -215,24 +225,42 @@ class ChatMoA(BaseChatModel):
         cfg = self._run_config(kwargs)
         cut = _StopCutter(stop or self.stop)
         final: dict[str, Any] = {}
+        streamed = False
         stream = self._graph.astream({"messages": list(messages)}, context=cfg, stream_mode=["messages", "values"])
-        async for mode, data in _isolated_iter(stream):
-            if mode == "values":
-                final = data
-                continue
-            token, metadata = data
-            if metadata.get("langgraph_node") != AGGREGATOR_NODE or not isinstance(token, AIMessageChunk):
-                continue
-            text = cut.feed(token.text) if isinstance(token.content, str) else token.text
-            if text is None:
-                continue
-            chunk = AIMessageChunk(content=text, tool_call_chunks=token.tool_call_chunks, id=token.id)
-            if not text and not chunk.tool_call_chunks:
-                continue
-            if run_manager:
-                await run_manager.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
-            yield ChatGenerationChunk(message=chunk)
+        async with aclosing(_isolated_iter(stream)) as events:  # closing this stream stops the run
+            async for mode, data in events:
+                if mode == "values":
+                    final = data
+                    continue
+                token, metadata = data
+                if not _from_aggregator(metadata) or not isinstance(token, AIMessageChunk):
+                    continue
+                text = cut.feed(token.text) if isinstance(token.content, str) else token.text
+                if text is None:
+                    continue
+                chunk = AIMessageChunk(content=text, tool_call_chunks=token.tool_call_chunks, id=token.id)
+                if not text and not chunk.tool_call_chunks:
+                    continue
+                streamed = True
+                if run_manager:
+                    await run_manager.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
+                yield ChatGenerationChunk(message=chunk)
         tail = cut.flush()
+        if not streamed and final.get("messages"):
+            # an aggregator that did not stream its tokens (a ready model or agent without
+            # streaming): its whole answer is the last chunk
+            answer = _truncate(final["messages"][-1], stop or self.stop)
+            tail = answer.text
+            if answer.tool_calls:
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(
+                        content="",
+                        tool_call_chunks=[
+                            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                            for i, c in enumerate(answer.tool_calls)
+                        ],
+                    )
+                )
         details = _with_details(AIMessage(content=""), final, cfg)
         last = AIMessageChunk(
             content=tail,
@@ -251,9 +279,9 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        # The graph is async; a sync call runs it on an event loop of its own thread,
+        # The graph is async; a sync call runs it on the shared loop of a background thread,
         # which works whether or not the caller's thread already runs a loop.
-        return _in_thread(lambda: asyncio.run(self._agenerate(messages, stop, **kwargs)))
+        return _run_sync(self._agenerate(messages, stop, **kwargs))
 
     def _stream(
         self,
@@ -262,10 +290,14 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for chunk in _iterate_in_thread(lambda: self._astream(messages, stop, **kwargs)):
+        for chunk in _iterate_sync(lambda: self._astream(messages, stop, **kwargs)):
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+
+
+_OVERRIDES = ("temperature", "max_tokens", "timeout", "max_retries")
+_CALL_ARGUMENTS = {"tools", "tool_choice", "model", "stop", "ls_structured_output_format", *_OVERRIDES}
 
 
 def _preset(name: str | None) -> MoAConfig:
@@ -273,6 +305,14 @@ def _preset(name: str | None) -> MoAConfig:
         return get_preset(name) if name else MoAConfig()
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
+
+
+def _from_aggregator(metadata: Mapping[str, Any]) -> bool:
+    """A token of the aggregate node, or of a model inside it (an agent as the aggregator)."""
+    if metadata.get("langgraph_node") == AGGREGATOR_NODE:
+        return True
+    namespace = str(metadata.get("langgraph_checkpoint_ns", ""))
+    return namespace.startswith(f"{AGGREGATOR_NODE}:")
 
 
 def _with(config: MoAConfig, **updates: Any) -> MoAConfig:
@@ -339,7 +379,8 @@ class _StopCutter:
             out, self.pending = self.pending[: min(hits)], ""
             return out
         keep = max(len(s) for s in self.stop) - 1
-        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        ready = max(len(self.pending) - keep, 0)  # hold back what could start a stop sequence
+        out, self.pending = self.pending[:ready], self.pending[ready:]
         return out
 
     def flush(self) -> str:
@@ -359,17 +400,28 @@ async def _isolated(coro: Any) -> Any:
 
 
 async def _isolated_iter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Iterate ``stream`` in a task of its own that does not see the caller's run."""
+    """Iterate ``stream`` in a task of its own that does not see the caller's run.
+
+    Closing or cancelling the iteration cancels that task, which closes ``stream``
+    (and so the graph run and its upstream calls). When LangGraph has tokens
+    buffered that nobody read, closing its stream waits for the running node to
+    finish instead of cancelling it (seen with langgraph 1.2.24 on a bare graph);
+    the close then completes in the background.
+    """
     items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
 
     async def pump() -> None:
         try:
             async for item in stream:
                 await items.put(("item", item))
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # handed to the consumer, which re-raises it
             await items.put(("error", exc))
         else:
             await items.put(("end", None))
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
     task = asyncio.create_task(pump(), context=_detached_context())
     try:
@@ -382,35 +434,60 @@ async def _isolated_iter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
             else:
                 return
     finally:
-        task.cancel()
+        task.cancel()  # not awaited: closing the graph's stream may take a moment (see the note above)
 
 
-def _in_thread(fn: Callable[[], Any]) -> Any:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-sync-call") as pool:
-        return pool.submit(fn).result()
+_SYNC_LOOP: asyncio.AbstractEventLoop | None = None
+_SYNC_LOCK = threading.Lock()
 
 
-def _iterate_in_thread(make: Callable[[], AsyncIterator[Any]]) -> Iterator[Any]:
+def _sync_loop() -> asyncio.AbstractEventLoop:
+    """One event loop, in a daemon thread, for every sync call of the process.
+
+    Sync calls share it, so ready models and HTTP clients (bound to the loop
+    that opened their connections) keep working from one call to the next.
+    """
+    global _SYNC_LOOP
+    with _SYNC_LOCK:
+        if _SYNC_LOOP is None or _SYNC_LOOP.is_closed():
+            _SYNC_LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_SYNC_LOOP.run_forever, name="moa-sync", daemon=True).start()
+        return _SYNC_LOOP
+
+
+def _run_sync(coro: Any) -> Any:
+    """Run ``coro`` on the sync loop and wait; an interrupt (Ctrl-C) cancels it."""
+    future = asyncio.run_coroutine_threadsafe(coro, _sync_loop())
+    try:
+        return future.result()
+    finally:
+        future.cancel()  # no-op when it finished; stops the run when the wait was interrupted
+
+
+def _iterate_sync(make: Callable[[], AsyncIterator[Any]]) -> Iterator[Any]:
+    """Iterate an async iterator from sync code; closing the generator cancels it."""
     items: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     async def drain() -> None:
-        async for item in make():
-            items.put(("item", item))
-
-    def target() -> None:
         try:
-            asyncio.run(drain())
+            async for item in make():
+                items.put(("item", item))
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             items.put(("error", exc))
         else:
             items.put(("end", None))
 
-    threading.Thread(target=target, name="moa-sync-stream", daemon=True).start()
-    while True:
-        kind, value = items.get()
-        if kind == "item":
-            yield value
-        elif kind == "error":
-            raise value
-        else:
-            return
+    future = asyncio.run_coroutine_threadsafe(drain(), _sync_loop())
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        future.cancel()

@@ -180,6 +180,8 @@ class MoAConfig(BaseModel):
     @model_validator(mode="after")
     def _check_layers(self) -> MoAConfig:
         n_proposer_layers = self.layers - 1
+        if self.review and n_proposer_layers == 0:
+            raise ValueError("review=True needs a proposer layer to review: set layers to 2 or more")
         if self.layer_proposers is not None:
             if len(self.layer_proposers) != n_proposer_layers:
                 raise ValueError(

@@ -235,7 +235,11 @@ _PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseCh
 
 
 def _models_of_this_loop() -> dict[Any, BaseChatModel]:
-    # HTTP clients hold connections bound to the loop that opened them.
+    # HTTP clients hold connections bound to the loop that opened them. Their transports
+    # refer back to the loop, so a weak key alone never lets a closed loop's entry go:
+    # drop those here (each `asyncio.run` of a script leaves one).
+    for loop in [loop for loop in _PER_LOOP if loop.is_closed()]:
+        _PER_LOOP.pop(loop, None)
     return _PER_LOOP.setdefault(asyncio.get_running_loop(), {})
 
 

@@ -34,7 +34,9 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
+from langchain_core.runnables.base import RunnableBindingBase
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER  # no public name for it
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send, interrupt
@@ -108,10 +110,15 @@ def _key_variables(spec: ModelSpec) -> list[str]:
 
 
 def _is_chat_model(model: Runnable) -> bool:
-    """A chat model, bound or configured (``bind_tools``, ``with_config``), takes messages."""
-    while isinstance(model, RunnableBinding):
-        model = model.bound
-    return isinstance(model, BaseChatModel)
+    """A chat model, however wrapped (``bind_tools``, ``with_config``, ``with_retry``,
+    ``with_fallbacks``), takes messages."""
+    while True:
+        if isinstance(model, RunnableBindingBase):
+            model = model.bound
+        elif isinstance(model, RunnableWithFallbacks):
+            model = model.runnable
+        else:
+            return isinstance(model, BaseChatModel)
 
 
 async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> tuple[AIMessage, list[AIMessage]]:
@@ -128,11 +135,16 @@ async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> 
         else:
             result = await model.ainvoke({"messages": messages})
     calls: list[AIMessage]
-    if isinstance(result, Mapping) and isinstance(result.get("messages"), list):
+    if isinstance(result, Mapping):
+        if not isinstance(result.get("messages"), list) or not result["messages"]:
+            raise TypeError(
+                f"the runnable returned a mapping without a 'messages' list (keys: {sorted(result)[:8]}); "
+                "a proposer runnable must return {'messages': [...]}, as create_agent does"
+            )
         # an agent: its answer is its last message; the replies it added are its calls
         added = result["messages"][len(messages) :]
         calls = [m for m in added if isinstance(m, AIMessage)]
-        last = result["messages"][-1] if result["messages"] else None
+        last = result["messages"][-1]
         result = last if isinstance(last, AIMessage) else AIMessage(content=getattr(last, "text", ""))
     elif isinstance(result, AIMessage):
         calls = [result]
@@ -152,6 +164,11 @@ def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
         resolve.check(cfg)  # unknown providers and missing keys stop the run before any call
+        if cfg.review and not (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER):
+            raise ConfigError(
+                "review=True pauses the run for a reviewer, which needs a checkpointer to resume from: "
+                "compile the graph with one (e.g. InMemorySaver()), or leave review off"
+            )
         get_stream_writer()(
             {
                 "event": "run_started",
@@ -266,7 +283,8 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
         references = references_of(state, layer - 1)
-        messages = inject_references(state["messages"], references, cfg.aggregation_prompt)
+        history = state["messages"] if cfg.aggregator_tools else tool_turns_as_text(state["messages"])
+        messages = inject_references(history, references, cfg.aggregation_prompt)
         try:
             model = resolve(spec, cfg, streaming=True)
             if cfg.aggregator_tools:
@@ -321,7 +339,8 @@ def make_review() -> Callable[..., Any]:
                 get_stream_writer()({"event": "review_done", "layer": layer, "kept": len(current), "edited": False})
                 return {}
             try:
-                reviewed = _reviewed_proposals(decision, layer, cfg.min_proposals)
+                first_slot = len(cfg.proposers_for(layer))  # after every proposer's own slot
+                reviewed = _reviewed_proposals(decision, layer, cfg.min_proposals, first_slot)
                 break
             except ConfigError as exc:
                 # ask again: nothing computed is lost, and the reviewer sees what was wrong
@@ -333,8 +352,11 @@ def make_review() -> Callable[..., Any]:
     return review
 
 
-def _reviewed_proposals(decision: Any, layer: int, min_proposals: int) -> list[Proposal]:
-    """The proposals a review resumed with, renumbered by slot in the order given.
+def _reviewed_proposals(decision: Any, layer: int, min_proposals: int, first_slot: int) -> list[Proposal]:
+    """The proposals a review resumed with, in the order given.
+
+    They get new slots from ``first_slot`` on, so none shares a slot with one of
+    the layer's recorded failures.
 
     Raises:
         ConfigError: the value is not one the review accepts; the message says why.
@@ -345,11 +367,11 @@ def _reviewed_proposals(decision: Any, layer: int, min_proposals: int) -> list[P
             f"review: resume with True or {{'proposals': [...]}}, got {type(decision).__name__} {decision!r:.80}"
         )
     out: list[Proposal] = []
-    for slot, entry in enumerate(entries):
+    for slot, entry in enumerate(entries, start=first_slot):
         if isinstance(entry, str):
             model, content = "reviewer", entry
         elif isinstance(entry, Mapping) and isinstance(entry.get("content"), str):
-            model, content = str(entry.get("model", "reviewer")), entry["content"]
+            model, content = str(entry.get("model") or "reviewer"), entry["content"]
         else:
             raise ConfigError(
                 f"review: proposal {slot} must be a string or a mapping with 'content', got {entry!r:.80}"

@@ -77,8 +77,11 @@ def tool_turns_as_text(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     """
     out: list[AnyMessage] = []
     for message in messages:
-        if isinstance(message, AIMessage) and message.tool_calls:
-            calls = "; ".join(f"{c['name']}({json.dumps(c['args'], sort_keys=True)})" for c in message.tool_calls)
+        if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
+            calls = "; ".join(
+                [f"{c['name']}({json.dumps(c['args'], sort_keys=True)})" for c in message.tool_calls]
+                + [f"{c.get('name') or 'tool'}({c.get('args') or ''})" for c in message.invalid_tool_calls]
+            )
             text = f"{message.text}\n" if message.text.strip() else ""
             out.append(AIMessage(content=f"{text}[called tools: {calls}]", id=message.id))
         elif isinstance(message, ToolMessage):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
@@ -12,10 +13,11 @@ from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
+from pydantic import ValidationError
 from typing_extensions import TypedDict
 
-from langgraph_moa import ChatMoA, MoAConfig, create_moa_graph
-from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
+from langgraph_moa import ChatMoA, ConfigError, MoAConfig, create_moa_graph
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, _usage
 from tests.conftest import sim_config, user
 
 THREAD = {"configurable": {"thread_id": "t1"}}
@@ -133,10 +135,9 @@ async def test_an_agent_with_tools_is_a_proposer_beside_plain_models(server: Sim
     assert "2. researcher: Paris has 2,102,650 inhabitants" in aggregator_prompt
     # the agent's tool turns stay inside it: the conversation holds the question and the answer
     assert [type(m) for m in state["messages"]] == [HumanMessage, AIMessage]
-    researcher_usage = [u for u in state["usage"] if u["model"] == "agent:researcher"]
-    assert researcher_usage[0]["reported"] and researcher_usage[0]["output_tokens"] == len(
-        by_model["agent:researcher"].split()
-    )  # both of its calls summed: the tool call has no words
+    (researcher_usage,) = [u for u in state["usage"] if u["model"] == "agent:researcher"]
+    prompts = [_usage(r["messages"], "")["prompt_tokens"] for r in server.requests_for("researcher")]
+    assert researcher_usage["reported"] and researcher_usage["input_tokens"] == sum(prompts)  # both calls
 
 
 async def test_chat_moa_drives_a_tool_calling_agent(server: SimulatedOpenAIServer) -> None:
@@ -175,6 +176,8 @@ async def test_chat_moa_streams_into_a_parent_graph_once(server: SimulatedOpenAI
     state = await graph.aget_state(THREAD)
     assert state.values["messages"][-1].usage_metadata["input_tokens"] > 0
     assert list(state.values) == ["messages"]  # MoA's own keys stay in its own run
+    namespaces = {c.config["configurable"]["checkpoint_ns"] async for c in graph.checkpointer.alist(THREAD)}
+    assert namespaces == {""}  # the MoA run did not become a subgraph of this one
 
 
 async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(server: SimulatedOpenAIServer) -> None:
@@ -184,3 +187,25 @@ async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(serv
     state = await graph.ainvoke(user("hi"), context=config)
     assert [p["content"] for p in state["proposals"]] == ["tooled answer to: hi [refs=0]", "a answer to: hi [refs=0]"]
     assert server.requests_for("tooled")[0]["tools"][0]["function"]["name"] == "lookup_population"
+
+
+async def test_review_of_a_later_layer_keeps_earlier_layers_and_shows_failures(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("bad", ModelBehavior(faults=[Fault(400, times=10)]))
+    graph = create_moa_graph().compile(checkpointer=InMemorySaver())
+    config = sim_config(server, ["a", "bad", "b"], review=True, layers=3, max_retries=0)
+    paused = await graph.ainvoke(user("hi"), THREAD, context=config)
+    request = paused["__interrupt__"][0].value
+    assert request["layer"] == 2 and [f["model"] for f in request["failures"]] == ["openai:bad"]
+    state = await graph.ainvoke(Command(resume={"proposals": ["mine"]}), THREAD, context=config)
+    layer1 = [p for p in state["proposals"] if p["layer"] == 1]
+    assert [p["model"] for p in layer1] == ["openai:a", "openai:b"]  # untouched by the review
+    (mine,) = [p for p in state["proposals"] if p["layer"] == 2]
+    assert mine["model"] == "reviewer" and mine["slot"] not in {f["slot"] for f in state["failures"]}
+
+
+async def test_review_needs_a_checkpointer_and_a_proposer_layer(server: SimulatedOpenAIServer) -> None:
+    with pytest.raises(ConfigError, match="needs a checkpointer"):
+        await create_moa_graph().compile().ainvoke(user("hi"), context=sim_config(server, ["a"], review=True))
+    assert server.calls() == 0  # refused before any call
+    with pytest.raises(ValidationError, match="review=True needs a proposer layer"):
+        sim_config(server, ["a"], review=True, layers=1)

@@ -24,6 +24,13 @@ def test_subgraph_example_reviews_then_signs_off() -> None:
     assert texts[2] == f"(reviewed answer, {len(texts[1])} chars)"
 
 
+def test_subgraph_example_stops_on_a_choice_it_cannot_use() -> None:
+    import pytest
+
+    with pytest.raises(SystemExit, match="review kept 0 proposal"):
+        load("moa_subgraph").main(["Why?", "--keep", "7"])
+
+
 def test_chat_model_example_calls_the_tool_and_uses_the_agent_proposer() -> None:
     results = load("chat_model_agent").main([])
     assert results["tool calls by the aggregator"] == "1"

@@ -347,3 +347,12 @@ async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(serv
     lookalike = ModelSpec(model="openai:a", base_url="https://api.example.org.evil.test/v1")
     with pytest.raises(ConfigError):
         check_endpoints(listed.model_copy(update={"proposers": [lookalike]}), ["https://api.example.org"])
+
+
+def test_closed_loops_leave_the_model_cache(server: SimulatedOpenAIServer) -> None:
+    from langgraph_moa import models as models_module
+
+    graph = create_moa_graph().compile()
+    for _ in range(3):
+        asyncio.run(graph.ainvoke(user("hi"), context=sim_config(server, ["a"])))
+    assert sum(1 for loop in models_module._PER_LOOP if loop.is_closed()) <= 1  # only the last one, until next use

@@ -1,0 +1,162 @@
+"""``ChatMoA`` behaviour beyond the standard tests: sync calls, cancellation, stop
+sequences, call arguments, usage, and aggregators or proposers that are not plain models."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+from langgraph_moa import ChatMoA, ConfigError, MoAConfig, create_moa_graph
+from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer, _usage
+from tests.conftest import sim_config, user
+from tests.test_openai_api import wait_idle
+
+
+def _prompt_words(server: SimulatedOpenAIServer, model: str) -> int:
+    """What the simulator reported as prompt tokens over every request for ``model``."""
+    return sum(_usage(r["messages"], "")["prompt_tokens"] for r in server.requests_for(model))
+
+
+def test_sync_calls_share_one_loop_so_ready_models_keep_working(server: SimulatedOpenAIServer) -> None:
+    ready = ChatOpenAI(model="ready", base_url=server.base_url, api_key="x")
+    llm = ChatMoA(config=sim_config(server, ["a", "ready"]), models={"openai:ready": ready})
+    answers = [llm.invoke("hi").text for _ in range(3)] + ["".join(c.text for c in llm.stream("hi"))]
+    assert answers == ["agg answer to: hi [refs=2]"] * 4
+    assert server.calls("ready") == 4
+
+
+def test_usage_counts_every_call_of_the_run(server: SimulatedOpenAIServer) -> None:
+    answer = ChatMoA(config=sim_config(server, ["a", "b"])).invoke("hi there")
+    everything = sum(_prompt_words(server, m) for m in ("a", "b", "agg"))
+    assert answer.usage_metadata["input_tokens"] == everything > _prompt_words(server, "agg")
+    summary = answer.response_metadata["moa"]["usage_summary"]
+    assert summary["total"]["input_tokens"] == everything and len(answer.response_metadata["moa"]["proposals"]) == 2
+
+
+def test_closing_a_sync_stream_cancels_the_run(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
+    stream = ChatMoA(config=sim_config(server, ["a"])).stream("hi")
+    assert next(c for c in stream if c.text)
+    stream.close()
+    assert wait_idle(server, 1.5)  # the aggregator's 20 s answer was abandoned
+
+
+async def test_closing_astream_stops_the_run(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
+    stream = ChatMoA(config=sim_config(server, ["a"])).astream("hi")
+    async for chunk in stream:
+        if chunk.text:
+            break
+    await stream.aclose()
+    for _ in range(30):  # the loop must run for the cancellation to happen: poll without blocking it
+        server.reset()
+        if server.max_concurrency == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert server.max_concurrency == 0  # the aggregator's 20 s answer was abandoned
+
+
+@pytest.mark.parametrize("stop", [["agg answer"], ["to: hi"], ["[refs"]])
+def test_stop_sequences_cut_invoke_and_stream_alike(server: SimulatedOpenAIServer, stop: list[str]) -> None:
+    llm = ChatMoA(config=sim_config(server, ["a"]), stop=stop)
+    full = "agg answer to: hi [refs=1]"
+    expected = full[: full.index(stop[0])]
+    assert llm.invoke("hi").text == expected
+    assert "".join(c.text for c in llm.stream("hi")) == expected
+
+
+def test_call_arguments_are_honoured_or_refused(server: SimulatedOpenAIServer) -> None:
+    llm = ChatMoA(config=sim_config(server, ["a"]), temperature=0.3, max_tokens=50)
+    llm.invoke("hi")
+    assert {(r["temperature"], r["max_tokens"]) for r in server.requests} == {(0.3, 50)}
+    server.reset()
+    llm.invoke("hi", temperature=0.0, max_tokens=7)
+    assert {(r["temperature"], r["max_tokens"]) for r in server.requests} == {(0.0, 7)}
+    with pytest.raises(ValueError, match="ChatMoA does not support parallel_tool_calls, response_format"):
+        llm.invoke("hi", parallel_tool_calls=False, response_format={"type": "json_object"})
+
+
+def test_a_preset_per_call(server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test-key-0123456789")
+    monkeypatch.setenv("TOGETHER_API_BASE", server.base_url)
+    answer = ChatMoA(config=sim_config(server, ["a"])).invoke("hi", model="self-moa")
+    assert answer.text == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: hi [refs=6]" and server.calls("a") == 0
+
+
+def test_tool_choice_reaches_the_aggregator(server: SimulatedOpenAIServer) -> None:
+    @tool
+    def first(x: int) -> int:
+        """First tool."""
+        return x
+
+    @tool
+    def second(x: int) -> int:
+        """Second tool."""
+        return x
+
+    llm = ChatMoA(config=sim_config(server, ["a"])).bind_tools([first, second], tool_choice="second")
+    llm.invoke("hi")
+    request = server.requests_for("agg")[-1]
+    assert request["tool_choice"] == {"type": "function", "function": {"name": "second"}}
+    assert [t["function"]["name"] for t in request["tools"]] == ["first", "second"]
+    assert "tools" not in server.requests_for("a")[-1]
+
+
+def test_settings_errors_are_config_errors(server: SimulatedOpenAIServer) -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        ChatMoA(preset="nope")
+    with pytest.raises(ConfigError, match="temperature"):
+        ChatMoA(config=sim_config(server, ["a"]), temperature=5.0)
+    with pytest.raises(ConfigError, match="cannot pause for review"):
+        ChatMoA(config=sim_config(server, ["a"], review=True))
+
+
+async def test_an_agent_aggregator_streams_its_answer(server: SimulatedOpenAIServer) -> None:
+    agent = create_agent(ChatOpenAI(model="boss", base_url=server.base_url, api_key="x"), tools=[])
+    llm = ChatMoA(
+        config=MoAConfig(proposers=["openai:a"], aggregator="agent:boss", base_url=server.base_url),
+        models={"agent:boss": agent},
+    )
+    invoked = (await llm.ainvoke("hi")).text
+    streamed = "".join([c.text async for c in llm.astream("hi")])
+    assert invoked == streamed == "boss answer to: hi [refs=1]"
+
+
+async def test_wrapped_ready_models_are_called_with_messages(server: SimulatedOpenAIServer) -> None:
+    retrying = ChatOpenAI(model="r", base_url=server.base_url, api_key="x").with_retry(stop_after_attempt=2)
+    fallback = ChatOpenAI(model="f", base_url=server.base_url, api_key="x").with_fallbacks([retrying])
+    graph = create_moa_graph(models={"x:retrying": retrying, "x:fallback": fallback}).compile()
+    config = MoAConfig(proposers=["x:retrying", "x:fallback"], aggregator="openai:agg", base_url=server.base_url)
+    state = await graph.ainvoke(user("hi"), context=config)
+    assert [p["content"] for p in state["proposals"]] == ["r answer to: hi [refs=0]", "f answer to: hi [refs=0]"]
+
+
+async def test_a_runnable_without_messages_is_a_recorded_failure(server: SimulatedOpenAIServer) -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    odd = RunnableLambda(lambda inputs: {"answer": "42"})
+    graph = create_moa_graph(models={"x:odd": odd}).compile()
+    config = MoAConfig(proposers=["x:odd", "openai:a"], aggregator="openai:agg", base_url=server.base_url)
+    state = await graph.ainvoke(user("hi"), context=config)
+    (failure,) = state["failures"]
+    assert failure["model"] == "x:odd" and "without a 'messages' list" in failure["message"]
+    assert state["messages"][-1].text == "agg answer to: hi [refs=1]"
+
+
+async def test_an_aggregator_without_tools_sees_tool_turns_as_text(server: SimulatedOpenAIServer) -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    history: list[Any] = [
+        HumanMessage("weather?"),
+        AIMessage(content="", tool_calls=[{"name": "w", "args": {"c": "Paris"}, "id": "1"}]),
+        ToolMessage(content="sunny", tool_call_id="1", name="w"),
+    ]
+    await create_moa_graph().compile().ainvoke({"messages": history}, context=sim_config(server, ["a"]))
+    roles = [m["role"] for m in server.requests_for("agg")[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
