@@ -58,7 +58,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from langgraph_moa.config import ConfigError, MoAConfig
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.nodes import AGGREGATOR_NODE
+from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import get_preset
 
 
@@ -233,7 +233,7 @@ class ChatMoA(BaseChatModel):
                     final = data
                     continue
                 token, metadata = data
-                if not _from_aggregator(metadata) or not isinstance(token, AIMessageChunk):
+                if not is_aggregator_token(metadata) or not isinstance(token, AIMessageChunk):
                     continue
                 text = cut.feed(token.text) if isinstance(token.content, str) else token.text
                 if text is None:
@@ -305,14 +305,6 @@ def _preset(name: str | None) -> MoAConfig:
         return get_preset(name) if name else MoAConfig()
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
-
-
-def _from_aggregator(metadata: Mapping[str, Any]) -> bool:
-    """A token of the aggregate node, or of a model inside it (an agent as the aggregator)."""
-    if metadata.get("langgraph_node") == AGGREGATOR_NODE:
-        return True
-    namespace = str(metadata.get("langgraph_checkpoint_ns", ""))
-    return namespace.startswith(f"{AGGREGATOR_NODE}:")
 
 
 def _with(config: MoAConfig, **updates: Any) -> MoAConfig:

@@ -64,6 +64,17 @@ PREPARE_NODE = "prepare"
 REVIEW_NODE = "review"
 
 
+def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
+    """Whether a ``stream_mode="messages"`` token comes from the final aggregator.
+
+    That is, from the ``aggregate`` node, or from a model inside it (an agent or
+    subgraph used as the aggregator, whose tokens carry its own node names).
+    """
+    if metadata.get("langgraph_node") == AGGREGATOR_NODE:
+        return True
+    return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
+
+
 def run_config(runtime: Runtime[MoAConfig] | None, config: RunnableConfig | None) -> MoAConfig:
     """The run's :class:`MoAConfig`: the runtime context, else ``config["configurable"]``."""
     context = runtime.context if runtime is not None else None

@@ -95,7 +95,7 @@ from langgraph_moa.errors import (
     MissingCredentialsError,
 )
 from langgraph_moa.models import redact
-from langgraph_moa.nodes import AGGREGATOR_NODE
+from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import PRESETS
 
 __all__ = [
@@ -522,7 +522,7 @@ class _Run:
                     final = chunk
                     continue
                 message, metadata = chunk
-                ours = metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk)
+                ours = is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)
                 if ours and message.text:
                     self.events.put_nowait(("token", message.text))
         except Exception as exc:  # noqa: BLE001 - reported to the client; cancellation is not caught
