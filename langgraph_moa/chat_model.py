@@ -344,10 +344,12 @@ def _with_details(answer: AIMessage, state: Mapping[str, Any], cfg: MoAConfig) -
 
 
 def _truncate(answer: AIMessage, stop: Sequence[str] | None) -> AIMessage:
+    """``answer`` cut before its first stop sequence, exactly as a stream is cut."""
     if not stop or not isinstance(answer.content, str):
         return answer
-    cut = min((i for i in (answer.content.find(s) for s in stop if s) if i >= 0), default=-1)
-    return answer if cut < 0 else answer.model_copy(update={"content": answer.content[:cut]})
+    cut = _StopCutter(stop)
+    text = (cut.feed(answer.content) or "") + cut.flush()
+    return answer if text == answer.content else answer.model_copy(update={"content": text})
 
 
 class _StopCutter:
