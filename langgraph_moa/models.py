@@ -121,7 +121,8 @@ def check_credentials(config: MoAConfig, *, skip: frozenset[str] = frozenset()) 
         api_key(spec, config)
 
 
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The host names of this machine's loopback interface."""
 
 
 def check_endpoints(config: MoAConfig, allowed: Iterable[str]) -> None:
@@ -140,7 +141,7 @@ def check_endpoints(config: MoAConfig, allowed: Iterable[str]) -> None:
         if url is None:
             continue
         parts = urlsplit(url)
-        if (parts.hostname or "") in _LOOPBACK_HOSTS or any(_under(parts, prefix) for prefix in prefixes):
+        if (parts.hostname or "") in LOOPBACK_HOSTS or any(_under(parts, prefix) for prefix in prefixes):
             continue
         raise ConfigError(
             f"model {spec.model!r}: base_url {url!r} is not allowed on this graph; the server that runs "

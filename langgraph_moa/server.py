@@ -47,6 +47,7 @@ from pydantic import Field, SecretStr
 
 from langgraph_moa.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.config import ConfigError, MoAConfig, config_from
+from langgraph_moa.models import LOOPBACK_HOSTS  # for ServeSettings.allowed_hosts; exported here too
 from langgraph_moa.openai_api import APISettings, OpenAIError, create_openai_router
 
 __all__ = [
@@ -181,8 +182,6 @@ async def _open_saver(checkpoint: str | Path | None) -> AsyncIterator[Any]:
         yield saver
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-"""The host names of this machine's loopback interface, for :attr:`ServeSettings.allowed_hosts`."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
