@@ -1,8 +1,13 @@
-"""Shared fixtures: a clean environment and the simulated OpenAI-compatible server."""
+"""Shared fixtures and helpers: a clean environment, the simulated OpenAI-compatible
+server, and an app served by uvicorn on loopback."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -48,3 +53,37 @@ def sim_config(server: SimulatedOpenAIServer, proposers: list[str], aggregator: 
 def user(text: str) -> dict[str, Any]:
     """Graph input with one user message."""
     return {"messages": [("user", text)]}
+
+
+@contextmanager
+def running(app, log_level: str = "warning") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, in a thread; yield its base URL; stop it."""
+    import uvicorn  # the serve extra: only the tests that serve an app need it
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 3.0) -> bool:
+    """True once no upstream request is in flight (``reset`` sets max_concurrency to the in-flight count)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sim.reset()
+        if sim.max_concurrency == 0:
+            return True
+        time.sleep(0.05)
+    return False

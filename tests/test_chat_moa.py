@@ -14,8 +14,7 @@ from langchain_openai import ChatOpenAI
 
 from langgraph_moa import ChatMoA, ConfigError, MoAConfig, create_moa_graph
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer, _usage
-from tests.conftest import sim_config, user
-from tests.test_openai_api import wait_idle
+from tests.conftest import sim_config, user, wait_idle
 
 
 def _prompt_words(server: SimulatedOpenAIServer, model: str) -> int:

@@ -7,18 +7,14 @@ the models are served by the simulated OpenAI-compatible server.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
 
 pytest.importorskip("langserve", reason="pip install 'langgraph-moa[serve]'")
 
-import uvicorn
 from fastapi import FastAPI
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -33,6 +29,7 @@ from langgraph_moa.langserve_routes import (
     create_langserve_app,
 )
 from langgraph_moa.testing import SimulatedOpenAIServer
+from tests.conftest import running
 from tests.fakes import EchoModel
 
 pytestmark = [
@@ -42,35 +39,10 @@ pytestmark = [
 ]
 
 
-class _Uvicorn:
-    """``app`` served by uvicorn on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
-
-
 @pytest.fixture(scope="module")
 def app_url() -> Iterator[str]:
-    with _Uvicorn(create_langserve_app()) as served:
-        yield served.url
+    with running(create_langserve_app()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -242,8 +214,8 @@ def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
     defaults = {"proposers": ["fake:a"], "aggregator": "fake:agg"}
     app = FastAPI()
     add_moa_routes(app, create_moa_graph(models=models).compile().with_config(configurable=defaults), path="/custom")
-    with _Uvicorn(app) as served:
-        remote = RemoteRunnable(f"{served.url}/custom")
+    with running(app) as served_url:
+        remote = RemoteRunnable(f"{served_url}/custom")
         assert remote.invoke(_ask("hi"))["messages"][-1].content == "agg: hi (1 refs)"
         # a field overrides the bound defaults one by one
         state = remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a", "fake:a"]}})
@@ -251,7 +223,7 @@ def test_add_moa_routes_serves_a_given_graph_with_its_defaults() -> None:
         # a preset replaces them: self-moa samples one model six times
         state = remote.invoke(_ask("hi"), {"configurable": {"preset": "self-moa"}})
         assert state["messages"][-1].content == "q: hi (6 refs)"
-        assert httpx.get(f"{served.url}/moa/input_schema").status_code == 404
+        assert httpx.get(f"{served_url}/moa/input_schema").status_code == 404
         remote.sync_client.close()
     with pytest.raises(ValueError, match="must start with '/'"):
         add_moa_routes(FastAPI(), path="moa")
@@ -285,8 +257,8 @@ def test_limits_cap_what_a_request_may_cost(server: SimulatedOpenAIServer) -> No
     app = FastAPI()
     limits = ClientLimits(max_tokens=100, max_layers=3, max_proposers=2, max_timeout=30)
     add_moa_routes(app, create_moa_graph().compile(), limits=limits)
-    with _Uvicorn(app) as served:
-        remote = RemoteRunnable(f"{served.url}/moa")
+    with running(app) as served_url:
+        remote = RemoteRunnable(f"{served_url}/moa")
         too_much = [
             ({"max_tokens": 101}, "max_tokens=101 is above this server's limit of 100"),
             ({"layers": 4}, "layers=4 is above this server's limit of 3"),
@@ -311,14 +283,14 @@ def test_tuning_fields_leave_the_models_to_the_server() -> None:
     app = FastAPI()
     defaults = {"proposers": ["fake:a"], "aggregator": "fake:agg"}
     add_moa_routes(app, graph.with_config(configurable=defaults), client_fields=TUNING_FIELDS)
-    with _Uvicorn(app) as served:
-        remote = RemoteRunnable(f"{served.url}/moa")
+    with running(app) as served_url:
+        remote = RemoteRunnable(f"{served_url}/moa")
         assert remote.invoke(_ask("hi"), {"configurable": {"temperature": 0.1}})["messages"][-1].content == (
             "agg: hi (1 refs)"
         )
         with pytest.raises(httpx.HTTPStatusError, match="proposers cannot be set"):
             remote.invoke(_ask("hi"), {"configurable": {"proposers": ["fake:a", "fake:a"]}})
-        schema = httpx.get(f"{served.url}/moa/config_schema").json()["$defs"]["Configurable"]["properties"]
+        schema = httpx.get(f"{served_url}/moa/config_schema").json()["$defs"]["Configurable"]["properties"]
         assert set(schema) == TUNING_FIELDS
         remote.sync_client.close()
     with pytest.raises(ValueError, match="client_fields may not include base_url"):

@@ -10,55 +10,19 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from langgraph_moa import MoAConfig
 from langgraph_moa.server import ServeSettings, create_app
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import running, wait_idle
 
 PROVIDER_CONCURRENCY = 4
 ALWAYS = 10**6  # a fault that never runs out
-
-
-@contextmanager
-def running(app, log_level: str = "warning") -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL; stop it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 3.0) -> bool:
-    """True once no upstream request is in flight (``reset`` sets max_concurrency to the in-flight count)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sim.reset()
-        if sim.max_concurrency == 0:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")

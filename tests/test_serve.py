@@ -30,8 +30,7 @@ from langgraph_moa.server import (
     load_assistants,
 )
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import sim_config
-from tests.test_openai_api import running, wait_idle
+from tests.conftest import running, sim_config, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
 
