@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import openai
 from langserve import RemoteRunnable
 
 from langgraph_moa import MoAConfig, create_moa_graph
+from langgraph_moa.local import free_port
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,15 +41,10 @@ PROPOSERS = ["p1", "p2", "p3"]
 QUESTION = [{"role": "user", "content": "What are three fun things to do in San Francisco?"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def start_server(base_url: str, concurrency: int) -> tuple[subprocess.Popen, str]:
     """``moa serve`` with the simulated models, in its own process; returns it and its URL."""
-    port = _free_port()
+    port = free_port()
     moa = shutil.which("moa", path=str(Path(sys.executable).parent)) or "moa"
     args = [moa, "serve", "--port", str(port), "--base-url", base_url, "--aggregator", "openai:agg"]
     args += [a for p in PROPOSERS for a in ("--proposer", f"openai:{p}")]

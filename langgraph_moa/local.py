@@ -70,7 +70,8 @@ def model_name(path: Path) -> str:
     return path.name.removesuffix(".gguf")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -111,7 +112,7 @@ def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.
         raise LocalModelError(
             "llama-cpp-python's server is not installed: pip install 'langgraph-moa[local]'"
         ) from None
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     command = [
         sys.executable, "-m", "llama_cpp.server",

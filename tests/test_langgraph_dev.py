@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from langgraph_moa import MoAConfig, get_preset
+from langgraph_moa.local import free_port
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 
 pytestmark = pytest.mark.langgraph_dev
@@ -40,11 +41,6 @@ def _cli() -> str:
         pytest.skip("pip install 'langgraph-cli[inmem]'")
     return cli
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str) -> Any:
@@ -145,7 +141,7 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
 
 @pytest.fixture(scope="module")
 def dev(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = DevServer(tmp_path_factory.mktemp("dev"), _free_port(), _dev_env(sim))
+    server = DevServer(tmp_path_factory.mktemp("dev"), free_port(), _dev_env(sim))
     try:
         yield server.wait_until_ready()
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 
 from langgraph_moa import ConfigError, MoAConfig
 from langgraph_moa.cli import app
+from langgraph_moa.local import free_port
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.server import (
     ServeSettings,
@@ -34,11 +34,6 @@ from tests.conftest import running, sim_config, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
