@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.models import ModelResolver
+from langgraph_moa.providers import ModelResolver
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
 RESULTS = Path(__file__).parent / "results"

@@ -41,7 +41,6 @@ PROPOSERS = ["p1", "p2", "p3"]
 QUESTION = [{"role": "user", "content": "What are three fun things to do in San Francisco?"}]
 
 
-
 def start_server(base_url: str, concurrency: int) -> tuple[subprocess.Popen, str]:
     """``moa serve`` with the simulated models, in its own process; returns it and its URL."""
     port = free_port()

@@ -5,9 +5,10 @@ Public API: :func:`create_moa_graph`, :class:`ChatMoA` (MoA as a chat model),
 """
 
 from langgraph_moa.chat_model import ChatMoA
-from langgraph_moa.config import ConfigError, ModelSpec, MoAConfig
+from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import (
     AggregatorError,
+    ConfigError,
     EmptyResponseError,
     LayerFailedError,
     MissingCredentialsError,

@@ -56,7 +56,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from langgraph_moa.config import ConfigError, MoAConfig
+from langgraph_moa.config import MoAConfig
+from langgraph_moa.errors import ConfigError
 from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import get_preset
@@ -170,6 +171,7 @@ class ChatMoA(BaseChatModel):
             tools: Tools in any form LangChain converts to an OpenAI tool schema.
             tool_choice: ``"auto"``, ``"any"`` (must call a tool), ``"none"``, a
                 tool name, or ``True`` (same as ``"any"``).
+            **kwargs: Passed to ``bind`` with the tools.
         """
         if tool_choice is True:
             tool_choice = "any"
@@ -227,7 +229,7 @@ class ChatMoA(BaseChatModel):
         final: dict[str, Any] = {}
         streamed = False
         stream = self._graph.astream({"messages": list(messages)}, context=cfg, stream_mode=["messages", "values"])
-        async with aclosing(_isolated_iter(stream)) as events:  # closing this stream stops the run
+        async with aclosing(_isolated_iter(stream)) as events:  # type: ignore[type-var]  # closing this stream stops the run
             async for mode, data in events:
                 if mode == "values":
                     final = data

@@ -24,17 +24,19 @@ from typing import Annotated, Any
 
 import typer
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
-from langgraph_moa.errors import MoAError
+from langgraph_moa.config import MoAConfig, describe_validation_error
+from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers
-from langgraph_moa.models import check_credentials, redact
 from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
+from langgraph_moa.paths import data_dir
 from langgraph_moa.presets import PRESETS, get_preset
+from langgraph_moa.providers import check_credentials, redact
 
 app = typer.Typer(
     add_completion=False,
@@ -149,11 +151,7 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
     except ValidationError as exc:
         raise typer.BadParameter(describe_validation_error(exc)) from None
     models = ", ".join(urls)
-    shape = (
-        f"Self-MoA, {len(config.proposers)} samples of {models}"
-        if len(urls) == 1
-        else f"proposers {models}"
-    )
+    shape = f"Self-MoA, {len(config.proposers)} samples of {models}" if len(urls) == 1 else f"proposers {models}"
     bundled = " (bundled)" if not options.gguf and not options.base_url else ""
     err.print(f"moa: local preset ({why}): {shape}{bundled}, aggregator {config.aggregator.name}; {where}")
     return config
@@ -209,6 +207,7 @@ class Progress:
         )
 
     def __call__(self, event: dict[str, Any]) -> None:
+        """Show one progress event of the ``custom`` stream."""
         kind = event.get("event")
         if kind == "run_started":
             self.done.clear()
@@ -236,7 +235,7 @@ class Progress:
 async def stream_turn(
     graph: Any,
     inputs: dict[str, Any] | None,
-    run_config: dict[str, Any],
+    run_config: RunnableConfig,
     config: MoAConfig,
     progress: Progress,
 ) -> AsyncIterator[str | dict[str, Any]]:
@@ -368,8 +367,7 @@ def ask(
 
 def default_chat_db() -> Path:
     """Where ``moa chat`` keeps its history unless ``--db`` says otherwise."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "langgraph-moa" / "chat.sqlite"
+    return data_dir() / "chat.sqlite"
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
@@ -388,7 +386,7 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
     return queue
 
 
-async def _drop_unanswered_turn(graph: Any, run_config: dict[str, Any]) -> None:
+async def _drop_unanswered_turn(graph: Any, run_config: RunnableConfig) -> None:
     """Remove the user message(s) a failed turn left without an answer."""
     snapshot = await graph.aget_state(run_config)
     messages: list[BaseMessage] = snapshot.values.get("messages", [])
@@ -396,7 +394,7 @@ async def _drop_unanswered_turn(graph: Any, run_config: dict[str, Any]) -> None:
     for message in reversed(messages):
         if message.type == "ai":
             break
-        unanswered.append(RemoveMessage(id=message.id))
+        unanswered.append(RemoveMessage(id=str(message.id)))
     if unanswered:
         await graph.aupdate_state(run_config, {"messages": unanswered}, as_node=AGGREGATOR_NODE)
 
@@ -408,7 +406,7 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
     failed_turns = 0
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         graph = create_moa_graph().compile(checkpointer=saver, name="moa")
-        run_config = {"configurable": {"thread_id": thread}}
+        run_config: RunnableConfig = {"configurable": {"thread_id": thread}}
         snapshot = await graph.aget_state(run_config)
         history = snapshot.values.get("messages", []) if snapshot.values else []
         can_retry = bool(snapshot.next)  # a turn of an earlier run stopped part-way
@@ -481,7 +479,9 @@ def chat(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 unless you set API keys.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 unless you set API keys.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     preset: PresetOpt = None,
     layers: LayersOpt = None,
@@ -493,9 +493,7 @@ def serve(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
-    name: Annotated[
-        str, typer.Option("--name", help="Model id under which the options above are served.")
-    ] = "default",
+    name: Annotated[str, typer.Option("--name", help="Model id under which the options above are served.")] = "default",
     assistants: Annotated[
         Path | None,
         typer.Option("--assistants", help="JSON file of more model ids: {name: {MoAConfig fields, 'preset'}}."),
@@ -546,7 +544,7 @@ def serve(
     try:
         import uvicorn
 
-        from langgraph_moa.server import (
+        from langgraph_moa.serve.app import (
             LOOPBACK_HOSTS,
             ServeSettings,
             create_app,

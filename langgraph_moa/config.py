@@ -21,7 +21,6 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -136,9 +135,7 @@ class MoAConfig(BaseModel):
     min_proposals: int = Field(
         default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
     )
-    timeout: float = Field(
-        default=120.0, gt=0, description="Seconds one model call may take, retries included."
-    )
+    timeout: float = Field(default=120.0, gt=0, description="Seconds one model call may take, retries included.")
     max_retries: int = Field(
         default=2,
         ge=0,
@@ -214,57 +211,6 @@ class MoAConfig(BaseModel):
                 seen.setdefault(spec.model_dump_json(), spec)
         seen.setdefault(self.aggregator.model_dump_json(), self.aggregator)
         return list(seen.values())
-
-
-class ConfigError(ValueError):
-    """A MoA configuration passed at run time could not be built."""
-
-
-def config_from(context: Any, configurable: Mapping[str, Any] | None = None) -> MoAConfig:
-    """Build the run's :class:`MoAConfig` from a runtime context or ``configurable``.
-
-    Args:
-        context: ``runtime.context``: a ``MoAConfig``, a mapping of its fields,
-            or ``None``. (LangGraph validates a mapping given as ``context=``
-            against ``MoAConfig`` itself, so a ``"preset"`` key works only
-            through ``configurable``.)
-        configurable: ``config["configurable"]``, read when ``context`` is ``None``.
-            Keys that are not ``MoAConfig`` fields (``thread_id`` and the like)
-            are ignored. A ``"preset"`` here also applies under a context: the
-            run starts from the preset and the fields the context set win
-            (the LangGraph server copies ``configurable`` into the context
-            without the preset).
-
-    Raises:
-        ConfigError: naming the invalid field and why.
-    """
-    preset = (configurable or {}).get("preset")
-    if preset is not None and context is not None:
-        # The LangGraph server copies `configurable` into the context, keeping only MoAConfig
-        # fields: the preset is lost there. Start from it, and apply the fields the context set.
-        explicit = context.model_dump(exclude_unset=True) if isinstance(context, MoAConfig) else context
-        if not isinstance(explicit, Mapping):
-            raise ConfigError(f"context must be a MoAConfig or a mapping of its fields, got {type(context).__name__}")
-        return config_from(None, {**(configurable or {}), **explicit})
-    if isinstance(context, MoAConfig):
-        return context
-    if context is not None and not isinstance(context, Mapping):
-        raise ConfigError(f"context must be a MoAConfig or a mapping of its fields, got {type(context).__name__}")
-    source = dict(context) if context is not None else {}
-    if context is None and configurable:
-        known = set(MoAConfig.model_fields) | {"preset"}
-        source = {k: v for k, v in configurable.items() if k in known}
-    preset = source.pop("preset", None)
-    try:
-        if preset is None:
-            return MoAConfig.model_validate(source)
-        from langgraph_moa.presets import get_preset
-
-        return get_preset(preset, **source)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

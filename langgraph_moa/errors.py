@@ -11,8 +11,15 @@ class MoAError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class MissingCredentialsError(MoAError):
-    """A model's provider needs an API key that is not set."""
+class ConfigError(MoAError, ValueError):
+    """A MoA configuration (or a run's input) could not be used; the message names the field and the fix."""
+
+
+class MissingCredentialsError(MoAError, ValueError):
+    """A model's provider needs an API key that is not set.
+
+    A ``ValueError`` too, so the LangGraph API shows its message to clients.
+    """
 
     def __init__(self, model: str, variable: str) -> None:
         self.model = model
@@ -46,9 +53,7 @@ class LayerFailedError(MoAError):
         self.failures = list(failures)
         self.succeeded = succeeded
         self.required = required
-        detail = "; ".join(
-            f"{f['model']} (slot {f['slot']}): {f['error_type']}: {f['message']}" for f in self.failures
-        )
+        detail = "; ".join(f"{f['model']} (slot {f['slot']}): {f['error_type']}: {f['message']}" for f in self.failures)
         super().__init__(
             f"layer {layer} failed: {succeeded} proposal(s) succeeded, min_proposals={required}. "
             f"Failed: {detail or 'none'}"

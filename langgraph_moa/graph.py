@@ -14,7 +14,6 @@ from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.models import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.nodes import (
     AGGREGATOR_NODE,
     JOIN_NODE,
@@ -28,6 +27,7 @@ from langgraph_moa.nodes import (
     make_review,
     route_layer,
 )
+from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.state import InputState, MoAState
 
 
@@ -35,7 +35,7 @@ def create_moa_graph(
     *,
     models: Mapping[str, BaseChatModel | Runnable] | None = None,
     allowed_base_urls: Iterable[str] | None = None,
-) -> StateGraph:
+) -> StateGraph[MoAState, MoAConfig, InputState, MoAState]:
     """Create the Mixture-of-Agents graph (uncompiled).
 
     The graph has five nodes::

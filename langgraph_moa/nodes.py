@@ -36,16 +36,17 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
 from langchain_core.runnables.base import RunnableBindingBase
-from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER  # no public name for it
 from langgraph.config import get_stream_writer
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send, interrupt
 
-from langgraph_moa.config import ConfigError, MoAConfig, ModelSpec, config_from
-from langgraph_moa.errors import AggregatorError, EmptyResponseError, LayerFailedError
-from langgraph_moa.models import ModelResolver, describe_error
+from langgraph_moa.config import MoAConfig, ModelSpec
+from langgraph_moa.context import moa_config_of_run
+from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
+from langgraph_moa.providers import ModelResolver, describe_error
 from langgraph_moa.state import (
     Failure,
     MoAState,
@@ -75,20 +76,14 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
 
-def run_config(runtime: Runtime[MoAConfig] | None, config: RunnableConfig | None) -> MoAConfig:
-    """The run's :class:`MoAConfig`: the runtime context, else ``config["configurable"]``."""
-    context = runtime.context if runtime is not None else None
-    return config_from(context, (config or {}).get("configurable"))
-
-
 def fingerprint(cfg: MoAConfig) -> str:
     """A short hash of ``cfg``; equal configurations have equal fingerprints."""
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
 
 
-def _turn_config(runtime: Runtime[MoAConfig], config: RunnableConfig, expected: str | None) -> MoAConfig:
+def _turn_moa_config(runtime: Runtime[MoAConfig], config: RunnableConfig, expected: str | None) -> MoAConfig:
     """The run's config, checked against the one the turn started with."""
-    cfg = run_config(runtime, config)
+    cfg = moa_config_of_run(runtime, config)
     if expected is not None and fingerprint(cfg) != expected:
         raise ConfigError(
             "this turn was started with another MoA configuration: resume it with the same "
@@ -121,8 +116,10 @@ def _key_variables(spec: ModelSpec) -> list[str]:
 
 
 def _is_chat_model(model: Runnable) -> bool:
-    """A chat model, however wrapped (``bind_tools``, ``with_config``, ``with_retry``,
-    ``with_fallbacks``), takes messages."""
+    """Whether ``model`` is a chat model (which takes messages), however wrapped.
+
+    Wrappers seen through: ``bind_tools``, ``with_config``, ``with_retry``, ``with_fallbacks``.
+    """
     while True:
         if isinstance(model, RunnableBindingBase):
             model = model.bound
@@ -171,7 +168,7 @@ def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``prepare`` node."""
 
     async def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = run_config(runtime, config)
+        cfg = moa_config_of_run(runtime, config)
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
         resolve.check(cfg)  # unknown providers and missing keys stop the run before any call
@@ -204,10 +201,10 @@ def route_layer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
 ) -> list[Send] | Literal["review", "aggregate"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator."""
-    cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
+    cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
     layer = state["layer"]
     if layer >= cfg.layers:
-        return REVIEW_NODE if cfg.review and cfg.layers > 1 else AGGREGATOR_NODE
+        return "review" if cfg.review and cfg.layers > 1 else "aggregate"
     references = references_of(state, layer - 1)
     return [
         Send(
@@ -228,11 +225,11 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``propose`` node, which calls one proposer of one layer."""
 
     async def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_config(runtime, config, inp.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, inp.get("config_fingerprint"))
         layer, slot = inp["layer"], inp["slot"]
         spec: ModelSpec = cfg.proposers_for(layer)[slot]
         write = get_stream_writer()
-        where = {"layer": layer, "slot": slot, "model": spec.model}
+        where: dict[str, Any] = {"layer": layer, "slot": slot, "model": spec.model}
         write({"event": "proposer_started", **where})
         started = time.perf_counter()
         try:
@@ -245,11 +242,13 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             write({"event": "proposer_failed", **where, "error_type": error_type, "message": message})
-            return {"failures": [Failure(**where, error_type=error_type, message=message)]}
+            return {
+                "failures": [Failure(layer=layer, slot=slot, model=spec.model, error_type=error_type, message=message)]
+            }
         seconds = time.perf_counter() - started
         write({"event": "proposer_done", **where, "seconds": round(seconds, 3)})
         return {
-            "proposals": [Proposal(**where, content=answer.text)],
+            "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=answer.text)],
             "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],
         }
 
@@ -260,7 +259,7 @@ def make_join_layer() -> Callable[..., Any]:
     """Build the ``join_layer`` node, which closes a proposer layer."""
 
     async def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         layer = state["layer"]
         succeeded = len(references_of(state, layer))
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
@@ -289,7 +288,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``aggregate`` node, which writes the final answer."""
 
     async def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         spec = cfg.aggregator
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
@@ -334,7 +333,7 @@ def make_review() -> Callable[..., Any]:
     """
 
     async def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         layer = cfg.layers - 1
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]
         request: dict[str, Any] = {

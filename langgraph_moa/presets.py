@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph_moa.config import ModelSpec, MoAConfig
+from langgraph_moa.config import MoAConfig, ModelSpec
 
 PAPER_PROPOSERS = [
     "together:Qwen/Qwen1.5-110B-Chat",

@@ -49,9 +49,7 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 """Built-in price table; ``MoAConfig.prices`` entries take precedence."""
 
 
-def estimate_cost(
-    records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice] | None = None
-) -> dict[str, object]:
+def estimate_cost(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice] | None = None) -> dict[str, object]:
     """Estimate the dollar cost of the calls in ``records``.
 
     Args:

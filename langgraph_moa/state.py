@@ -133,4 +133,3 @@ class UsageSummary(TypedDict):
     cost_usd: float
     unpriced_models: list[str]
     unreported_calls: int
-

@@ -1,4 +1,4 @@
-"""Simulated OpenAI-compatible chat-completions server for tests and benchmarks.
+r"""Simulated OpenAI-compatible chat-completions server for tests and benchmarks.
 
 The server speaks just enough of the OpenAI HTTP API for the real ``openai`` and
 ``langchain-openai`` clients to run their normal code paths (HTTP, JSON parsing,
@@ -163,7 +163,7 @@ def _text(content: Any) -> str:
 
 
 def default_reply(model: str, messages: list[dict]) -> str:
-    """Returns the deterministic default reply for a request.
+    r"""Returns the deterministic default reply for a request.
 
     Args:
         model: The requested model name.
@@ -176,9 +176,7 @@ def default_reply(model: str, messages: list[dict]) -> str:
     users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
     question = " ".join(users[-1].split()) if users else ""
     refs = sum(
-        len(_REF_LINE.findall(_text(m.get("content"))))
-        for m in messages
-        if m.get("role") in ("system", "developer")
+        len(_REF_LINE.findall(_text(m.get("content")))) for m in messages if m.get("role") in ("system", "developer")
     )
     return f"{model} answer to: {question} [refs={refs}]"
 
@@ -266,6 +264,7 @@ class SimulatedOpenAIServer:
             raise RuntimeError("server already running")
         httpd = _HTTPServer((self.host, self.port), self)
         host, port = httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         self._base_url = f"http://{host}:{port}/v1"
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": _POLL}, name="simulated-openai", daemon=True
@@ -390,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else headers and body in separate writes wait ~40 ms for a delayed ACK
     server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -470,9 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
-    def _stream(
-        self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]
-    ) -> None:
+    def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")

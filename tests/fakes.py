@@ -42,20 +42,44 @@ class EchoModel(BaseChatModel):
             usage_metadata={"input_tokens": n_in, "output_tokens": len(text.split()), "total_tokens": 0},
         )
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: CallbackManagerForLLMRun | None = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._answer(messages))])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kw: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> ChatResult:
         if self.delay:
             await asyncio.sleep(self.delay)
         return self._generate(messages)
 
-    def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: CallbackManagerForLLMRun | None = None, **kw: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         answer = self._answer(messages)
         for word in answer.text.split(" "):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
 
-    async def _astream(self, messages: list[BaseMessage], stop: Any = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kw: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kw: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         if self.delay:
             await asyncio.sleep(self.delay)
         for chunk in self._stream(messages):

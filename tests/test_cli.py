@@ -21,7 +21,9 @@ def moa_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def moa(*args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def moa(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "langgraph_moa", *args],
         input=stdin,

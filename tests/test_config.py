@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from langgraph_moa import PRESETS, ConfigError, ModelSpec, MoAConfig, get_preset
-from langgraph_moa.config import config_from
+from langgraph_moa import PRESETS, ConfigError, MoAConfig, ModelSpec, get_preset
+from langgraph_moa.context import moa_config_from
 from langgraph_moa.presets import PAPER_PROPOSERS
 
 
@@ -78,22 +78,22 @@ def test_get_preset_overrides_and_errors() -> None:
 
 def test_config_from_context_or_configurable() -> None:
     ctx = MoAConfig(layers=3)
-    assert config_from(ctx, {"layers": 1}) is ctx
-    from_dict = config_from({"layers": 1, "aggregator": "openai:x"})
+    assert moa_config_from(ctx, {"layers": 1}) is ctx
+    from_dict = moa_config_from({"layers": 1, "aggregator": "openai:x"})
     assert from_dict.layers == 1
     configurable = {"thread_id": "t1", "preset": "moa-lite", "temperature": 0.0}
-    built = config_from(None, configurable)
+    built = moa_config_from(None, configurable)
     assert built.temperature == 0.0 and built.aggregator.model == "together:Qwen/Qwen1.5-72B-Chat"
-    assert config_from(None, {"thread_id": "t"}) == MoAConfig()
+    assert moa_config_from(None, {"thread_id": "t"}) == MoAConfig()
     with pytest.raises(ConfigError, match="max_tokens"):
-        config_from(None, {"max_tokens": -1})
+        moa_config_from(None, {"max_tokens": -1})
     with pytest.raises(ConfigError, match="unknown preset"):
-        config_from({"preset": "zzz"})
+        moa_config_from({"preset": "zzz"})
 
 
 def test_preset_in_configurable_survives_a_context_copied_from_configurable() -> None:
     # what the LangGraph server does: configurable's MoAConfig fields become the context
     copied = MoAConfig.model_validate({"temperature": 0.2})
-    cfg = config_from(copied, {"preset": "moa-lite", "temperature": 0.2, "thread_id": "t"})
+    cfg = moa_config_from(copied, {"preset": "moa-lite", "temperature": 0.2, "thread_id": "t"})
     assert cfg.proposers == get_preset("moa-lite").proposers and cfg.temperature == 0.2
-    assert config_from(copied, {"thread_id": "t"}) is copied  # no preset: the context as it is
+    assert moa_config_from(copied, {"thread_id": "t"}) is copied  # no preset: the context as it is

@@ -54,13 +54,17 @@ async def test_references_in_proposer_order_and_same_model_twice() -> None:
     models = {"fake:slow": EchoModel(name="slow", delay=0.05), **fakes("fast", "agg")}
     graph = create_moa_graph(models=models).compile()
     config = MoAConfig(layers=2, proposers=["fake:slow", "fake:fast", "fake:slow"], aggregator="fake:agg")
-    state = await graph.ainvoke(
-        {"messages": [SystemMessage("You are terse."), ("user", "q")]}, context=config
-    )
-    assert [(p["slot"], p["model"]) for p in state["proposals"]] == [(0, "fake:slow"), (1, "fake:fast"), (2, "fake:slow")]
+    state = await graph.ainvoke({"messages": [SystemMessage("You are terse."), ("user", "q")]}, context=config)
+    assert [(p["slot"], p["model"]) for p in state["proposals"]] == [
+        (0, "fake:slow"),
+        (1, "fake:fast"),
+        (2, "fake:slow"),
+    ]
     system = models["fake:agg"].prompts[0][0]
     assert system.content == (
-        "You are terse.\n\n" + AGGREGATE_AND_SYNTHESIZE + "\n1. slow: q (0 refs)\n2. fast: q (0 refs)\n3. slow: q (0 refs)"
+        "You are terse.\n\n"
+        + AGGREGATE_AND_SYNTHESIZE
+        + "\n1. slow: q (0 refs)\n2. fast: q (0 refs)\n3. slow: q (0 refs)"
     )
     # the user's own system message stays first and single
     assert sum(1 for m in models["fake:agg"].prompts[0] if m.type == "system") == 1
@@ -190,11 +194,18 @@ async def test_composes_as_a_subgraph_of_a_messages_state_graph() -> None:
 async def test_usage_is_recorded_per_call_and_summed() -> None:
     models = fakes("a", "b", "agg")
     graph = create_moa_graph(models=models).compile()
-    config = MoAConfig(layers=2, proposers=["fake:a", "fake:b"], aggregator="fake:agg", prices={"fake:agg": {"input": 1e6, "output": 0}})
+    config = MoAConfig(
+        layers=2,
+        proposers=["fake:a", "fake:b"],
+        aggregator="fake:agg",
+        prices={"fake:agg": {"input": 1e6, "output": 0}},
+    )
     state = await graph.ainvoke(user("one two"), context=config)
     records = state["usage"]
     assert sorted((r["layer"], r["slot"], r["role"]) for r in records) == [
-        (1, 0, "proposer"), (1, 1, "proposer"), (2, 0, "aggregator")
+        (1, 0, "proposer"),
+        (1, 1, "proposer"),
+        (2, 0, "aggregator"),
     ]
     summary = state["usage_summary"]
     assert summary["total"]["input_tokens"] == sum(r["input_tokens"] for r in records)
@@ -212,7 +223,15 @@ async def test_calls_without_usage_are_counted_not_invented() -> None:
     graph = create_moa_graph(models={"fake:agg": NoUsage()}).compile()
     state = await graph.ainvoke(user("q"), context=MoAConfig(layers=1, proposers=[], aggregator="fake:agg"))
     assert state["usage"] == [
-        {"layer": 1, "slot": 0, "model": "fake:agg", "role": "aggregator", "input_tokens": 0, "output_tokens": 0, "reported": False}
+        {
+            "layer": 1,
+            "slot": 0,
+            "model": "fake:agg",
+            "role": "aggregator",
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "reported": False,
+        }
     ]
     assert state["usage_summary"]["unreported_calls"] == 1
 

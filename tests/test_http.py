@@ -284,8 +284,8 @@ async def test_requests_per_second_spaces_calls_to_one_model(server: SimulatedOp
 
 
 async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    from langgraph_moa import models as models_module
-    from langgraph_moa.models import ModelResolver
+    from langgraph_moa.providers import ModelResolver
+    from langgraph_moa.providers import resolver as models_module
 
     monkeypatch.setattr(models_module, "MODEL_CACHE_SIZE", 3)
     resolve = ModelResolver()
@@ -314,7 +314,7 @@ async def test_a_named_server_never_gets_a_provider_key_whatever_the_prefix(
 
 
 def test_redact_removes_key_variables_and_named_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    from langgraph_moa.models import describe_error, redact
+    from langgraph_moa.providers import describe_error, redact
 
     monkeypatch.setenv("MOA_API_KEYS", "team-one-key-aaaa,team-two-key-bbbb")
     monkeypatch.setenv("VLLM_AUTH", "vllm-0123456789abcdef")
@@ -335,7 +335,7 @@ async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(serv
     )
     with pytest.raises(ConfigError, match="'http://attacker.example/v1' is not allowed.*MOA_ALLOWED_BASE_URLS"):
         await graph.ainvoke(user("hi"), context=elsewhere)
-    from langgraph_moa.models import check_endpoints
+    from langgraph_moa.providers import check_endpoints
 
     listed = elsewhere.model_copy(
         update={"proposers": [ModelSpec(model="openai:a", base_url="https://api.example.org/v1/")]}
@@ -350,7 +350,7 @@ async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(serv
 
 
 def test_closed_loops_leave_the_model_cache(server: SimulatedOpenAIServer) -> None:
-    from langgraph_moa import models as models_module
+    from langgraph_moa.providers import resolver as models_module
 
     graph = create_moa_graph().compile()
     for _ in range(3):

@@ -42,7 +42,6 @@ def _cli() -> str:
     return cli
 
 
-
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
@@ -237,7 +236,11 @@ def test_a_thread_streams_and_keeps_a_checkpoint_per_layer(client: Any, sim: Sim
 
     tokens, token_nodes, updated = [], set(), []
     for part in client.runs.stream(
-        thread["thread_id"], "moa", input=_ask("hello studio"), context=context, stream_mode=["messages-tuple", "updates"]
+        thread["thread_id"],
+        "moa",
+        input=_ask("hello studio"),
+        context=context,
+        stream_mode=["messages-tuple", "updates"],
     ):
         if part.event == "messages":
             chunk, metadata = part.data
@@ -254,10 +257,14 @@ def test_a_thread_streams_and_keeps_a_checkpoint_per_layer(client: Any, sim: Sim
     values = state["values"]
     assert state["next"] == [] and values["messages"][-1]["content"] == answer
     assert [(p["layer"], p["model"]) for p in values["proposals"]] == [
-        (1, "openai:s-p1"), (1, "openai:s-p2"), (2, "openai:s-p1"), (2, "openai:s-p2")
+        (1, "openai:s-p1"),
+        (1, "openai:s-p2"),
+        (2, "openai:s-p1"),
+        (2, "openai:s-p2"),
     ]
     assert [(f["layer"], f["slot"], f["model"]) for f in values["failures"]] == [
-        (1, 2, "openai:s-broken"), (2, 2, "openai:s-broken")
+        (1, 2, "openai:s-broken"),
+        (2, 2, "openai:s-broken"),
     ]
     assert all("400" in f["message"] or f["error_type"] for f in values["failures"])
     assert values["usage_summary"]["by_layer"].keys() >= {"1", "2", "3"}

@@ -21,7 +21,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langserve import RemoteRunnable
 
 from langgraph_moa import create_moa_graph
-from langgraph_moa.langserve_routes import (
+from langgraph_moa.serve.langserve_routes import (
     CLIENT_FIELDS,
     TUNING_FIELDS,
     ClientLimits,

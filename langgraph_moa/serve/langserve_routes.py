@@ -69,7 +69,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Send
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from langgraph_moa.config import ConfigError, MoAConfig, config_from
+from langgraph_moa.config import MoAConfig
+from langgraph_moa.context import moa_config_from
+from langgraph_moa.errors import ConfigError
 from langgraph_moa.presets import PRESETS
 
 try:
@@ -197,7 +199,10 @@ def _configurable_specs(fields: frozenset[str]) -> tuple[ConfigurableFieldSpec, 
         if name in fields:
             specs.append(
                 ConfigurableFieldSpec(
-                    id=name, annotation=field.annotation | None, name=name, description=field.description
+                    id=name,
+                    annotation=field.annotation | None,  # type: ignore[operator]  # every MoAConfig field has one
+                    name=name,
+                    description=field.description,
                 )
             )
     return tuple(specs)
@@ -319,7 +324,7 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
         _check_client_models(configurable, limits)
         try:
-            cfg = config_from(None, configurable if "preset" in configurable else {**base, **configurable})
+            cfg = moa_config_from(None, configurable if "preset" in configurable else {**base, **configurable})
         except ConfigError as exc:
             raise _refuse(str(exc)) from None
         _check_limits(cfg, configurable, limits)
@@ -368,7 +373,7 @@ def add_moa_routes(
         ```python
         import uvicorn
         from fastapi import FastAPI
-        from langgraph_moa.langserve_routes import add_moa_routes
+        from langgraph_moa.serve.langserve_routes import add_moa_routes
 
         app = FastAPI()
         add_moa_routes(app)  # /moa/invoke, /moa/stream, /moa/playground/, ...
@@ -418,7 +423,7 @@ def create_langserve_app(graph: Runnable | None = None, *, path: str = "/moa") -
     """A FastAPI app serving only the LangServe routes of :func:`add_moa_routes`.
 
     Serve it with ``uvicorn``:
-    ``uvicorn --factory langgraph_moa.langserve_routes:create_langserve_app``.
+    ``uvicorn --factory langgraph_moa.serve.langserve_routes:create_langserve_app``.
     """
     app = FastAPI(title="Mixture-of-Agents (LangServe)")
     add_moa_routes(app, graph, path=path)

@@ -65,38 +65,41 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
 )
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 from sse_starlette import EventSourceResponse
 
-from langgraph_moa.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.config import ConfigError, MoAConfig, describe_validation_error
-from langgraph_moa.errors import (
-    AggregatorError,
-    LayerFailedError,
-    MissingCredentialsError,
-)
-from langgraph_moa.models import redact
+from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import PRESETS
+from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
+from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
+from langgraph_moa.serve.openai_schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    Usage,
+)
 
 __all__ = [
     "APISettings",
@@ -159,288 +162,6 @@ class APISettings(BaseModel):
                 param="model",
                 code="model_not_found",
             ) from None
-
-
-# --------------------------------------------------------------------------- request
-
-
-class TextPart(BaseModel):
-    """A text part of a message's content."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(BaseModel):
-    """One message of the conversation, in OpenAI's format (text only)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
-
-    def text(self) -> str:
-        """The message's text, parts joined by newlines."""
-        if isinstance(self.content, list):
-            return "\n".join(part.text for part in self.content)
-        return self.content or ""
-
-    def to_langchain(self) -> BaseMessage:
-        """The LangChain message the graph receives (``developer`` counts as ``system``)."""
-        kwargs: dict[str, Any] = {"name": self.name} if self.name else {}
-        if self.role in ("system", "developer"):
-            return SystemMessage(content=self.text(), **kwargs)
-        if self.role == "user":
-            return HumanMessage(content=self.text(), **kwargs)
-        return AIMessage(content=self.text(), **kwargs)
-
-
-class StreamOptions(BaseModel):
-    """``stream_options``: ``include_usage`` adds a last chunk with ``usage``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool = False
-
-
-class ResponseFormat(BaseModel):
-    """``response_format``: only plain text, as MoA cannot guarantee JSON output."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: Literal["text"]
-
-
-class ChatCompletionRequest(BaseModel):
-    """The body of ``POST /v1/chat/completions``.
-
-    Parameters MoA has no use for (``top_p``, ``stop``, ``user``, penalties, ...)
-    are accepted and ignored, as many clients send them; ``null`` stands for a
-    parameter's default. ``n`` above 1, tools and functions, a JSON
-    ``response_format`` and non-text content are refused with 400.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=1, description="MoA writes one answer per request.")
-    tools: list[Any] | None = Field(default=None, max_length=0, description="MoA models call no tools.")
-    functions: list[Any] | None = Field(default=None, max_length=0, description="MoA models call no functions.")
-    function_call: Literal["none", "auto"] | None = Field(default=None, description="MoA models call no functions.")
-    response_format: ResponseFormat | None = Field(default=None, description="Only {'type': 'text'}.")
-    store: bool = False
-
-    @field_validator("stream", "n", "store", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
-        return cls.model_fields[info.field_name].default if value is None else value
-
-    def token_limit(self) -> int | None:
-        """The aggregator's completion token limit the request asks for, if any."""
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
-
-
-# --------------------------------------------------------------------------- responses
-
-
-class Usage(BaseModel):
-    """Token usage, summed over every model call of the turn."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ResponseMessage(BaseModel):
-    """The answer."""
-
-    role: Literal["assistant"] = "assistant"
-    content: str
-    refusal: None = None
-
-
-class Choice(BaseModel):
-    """The one choice of a completion."""
-
-    index: int = 0
-    message: ResponseMessage
-    logprobs: None = None
-    finish_reason: str = "stop"
-
-
-class ChatCompletion(BaseModel):
-    """A ``chat.completion`` object, with the MoA details in ``moa``."""
-
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: None = None
-    moa: dict[str, Any]
-
-
-class Delta(BaseModel):
-    """What a chunk adds to the answer."""
-
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    """The one choice of a chunk."""
-
-    index: int = 0
-    delta: Delta
-    logprobs: None = None
-    finish_reason: str | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """A ``chat.completion.chunk`` event of a streamed completion."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    system_fingerprint: None = None
-    moa: dict[str, Any] | None = None
-
-
-class ModelCard(BaseModel):
-    """One served model id."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "langgraph-moa"
-
-
-class ModelList(BaseModel):
-    """The answer of ``GET /v1/models``."""
-
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape with an HTTP status.
-
-    Attributes:
-        status: The HTTP status code.
-        message: What failed and what to do; never holds a key.
-        type: OpenAI's error type (``invalid_request_error``, ``server_error``, ...).
-        param: The request field at fault, if one is.
-        code: A machine-readable code (``model_not_found``, ``proposers_failed``, ...).
-        retry: Whether the same request may succeed if sent again. ``None``:
-            only for 408, 429 and 5xx. When false, the response carries
-            ``x-should-retry: false``, which the ``openai`` SDK obeys.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str,
-        param: str | None = None,
-        code: str | None = None,
-        retry: bool | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = redact(message)
-        self.type = type
-        self.param = param
-        self.code = code
-        self.retry = status in (408, 429) or status >= 500 if retry is None else retry
-
-    def body(self) -> dict[str, Any]:
-        """``{"error": {"message", "type", "param", "code"}}``."""
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        """The error as a JSON response (with ``x-should-retry: false`` when a retry cannot help)."""
-        headers = None if self.retry else {"x-should-retry": "false"}
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
-
-
-def _bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> OpenAIError:
-    return OpenAIError(400, message, type="invalid_request_error", param=param, code=code)
-
-
-_PERMANENT_ERRORS = frozenset({  # upstream answers that the same request would get again
-    "AuthenticationError",
-    "BadRequestError",
-    "ConfigError",
-    "MissingCredentialsError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "UnprocessableEntityError",
-})
-
-
-def _upstream_status(error_types: list[str]) -> tuple[int, str, bool]:
-    """Status, error type and whether a retry may help, for failed upstream calls of these error types."""
-    if error_types and all(t == "RateLimitError" for t in error_types):
-        return 429, "rate_limit_error", True
-    if error_types and all(t == "TimeoutError" for t in error_types):
-        return 504, "server_error", True
-    return 502, "server_error", not (error_types and all(t in _PERMANENT_ERRORS for t in error_types))
-
-
-def error_for(exc: BaseException, model: str) -> OpenAIError:
-    """The OpenAI error answering a failed MoA run of served ``model`` (logged when the server is at fault)."""
-    error = _error_for(exc, model)
-    if error.status >= 500:
-        logger.warning("%s: %d %s: %s", model, error.status, error.code, error.message)
-    return error
-
-
-def _error_for(exc: BaseException, model: str) -> OpenAIError:
-    if isinstance(exc, OpenAIError):
-        return exc
-    if isinstance(exc, LayerFailedError):
-        status, kind, retry = _upstream_status([f["error_type"] for f in exc.failures])
-        code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(status, "proposers_failed")
-        return OpenAIError(status, str(exc), type=kind, code=code, retry=retry)
-    if isinstance(exc, AggregatorError):
-        status, kind, retry = _upstream_status([exc.error_type])
-        code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(status, "aggregator_failed")
-        return OpenAIError(status, str(exc), type=kind, code=code, retry=retry)
-    if isinstance(exc, MissingCredentialsError):
-        return OpenAIError(
-            503,
-            f"model {model!r} is not available on this server: {exc.model} needs {exc.variable}, "
-            "which is not set where the server runs",
-            type="server_error",
-            code="missing_credentials",
-            retry=False,
-        )
-    if isinstance(exc, ConfigError):
-        return OpenAIError(
-            500, f"model {model!r} is misconfigured on this server: {exc}", type="server_error", code="invalid_config",
-            retry=False,
-        )
-    logger.error("MoA run of %s failed: %s: %s", model, type(exc).__name__, redact(" ".join(str(exc).split())))
-    return OpenAIError(
-        500, f"the MoA run failed: {type(exc).__name__}; see the server log", type="server_error", code="internal_error"
-    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -525,7 +246,7 @@ class _Run:
                 ours = is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)
                 if ours and message.text:
                     self.events.put_nowait(("token", message.text))
-        except Exception as exc:  # noqa: BLE001 - reported to the client; cancellation is not caught
+        except Exception as exc:
             self.events.put_nowait(("error", exc))
         else:
             self.events.put_nowait(("done", final or {}))
@@ -573,7 +294,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _too_large(limit: int) -> OpenAIError:
     return OpenAIError(
-        413, f"the request body is larger than this server's limit of {limit} bytes", type="invalid_request_error",
+        413,
+        f"the request body is larger than this server's limit of {limit} bytes",
+        type="invalid_request_error",
         code="request_too_large",
     )
 
@@ -600,7 +323,7 @@ def _parse(body: bytes) -> ChatCompletionRequest:
             "tools": "tools: MoA models call no tools; send the request without them",
             "functions": "functions: MoA models call no functions; send the request without them",
             "function_call": "function_call: MoA models call no functions; send the request without it",
-            "response_format": "response_format: MoA cannot guarantee JSON output; send {\"type\": \"text\"} "
+            "response_format": 'response_format: MoA cannot guarantee JSON output; send {"type": "text"} '
             "or leave it out, and ask for JSON in the messages if you need it",
         }
         if loc[0] in known:
@@ -634,12 +357,12 @@ def create_openai_router(
 
     Returns:
         A FastAPI ``APIRouter``; include it with ``app.include_router(router)``.
-        Authentication is the app's concern (see :func:`langgraph_moa.server.create_app`).
+        Authentication is the app's concern (see :func:`langgraph_moa.serve.app.create_app`).
 
     Example:
         ```python
         from fastapi import FastAPI
-        from langgraph_moa.openai_api import APISettings, create_openai_router
+        from langgraph_moa.serve.openai_api import APISettings, create_openai_router
 
         app = FastAPI()
         app.include_router(create_openai_router(APISettings(max_tokens=2048)))
@@ -677,8 +400,11 @@ def create_openai_router(
             snapshot = await store_graph.aget_state({"configurable": {"thread_id": completion_id}})
         if snapshot is None or not snapshot.values or snapshot.next:
             return OpenAIError(
-                404, f"no stored completion {completion_id!r} (only requests with store: true are kept)",
-                type="invalid_request_error", param="completion_id", code="not_found",
+                404,
+                f"no stored completion {completion_id!r} (only requests with store: true are kept)",
+                type="invalid_request_error",
+                param="completion_id",
+                code="not_found",
             ).response()
         model = str(snapshot.metadata.get("openai_model", ""))
         state = snapshot.values
@@ -695,7 +421,9 @@ def create_openai_router(
     @router.post(
         "/v1/chat/completions",
         response_model=ChatCompletion,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "A completion, or chunks when streaming"}},
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "A completion, or chunks when streaming"}
+        },
     )
     async def chat_completions(request: Request) -> Response:
         """Answer the conversation with Mixture-of-Agents."""
@@ -757,9 +485,7 @@ async def _stream(
 
     def chunk(delta: Delta | None, finish_reason: str | None = None, **extra: Any) -> dict[str, str]:
         choices = [ChunkChoice(delta=delta, finish_reason=finish_reason)] if delta is not None else []
-        payload = ChatCompletionChunk(
-            id=completion_id, created=created, model=body.model, choices=choices, **extra
-        )
+        payload = ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, **extra)
         return {"data": payload.model_dump_json(exclude_none=False)}
 
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -816,4 +542,3 @@ class _RunStream(EventSourceResponse):
 
 def _json(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False)
-

@@ -1,0 +1,32 @@
+"""Models of a run: which client, which endpoint, which key, and errors without secrets.
+
+- :mod:`~langgraph_moa.providers.resolver`: ``"provider:model"`` to a chat model (``ModelResolver``).
+- :mod:`~langgraph_moa.providers.credentials`: the API key each model needs, checked before any call.
+- :mod:`~langgraph_moa.providers.endpoints`: the endpoint each model is called on, and which a run may name.
+- :mod:`~langgraph_moa.providers.redaction`: secrets removed from error text (``redact``, ``describe_error``).
+"""
+
+from langgraph_moa.providers.credentials import API_KEY_VARIABLES, api_key, check_credentials, supported_providers
+from langgraph_moa.providers.endpoints import (
+    LOOPBACK_HOSTS,
+    allowed_base_urls_from_env,
+    check_endpoints,
+    effective_base_url,
+)
+from langgraph_moa.providers.redaction import describe_error, redact
+from langgraph_moa.providers.resolver import MODEL_CACHE_SIZE, ModelResolver
+
+__all__ = [
+    "API_KEY_VARIABLES",
+    "LOOPBACK_HOSTS",
+    "MODEL_CACHE_SIZE",
+    "ModelResolver",
+    "allowed_base_urls_from_env",
+    "api_key",
+    "check_credentials",
+    "check_endpoints",
+    "describe_error",
+    "effective_base_url",
+    "redact",
+    "supported_providers",
+]

@@ -1,0 +1,57 @@
+"""Remove secrets from text, and describe a failed model call without them."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from langgraph_moa.providers.credentials import API_KEY_VARIABLES
+
+_KEY_SHAPED = re.compile(r"\b(?:sk|tgp|gsk|xai)-[A-Za-z0-9_\-]{8,}")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._\-]{8,}")
+
+
+_SECRET_NAME = re.compile(r"(?i)(KEY|KEYS|TOKEN|SECRET|PASSWORD)$")
+
+
+def redact(text: str, *, variables: Iterable[str] = ()) -> str:
+    """Remove secrets from ``text``.
+
+    Removed: the values of the known provider key variables, of every environment
+    variable whose name ends in KEY, KEYS, TOKEN, SECRET or PASSWORD (and their
+    comma-separated parts), of ``variables`` (e.g. a model's ``api_key_env``),
+    and key-shaped tokens (``sk-...``, ``Bearer ...``).
+    """
+    names = {*API_KEY_VARIABLES.values(), *variables, *(n for n in os.environ if _SECRET_NAME.search(n))}
+    values: set[str] = set()
+    for name in names:
+        value = os.environ.get(name) or ""
+        values.update(part.strip() for part in [value, *value.split(",")])
+    for value in sorted((v for v in values if len(v) >= 6), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return _BEARER.sub(r"\1***", _KEY_SHAPED.sub("***", text))
+
+
+def describe_error(exc: BaseException, *, variables: Iterable[str] = ()) -> tuple[str, str]:
+    """``(error type, one-line message)`` for a failed model call, with secrets removed.
+
+    Args:
+        exc: The error.
+        variables: More environment variables whose values must not appear
+            (a model's ``api_key_env``); see :func:`redact`.
+    """
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError", "no answer within the timeout"
+    message = redact(" ".join(str(exc).split()) or repr(exc), variables=variables)
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return _provider_error_name(type(exc)), message
+
+
+def _provider_error_name(cls: type) -> str:
+    """The provider SDK's own error name: langchain-openai subclasses ``openai``'s errors."""
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("langchain"):
+            return klass.__name__
+    return cls.__name__

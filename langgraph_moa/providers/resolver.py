@@ -1,0 +1,157 @@
+"""Resolve ``"provider:model"`` strings to chat models.
+
+Models are built with LangChain's ``init_chat_model`` and cached per event loop,
+so every run in a loop reuses the provider clients and their connection pools
+(and a new loop, e.g. a second ``asyncio.run``, gets clients of its own). A
+per-model rate limiter is shared by every call to that model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from langchain.chat_models import init_chat_model
+from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.runnables import Runnable
+from langgraph.constants import TAG_NOSTREAM
+
+from langgraph_moa.config import MoAConfig, ModelSpec
+from langgraph_moa.providers.credentials import _OPENAI_COMPATIBLE, _PLACEHOLDER_KEY, api_key, check_credentials
+from langgraph_moa.providers.endpoints import check_endpoints, effective_base_url
+
+
+class ModelResolver:
+    """Turns a :class:`ModelSpec` of a run into a ready chat model.
+
+    Args:
+        models: Ready chat models or agents by ``"provider:model"`` name, used as
+            they are instead of ``init_chat_model`` (fakes in tests, custom
+            clients, agents with tools).
+        allowed_base_urls: When given, endpoints a run's config may name: see
+            :func:`check_endpoints`. ``None`` allows any (the config is trusted).
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, BaseChatModel | Runnable] | None = None,
+        *,
+        allowed_base_urls: Iterable[str] | None = None,
+    ) -> None:
+        self._models = dict(models or {})
+        self._allowed = None if allowed_base_urls is None else tuple(allowed_base_urls)
+
+    def check(self, config: MoAConfig) -> None:
+        """Fail fast, before any call: see :func:`check_credentials` and :func:`check_endpoints`."""
+        if self._allowed is not None:
+            check_endpoints(config, self._allowed)
+        check_credentials(config, skip=frozenset(self._models))
+
+    def __call__(self, spec: ModelSpec, config: MoAConfig, *, streaming: bool) -> Runnable:
+        """The chat model for ``spec`` with the run's settings applied.
+
+        Args:
+            spec: The model and its overrides.
+            config: The run's configuration (temperature, max_tokens, timeout, retries).
+            streaming: ``False`` keeps the call off the token stream and off the
+                provider's streaming API (proposers); ``True`` streams (the aggregator).
+
+        Raises:
+            MissingCredentialsError: the provider's API key is not set.
+        """
+        if spec.model in self._models:
+            model: Runnable = self._models[spec.model]
+        else:
+            key = api_key(spec, config)
+            settings = (
+                spec.model,
+                spec.temperature if spec.temperature is not None else config.temperature,
+                spec.max_tokens if spec.max_tokens is not None else config.max_tokens,
+                effective_base_url(spec, config),
+                spec.seed,
+                config.timeout,
+                config.max_retries,
+                streaming,
+                spec.requests_per_second,
+            )
+            cache_key = (settings, hashlib.sha256(key.encode()).hexdigest() if key else None)
+            models = _models_of_this_loop()
+            cached = models.pop(cache_key, None)
+            chat_model = cached if cached is not None else _new_model(*settings, api_key=key)
+            models[cache_key] = chat_model
+            model = chat_model  # most recently used last
+            while len(models) > MODEL_CACHE_SIZE:
+                models.pop(next(iter(models)))  # runs still holding it finish with it
+        return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
+
+
+MODEL_CACHE_SIZE = 64
+"""Chat models kept per event loop. A server whose requests set their own
+temperature or max_tokens builds a model per distinct setting; the least
+recently used ones beyond this count are dropped, so memory stays bounded."""
+
+_PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = weakref.WeakKeyDictionary()
+
+
+def _models_of_this_loop() -> dict[Any, BaseChatModel]:
+    # HTTP clients hold connections bound to the loop that opened them. Their transports
+    # refer back to the loop, so a weak key alone never lets a closed loop's entry go:
+    # drop those here (each `asyncio.run` of a script leaves one).
+    for loop in [loop for loop in _PER_LOOP if loop.is_closed()]:
+        _PER_LOOP.pop(loop, None)
+    return _PER_LOOP.setdefault(asyncio.get_running_loop(), {})
+
+
+@lru_cache(maxsize=256)
+def _rate_limiter(model: str, base_url: str | None, requests_per_second: float) -> InMemoryRateLimiter:
+    return InMemoryRateLimiter(requests_per_second=requests_per_second, check_every_n_seconds=0.05)
+
+
+def _new_model(
+    model: str,
+    temperature: float,
+    max_tokens: int,
+    base_url: str | None,
+    seed: int | None,
+    timeout: float,
+    max_retries: int,
+    streaming: bool,
+    requests_per_second: float | None,
+    *,
+    api_key: str | None,
+) -> BaseChatModel:
+    provider = model.partition(":")[0]
+    kwargs: dict[str, Any] = {
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    if requests_per_second:
+        kwargs["rate_limiter"] = _rate_limiter(model, base_url, requests_per_second)
+    if base_url:
+        kwargs["base_url"] = base_url
+    if api_key:
+        kwargs["api_key"] = api_key
+    if not streaming:
+        kwargs["disable_streaming"] = True
+    if provider in _OPENAI_COMPATIBLE:
+        from openai import DefaultAsyncHttpxClient
+
+        kwargs["http_async_client"] = DefaultAsyncHttpxClient(timeout=timeout)  # one per loop, not global
+        if streaming:
+            kwargs["stream_usage"] = True
+        if seed is not None:
+            kwargs["seed"] = seed
+        if provider == "openai" and base_url:
+            # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
+            # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
+            kwargs["extra_body"] = {"max_tokens": kwargs.pop("max_tokens")}
+        if base_url:
+            kwargs.setdefault("api_key", _PLACEHOLDER_KEY)
+    return init_chat_model(model, **kwargs)
