@@ -6,6 +6,12 @@ stderr; ``--json`` prints one JSON object instead. ``moa chat`` keeps each
 process exits. ``moa presets`` lists the presets. The exit status is 0 on
 success, 1 when the run fails, 2 for bad options; the reason is one line on
 stderr.
+
+Exit status: 0 on success; 1 when the run fails (a layer or the aggregator
+failed, a key is missing, the local model cannot start); 2 for a bad option or
+configuration (checked before any model server starts or any model is called);
+130 when interrupted (Ctrl-C). Every error is one line on stderr that starts
+with ``error:``.
 """
 
 from __future__ import annotations
@@ -32,20 +38,65 @@ from rich.markup import escape
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers
+from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, model_name
 from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
 from langgraph_moa.paths import data_dir
 from langgraph_moa.presets import PRESETS, get_preset
 from langgraph_moa.providers import check_credentials, redact
 
+try:  # typer 0.2x ships its own copy of click; older releases use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The ``moa`` group: a usage error is one ``error:`` line (exit status 2), not click's usage block."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; in standalone mode, report click's errors as one line and exit."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # bare `moa`: the help, as asked for
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            message = message.removeprefix("Invalid value: ")
+            message = message[:1].lower() + message[1:]
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click_errors.UsageError) and ctx is not None:
+                message += f" (see '{ctx.command_path} --help')"
+            err.print(f"[red]error:[/red] {escape(redact(message))}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("interrupted")
+            result = 130
+        if result == 130:  # Ctrl-C: the run and its model servers are stopped; skip the slow interpreter teardown
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
-    rich_markup_mode=None,  # plain usage errors: one "Error: ..." line, easy to read in logs
+    rich_markup_mode=None,  # plain help text; errors are one "error: ..." line (OneLineErrors)
     pretty_exceptions_enable=False,
     help="Mixture-of-Agents on LangGraph: several models propose, one aggregates.",
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 DEFAULT_PRESET = "moa-current"
 LOCAL_PRESET = "local"
@@ -140,20 +191,31 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
         if options.preset == LOCAL_PRESET or options.gguf
         else f"no TOGETHER_API_KEY is set for the default preset {DEFAULT_PRESET}"
     )
+    names = [model_name(Path(p).expanduser()) for p in options.gguf] if options.gguf else [BUNDLED_MODEL_NAME]
+    try:  # every option is checked before a model server starts
+        local_config(dict.fromkeys(names, "http://127.0.0.1:1/v1"), **options.overrides())
+    except ValidationError as exc:
+        raise typer.BadParameter(describe_validation_error(exc)) from None
+    bundled = not options.gguf and not options.base_url
+    if bundled:
+        err.print(
+            f"moa: {BUNDLED_MODEL_NAME}, the bundled 135M-parameter model, shows that the pipeline runs; "
+            "its answers are often wrong and say nothing about MoA's quality (set TOGETHER_API_KEY, or use "
+            "--gguf or --base-url with a larger model)"
+        )
     if options.base_url:
         urls = {BUNDLED_MODEL_NAME: options.base_url}
         where = f"your server at {options.base_url}"
     else:
         urls = stack.enter_context(local_servers(options.gguf or ()))
         where = "llama.cpp on " + ", ".join(urls.values())
-    try:
-        config = local_config(urls, **options.overrides())
-    except ValidationError as exc:
-        raise typer.BadParameter(describe_validation_error(exc)) from None
+    config = local_config(urls, **options.overrides())
     models = ", ".join(urls)
     shape = f"Self-MoA, {len(config.proposers)} samples of {models}" if len(urls) == 1 else f"proposers {models}"
-    bundled = " (bundled)" if not options.gguf and not options.base_url else ""
-    err.print(f"moa: local preset ({why}): {shape}{bundled}, aggregator {config.aggregator.name}; {where}")
+    err.print(
+        f"moa: local preset ({why}): {shape}{' (bundled)' if bundled else ''}, "
+        f"aggregator {config.aggregator.name}; {where}"
+    )
     return config
 
 
@@ -283,14 +345,16 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
     }
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(redact(message))}")
-    return typer.Exit(code=1)
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(redact(' '.join(message.split())))}")
+    return typer.Exit(code=code)
 
 
 def _preflight(config: MoAConfig) -> None:
     try:
         check_credentials(config)
+    except ConfigError as exc:  # a bad model name or endpoint: a bad option
+        raise _fail(str(exc), code=2) from None
     except MoAError as exc:
         raise _fail(str(exc)) from None
 
@@ -594,7 +658,9 @@ def serve(
                 max_request_bytes=max_request_bytes,
                 provider_concurrency=provider_concurrency,
             )
-        except (MoAError, ConfigError) as exc:
+        except ConfigError as exc:
+            raise _fail(str(exc), code=2) from None
+        except MoAError as exc:
             raise _fail(str(exc)) from None
         except ValidationError as exc:
             raise typer.BadParameter(describe_validation_error(exc)) from None
@@ -615,7 +681,7 @@ def serve(
 @app.command()
 def presets() -> None:
     """List the presets: layers, proposers and aggregator of each."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     for name, config in PRESETS.items():
         counts: dict[str, int] = {}
         for spec in config.proposers:

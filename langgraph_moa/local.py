@@ -145,12 +145,23 @@ def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.
                 time.sleep(0.1)
             yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
+
+
+def stop_server(process: subprocess.Popen[bytes], grace: float = 0.3) -> None:
+    """Stop a model server at once: SIGTERM, and SIGKILL if it is still running after ``grace`` seconds.
+
+    A llama.cpp server keeps no state worth a graceful shutdown, and uvicorn's
+    graceful shutdown would wait for a generation in progress; Ctrl-C must not.
+    """
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager
@@ -161,12 +172,15 @@ def local_servers(ggufs: Sequence[Path | str] = ()) -> Iterator[dict[str, str]]:
         ``{model name: base URL}``, in the order of ``ggufs``.
     """
     paths = [Path(p).expanduser() for p in ggufs] or [bundled_gguf()]
+    names = [model_name(path) for path in paths]
+    for path, name in zip(paths, names, strict=True):  # every file is checked before a server starts
+        if not path.is_file():
+            raise LocalModelError(f"GGUF file not found: {path}")
+        if names.count(name) > 1:
+            raise LocalModelError(f"two GGUF files are named {name}: rename one")
     with ExitStack() as stack:
         urls: dict[str, str] = {}
-        for path in paths:
-            name = model_name(path)
-            if name in urls:
-                raise LocalModelError(f"two GGUF files are named {name}: rename one")
+        for path, name in zip(paths, names, strict=True):
             urls[name] = stack.enter_context(llama_server(path))
         yield urls
 

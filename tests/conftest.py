@@ -3,11 +3,15 @@ server, and an app served by uvicorn on loopback."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,43 @@ PROVIDER_VARIABLES = (
     "LANGSMITH_TRACING",
     "LANGCHAIN_TRACING_V2",
 )
+
+
+HOME_VARIABLES = ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+_saved_env: dict[str, str | None] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A throwaway home for the whole session, subprocesses included, and no ``.benchmarks`` in the repository.
+
+    Nothing a test runs (the CLI's chat history, the server's stored completions,
+    caches) can write into the real home directory.
+    """
+    root = Path(tempfile.mkdtemp(prefix="moa-tests-home-"))
+    config.stash[_home_key] = root
+    for name in HOME_VARIABLES:
+        _saved_env[name] = os.environ.get(name)
+        path = root if name == "HOME" else root / name.removeprefix("XDG_").removesuffix("_HOME").lower()
+        path.mkdir(exist_ok=True)
+        os.environ[name] = str(path)
+    if hasattr(config.option, "benchmark_storage"):  # pytest-benchmark, used by langchain-tests
+        config.option.benchmark_storage = f"file://{root / 'benchmarks'}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Restore the environment and remove the throwaway home."""
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    root = config.stash.get(_home_key, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_home_key = pytest.StashKey[Path]()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -22,15 +24,16 @@ def moa_env(**extra: str) -> dict[str, str]:
 
 
 def moa(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "langgraph_moa", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env=env or moa_env(),
+        env=env or moa_env(PYTHONPATH=str(Path(__file__).parent.parent)),
         timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -94,20 +97,35 @@ def test_missing_key_says_which_variable_to_set() -> None:
     assert "needs TOGETHER_API_KEY" in lines[0] and "--base-url" in lines[0]
 
 
-@pytest.mark.parametrize(
-    ("args", "text"),
-    [
-        (["--preset", "nope"], "unknown preset 'nope'"),
-        (["--layers", "0", "--preset", "moa"], "layers"),
-        (["--min-proposals", "9", "--preset", "moa-lite"], "min_proposals=9"),
-        (["--proposer", "Qwen/Qwen2", "--aggregator", "openai:x"], "provider:model"),
-    ],
-)
-def test_bad_options_exit_2_naming_the_problem(args: list[str], text: str) -> None:
-    result = moa("ask", "hi", *args)
+def documented_errors() -> list[tuple[str, int, str]]:
+    """The rows of the error table in docs/cli.md: (command, exit status, text of the error line)."""
+    doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    table = doc.split("## Errors and exit status", 1)[1]
+    rows = re.findall(r"^\| `(moa[^`]*)` \| (\d+) \| `([^`]*)` \|$", table, flags=re.M)
+    assert len(rows) >= 10, "the error table of docs/cli.md was not found"
+    return [(command, int(code), text) for command, code, text in rows]
+
+
+@pytest.mark.parametrize(("command", "code", "text"), documented_errors())
+def test_each_documented_error_is_one_line_with_its_exit_status(
+    command: str, code: int, text: str, tmp_path: Path
+) -> None:
+    result = moa(*shlex.split(command)[1:], cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert errors == [result.stderr.splitlines()[-1]], result.stderr  # one error line, the last
+    assert errors[0].startswith("error: ") and text in errors[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    if code == 2:  # a bad option is found before anything runs or prints
+        assert result.stderr.count("\n") == 1
+
+
+def test_bad_local_options_are_refused_before_a_model_server_starts(tmp_path: Path) -> None:
+    fake_gguf = tmp_path / "m.gguf"
+    fake_gguf.write_bytes(b"not a model")  # a server for it would fail to start with another message
+    result = moa("ask", "hi", "--gguf", str(fake_gguf), "--temperature", "-1")
     assert result.returncode == 2
-    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert text in error
+    assert "temperature" in result.stderr and "llama.cpp" not in result.stderr
 
 
 def test_failed_layer_exits_1_with_one_line(server: SimulatedOpenAIServer) -> None:

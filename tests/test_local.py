@@ -166,3 +166,38 @@ async def test_real_chat_moa_invokes_and_streams(local_urls: dict[str, str]) -> 
     chunks = [c async for c in llm.astream(QUESTION)]
     assert len([c for c in chunks if c.text]) > 1 and "".join(c.text for c in chunks).strip()
     assert chunks[-1].usage_metadata["output_tokens"] > 0  # the proposers' counts at least
+
+
+def test_ctrl_c_stops_the_run_and_the_llama_cpp_server() -> None:
+    import os
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_moa", "ask", "Tell a long story about a dragon.", "--max-tokens", "400"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=moa_env(),
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # the run has started once the progress header is printed
+        lines.append(line)
+        if line.startswith("MoA:"):
+            break
+    assert "shows that the pipeline runs" in lines[0]  # the first line says what the bundled model is for
+    children = [
+        int(pid) for task in os.listdir(f"/proc/{process.pid}/task")
+        for pid in open(f"/proc/{process.pid}/task/{task}/children").read().split()
+    ]  # fmt: skip
+    assert children, "no llama.cpp server was started"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert "interrupted" in process.stderr.read()
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")]
+        time.sleep(0.05)
+    assert not alive, "the llama.cpp server outlived the command"

@@ -43,10 +43,33 @@ def describe_error(exc: BaseException, *, variables: Iterable[str] = ()) -> tupl
     """
     if isinstance(exc, TimeoutError):
         return "TimeoutError", "no answer within the timeout"
-    message = redact(" ".join(str(exc).split()) or repr(exc), variables=variables)
+    message = " ".join(str(exc).split()) or repr(exc)
+    endpoint = request_endpoint(exc)
+    if endpoint and endpoint not in message:
+        message = f"{message.rstrip('.')} ({endpoint})"
+    message = redact(message, variables=variables)
     if len(message) > 300:
         message = message[:297] + "..."
     return _provider_error_name(type(exc)), message
+
+
+def request_endpoint(exc: BaseException) -> str | None:
+    """The URL a failed HTTP call went to (``openai``/``httpx`` errors), without credentials or query.
+
+    A connection error names no address in its own message ("Connection error."),
+    which leaves the user guessing which server is down.
+    """
+    for error in (exc, exc.__cause__, exc.__context__):
+        try:
+            url = error.request.url  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is attached
+            continue
+        host = getattr(url, "host", None)
+        if not host:
+            continue
+        port = f":{url.port}" if getattr(url, "port", None) else ""
+        return f"{url.scheme}://{host}{port}{url.path}"
+    return None
 
 
 def _provider_error_name(cls: type) -> str:

@@ -1,0 +1,35 @@
+"""The suite writes nothing into the real home directory or the repository."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langgraph_moa.paths import data_dir
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def test_the_session_has_a_throwaway_home() -> None:
+    real_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert Path.home() != real_home
+    assert not data_dir().is_relative_to(real_home)
+    assert not data_dir().is_relative_to(REPOSITORY)
+
+
+def test_subprocesses_inherit_the_throwaway_home() -> None:
+    code = "from langgraph_moa.paths import data_dir; print(data_dir())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()) == data_dir()
+
+
+def test_benchmark_storage_is_outside_the_repository(pytestconfig: pytest.Config) -> None:
+    storage = getattr(pytestconfig.option, "benchmark_storage", None)
+    if storage is None:
+        pytest.skip("pytest-benchmark is not installed")
+    assert not Path(storage.removeprefix("file://")).resolve().is_relative_to(REPOSITORY)
