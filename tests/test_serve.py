@@ -194,11 +194,11 @@ def test_serve_refuses_an_empty_assistants_file_and_a_name_taken_by_an_assistant
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
     result = runner.invoke(app, ["serve", "--assistants", str(empty)])
-    assert result.exit_code == 1 and "holds no assistants" in result.output, result.output
+    assert result.exit_code == 2 and "holds no assistants" in result.output, result.output
     taken = tmp_path / "taken.json"
     taken.write_text(json.dumps({"fast": {"preset": "moa-lite"}}))
     result = runner.invoke(app, ["serve", "--assistants", str(taken), "--name", "fast", "--preset", "moa"])
-    assert result.exit_code == 1 and "--name 'fast' is also an assistant" in result.output, result.output
+    assert result.exit_code == 2 and "--name 'fast' is also an assistant" in result.output, result.output
 
 
 @pytest.mark.parametrize(
