@@ -13,6 +13,7 @@ from langgraph_moa.errors import (
     LayerFailedError,
     MissingCredentialsError,
     MoAError,
+    StragglerTimeout,
 )
 from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.presets import PRESETS, get_preset
@@ -38,6 +39,7 @@ __all__ = [
     "ModelPrice",
     "ModelSpec",
     "Proposal",
+    "StragglerTimeout",
     "UsageRecord",
     "UsageSummary",
     "create_moa_graph",

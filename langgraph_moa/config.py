@@ -136,6 +136,14 @@ class MoAConfig(BaseModel):
         default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
     )
     timeout: float = Field(default=120.0, gt=0, description="Seconds one model call may take, retries included.")
+    straggler_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Once a proposer layer has min_proposals successful proposals, the proposers still running "
+        "get at most this many more seconds; then they are cancelled (their requests closed) and recorded as "
+        "failures with error_type 'StragglerTimeout'. None (the default) waits for every proposer.",
+    )
     max_retries: int = Field(
         default=2,
         ge=0,
@@ -173,6 +181,13 @@ class MoAConfig(BaseModel):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return ModelSpec._http_url(value)
+
+    @field_validator("straggler_timeout", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would read True as 1.0 seconds
+            raise ValueError("straggler_timeout must be a number of seconds or None, not a boolean")
+        return value
 
     @model_validator(mode="after")
     def _check_layers(self) -> MoAConfig:

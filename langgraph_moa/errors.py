@@ -38,6 +38,17 @@ class EmptyResponseError(MoAError):
     """A model answered with no text."""
 
 
+class StragglerTimeout(MoAError):
+    """A proposer was cut off by ``MoAConfig.straggler_timeout``.
+
+    The layer had its ``min_proposals`` and this proposer was still running when
+    the grace period ended.
+
+    Recorded as a :class:`~langgraph_moa.state.Failure` with ``error_type``
+    ``"StragglerTimeout"``; never raised out of a run.
+    """
+
+
 class LayerFailedError(MoAError):
     """Too few proposers of a layer succeeded for the run to go on.
 

@@ -20,8 +20,9 @@
 
 Every node emits progress on the ``custom`` stream (``get_stream_writer``) as
 dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
-``proposer_done``, ``proposer_failed``, ``layer_done``, ``review_done``,
-``aggregator_started``.
+``proposer_done``, ``proposer_failed``, ``quorum_reached`` (with
+``MoAConfig.straggler_timeout``: the layer has ``min_proposals`` and the
+cut-off clock starts), ``layer_done``, ``review_done``, ``aggregator_started``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -57,6 +59,7 @@ from langgraph_moa.state import (
     total_usage,
     usage_by,
 )
+from langgraph_moa.stragglers import CutoffRegistry, LayerCutoff
 
 PROPOSER_NODE = "propose"
 JOIN_NODE = "join_layer"
@@ -221,8 +224,22 @@ def route_layer(
     ]
 
 
+def _layer_cutoff(
+    registry: CutoffRegistry, runtime: Runtime[MoAConfig], cfg: MoAConfig, layer: int
+) -> tuple[tuple[Any, ...], LayerCutoff] | None:
+    """The straggler cut-off shared by the proposer tasks of this layer of this run, if configured."""
+    info = getattr(runtime, "execution_info", None)
+    if cfg.straggler_timeout is None or info is None:
+        return None
+    # every task of one step sees the same checkpoint id; the namespace tells nested graphs apart
+    key = (info.checkpoint_id, info.checkpoint_ns.rpartition("|")[0], layer)
+    tasks = len(cfg.proposers_for(layer))
+    return key, registry.join(key, needed=cfg.min_proposals, grace=cfg.straggler_timeout, tasks=tasks)
+
+
 def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
     """Build the ``propose`` node, which calls one proposer of one layer."""
+    cutoffs = CutoffRegistry()
 
     async def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = _turn_moa_config(runtime, config, inp.get("config_fingerprint"))
@@ -232,21 +249,39 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         where: dict[str, Any] = {"layer": layer, "slot": slot, "model": spec.model}
         write({"event": "proposer_started", **where})
         started = time.perf_counter()
+        shared = _layer_cutoff(cutoffs, runtime, cfg, layer)
+        guard: AbstractAsyncContextManager[Any] = shared[1].guard() if shared else nullcontext()
         try:
-            model = resolve(spec, cfg, streaming=False)
-            history = tool_turns_as_text(inp["messages"])
-            messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
-            answer, calls = await _call(model, messages, cfg.timeout)
-            if not answer.text.strip():
-                raise EmptyResponseError("the proposer answered with tool calls but no text")
+            async with guard:
+                model = resolve(spec, cfg, streaming=False)
+                history = tool_turns_as_text(inp["messages"])
+                messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
+                answer, calls = await _call(model, messages, cfg.timeout)
+                if not answer.text.strip():
+                    raise EmptyResponseError("the proposer answered with tool calls but no text")
         except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
             error_type, message = describe_error(exc, variables=_key_variables(spec))
-            write({"event": "proposer_failed", **where, "error_type": error_type, "message": message})
+            seconds = round(time.perf_counter() - started, 3)
+            write(
+                {"event": "proposer_failed", **where, "error_type": error_type, "message": message, "seconds": seconds}
+            )
             return {
                 "failures": [Failure(layer=layer, slot=slot, model=spec.model, error_type=error_type, message=message)]
             }
+        finally:
+            if shared:
+                cutoffs.leave(*shared)
         seconds = time.perf_counter() - started
         write({"event": "proposer_done", **where, "seconds": round(seconds, 3)})
+        if shared and shared[1].succeed():
+            write(
+                {
+                    "event": "quorum_reached",
+                    "layer": layer,
+                    "succeeded": shared[1].succeeded,
+                    "straggler_timeout": shared[1].grace,
+                }
+            )
         return {
             "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=answer.text)],
             "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],

@@ -59,6 +59,10 @@ arrives:
        with ``chunk_delay`` seconds between consecutive content chunks. The
        chunks concatenate to the reply exactly.
 
+A client that closes its connection before the answer is complete (a
+cancelled call) is noticed while the server waits (``latency``, ``hang``,
+``chunk_delay``) and counted by `SimulatedOpenAIServer.abandoned`.
+
 Models without a behavior of their own share the ``default`` behavior (and so
 share its fault list). Behaviors can be replaced while the server runs with
 `SimulatedOpenAIServer.set_behavior`.
@@ -226,6 +230,7 @@ class SimulatedOpenAIServer:
     Attributes:
         requests: Every received chat-completion request body, in arrival order.
         max_concurrency: Highest number of chat-completion requests in flight at once.
+        in_flight: Chat-completion requests being answered right now.
     """
 
     def __init__(
@@ -245,6 +250,7 @@ class SimulatedOpenAIServer:
         self._default = default if default is not None else ModelBehavior()
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
+        self._abandoned: Counter[str] = Counter()
         self._in_flight = 0
         self._ids = itertools.count(1)
         self._httpd: _HTTPServer | None = None
@@ -301,15 +307,27 @@ class SimulatedOpenAIServer:
         with self._lock:
             return self._calls[model] if model is not None else sum(self._calls.values())
 
+    def abandoned(self, model: str | None = None) -> int:
+        """Returns how many requests for ``model`` (or in total) the client closed before the answer was complete."""
+        with self._lock:
+            return self._abandoned[model] if model is not None else sum(self._abandoned.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Chat-completion requests being answered right now."""
+        with self._lock:
+            return self._in_flight
+
     def requests_for(self, model: str) -> list[dict]:
         """Returns the recorded request bodies for ``model``, in arrival order."""
         with self._lock:
             return [r for r in self.requests if r.get("model") == model]
 
     def reset(self) -> None:
-        """Clears call counts, recorded requests and ``max_concurrency``."""
+        """Clears call and abandon counts, recorded requests and ``max_concurrency``."""
         with self._lock:
             self._calls.clear()
+            self._abandoned.clear()
             self.requests.clear()
             self.api_keys.clear()
             self.max_concurrency = self._in_flight
@@ -336,9 +354,11 @@ class SimulatedOpenAIServer:
                     behavior.faults.pop(0)
             return behavior, fault, f"chatcmpl-sim{next(self._ids)}"
 
-    def _depart(self) -> None:
+    def _depart(self, model: str, abandoned: bool) -> None:
         with self._lock:
             self._in_flight -= 1
+            if abandoned:
+                self._abandoned[model] += 1
 
     def _models(self) -> dict[str, Any]:
         with self._lock:
@@ -388,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; streams use chunked transfer encoding
     disable_nagle_algorithm = True  # else headers and body in separate writes wait ~40 ms for a delayed ACK
     server: _HTTPServer
+    _abandoned = False  # the client of the current request went away before the answer was complete
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -424,10 +445,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         bearer = self.headers.get("Authorization", "")
         behavior, fault, completion_id = self.server.sim._arrive(request, bearer.removeprefix("Bearer "))
+        self._abandoned = False
         try:
             self._answer(request, behavior, fault, completion_id)
+        except OSError:
+            self._abandoned = not self.server.stopping.is_set()  # the client hung up mid-write
+            raise
         finally:
-            self.server.sim._depart()
+            self.server.sim._depart(request["model"], self._abandoned)
 
     def _answer(self, request: dict, behavior: ModelBehavior, fault: Fault | None, completion_id: str) -> None:
         if fault is not None:
@@ -519,7 +544,10 @@ class _Handler(BaseHTTPRequestHandler):
             remaining = _POLL if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return True
-            if self.server.stopping.wait(min(remaining, _POLL)) or self._client_gone():
+            if self.server.stopping.wait(min(remaining, _POLL)):
+                return False
+            if self._client_gone():
+                self._abandoned = True
                 return False
 
     def _client_gone(self) -> bool:
