@@ -42,7 +42,7 @@ from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers,
 from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
 from langgraph_moa.paths import data_dir
 from langgraph_moa.presets import PRESETS, get_preset
-from langgraph_moa.providers import check_credentials, redact
+from langgraph_moa.providers import StreamRedactor, check_credentials, redact
 
 try:  # typer 0.2x ships its own copy of click; older releases use click itself
     from typer._click import exceptions as click_errors
@@ -303,6 +303,7 @@ async def stream_turn(
 ) -> AsyncIterator[str | dict[str, Any]]:
     """Run one turn (``inputs=None`` resumes one); yield answer tokens, then the final state ``dict``."""
     final: dict[str, Any] = {}
+    redactor = StreamRedactor()  # a key an upstream echoes is removed, even split across tokens
     async for mode, chunk in graph.astream(
         inputs, run_config, context=config, stream_mode=["messages", "custom", "values"]
     ):
@@ -311,10 +312,12 @@ async def stream_turn(
         elif mode == "messages":
             message, metadata = chunk
             if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
-                if message.text:
-                    yield message.text
+                if message.text and (text := redactor.feed(message.text)):
+                    yield text
         elif mode == "values":
             final = chunk
+    if rest := redactor.flush():
+        yield rest
     yield final
 
 

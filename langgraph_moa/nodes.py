@@ -48,7 +48,7 @@ from langgraph_moa.context import moa_config_of_run
 from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
-from langgraph_moa.providers import ModelResolver, describe_error
+from langgraph_moa.providers import ModelResolver, describe_error, redact
 from langgraph_moa.state import (
     Failure,
     MoAState,
@@ -116,6 +116,29 @@ def _usage_record(calls: Sequence[BaseMessage], layer: int, slot: int, model: st
 
 def _key_variables(spec: ModelSpec) -> list[str]:
     return [spec.api_key_env] if spec.api_key_env else []
+
+
+def _redacted_text(answer: AIMessage, spec: ModelSpec) -> str:
+    """The answer's text without secrets: see :func:`~langgraph_moa.providers.redact`."""
+    return redact(answer.text, variables=_key_variables(spec))
+
+
+def _redacted_answer(answer: AIMessage, spec: ModelSpec) -> AIMessage:
+    """The aggregator's answer with secrets removed from its text (string content or text parts)."""
+    variables = _key_variables(spec)
+    content: Any = answer.content
+    if isinstance(content, str):
+        content = redact(content, variables=variables)
+    else:
+        content = [
+            redact(part, variables=variables)
+            if isinstance(part, str)
+            else {**part, "text": redact(part["text"], variables=variables)}
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return answer.model_copy(update={"content": content})
 
 
 def _is_chat_model(model: Runnable) -> bool:
@@ -283,7 +306,8 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
                 }
             )
         return {
-            "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=answer.text)],
+            # a key an upstream echoes back must not reach the state (and so the checkpoints)
+            "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=_redacted_text(answer, spec))],
             "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],
         }
 
@@ -339,6 +363,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None
         usage = [_usage_record(calls, layer, 0, spec.model, "aggregator")]
+        answer = _redacted_answer(answer, spec)
         return {
             "messages": [answer],
             "usage": usage,

@@ -139,6 +139,9 @@ class ModelBehavior:
             ``[{"name": ..., "arguments": {...}}]``, or None (or ``[]``) to answer
             with text. Tool calls come with ``finish_reason="tool_calls"`` and no
             text; streamed, each call is one chunk.
+        echo_authorization: Append the request's ``Authorization`` header to
+            every answer and error message, as a careless upstream might (for
+            tests that a key never travels further than the provider).
     """
 
     latency: float = 0.0
@@ -148,6 +151,7 @@ class ModelBehavior:
     hang: bool = False
     faults: list[Fault] = field(default_factory=list)
     tool_calls: Callable[[dict], list[dict] | None] | None = None
+    echo_authorization: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -447,20 +451,23 @@ class _Handler(BaseHTTPRequestHandler):
         behavior, fault, completion_id = self.server.sim._arrive(request, bearer.removeprefix("Bearer "))
         self._abandoned = False
         try:
-            self._answer(request, behavior, fault, completion_id)
+            self._answer(request, behavior, fault, completion_id, bearer)
         except OSError:
             self._abandoned = not self.server.stopping.is_set()  # the client hung up mid-write
             raise
         finally:
             self.server.sim._depart(request["model"], self._abandoned)
 
-    def _answer(self, request: dict, behavior: ModelBehavior, fault: Fault | None, completion_id: str) -> None:
+    def _answer(
+        self, request: dict, behavior: ModelBehavior, fault: Fault | None, completion_id: str, authorization: str
+    ) -> None:
+        echo = f" (Authorization: {authorization})" if behavior.echo_authorization else ""
         if fault is not None:
             if fault.status == 0:
                 self.close_connection = True  # socketserver closes the socket without a response
                 return
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-            self._json(fault.status, _error_body(fault.status, fault.message), headers)
+            self._json(fault.status, _error_body(fault.status, fault.message + echo), headers)
             return
         if behavior.hang:
             self._wait(None)  # until the client hangs up or the server stops
@@ -480,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = ""
         elif reply is None:
             reply = default_reply(request["model"], messages)
+        if echo and not calls:
+            reply += echo
         head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
         usage = _usage(messages, reply)
         if request.get("stream"):

@@ -29,7 +29,7 @@ from langgraph_moa.serve.app import (
     load_api_keys,
     load_assistants,
 )
-from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running, sim_config, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
@@ -281,3 +281,35 @@ def test_langserve_clients_of_the_app_only_tune_the_served_models(server: Simula
             answer = client.post("/moa/invoke", json={**body, "config": {"configurable": refused}})
             assert answer.status_code == 422, refused
     assert server.calls("other") == 0 and server.calls("agg") == 1
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:langserve")
+@pytest.mark.filterwarnings("ignore:astream_log is deprecated:DeprecationWarning")
+def test_langserve_errors_say_what_failed_as_v1_does(server: SimulatedOpenAIServer) -> None:
+    """Upstream failures keep /v1's status and code; bad input is a 4xx with a reason, never a bare 500."""
+    from langserve.lzstring import LZString
+
+    server.set_behavior("down", ModelBehavior(faults=[Fault(500, times=10**6)]))
+    failing = MoAConfig(proposers=["openai:down"], aggregator="openai:agg", base_url=server.base_url, max_retries=0)
+    settings = ServeSettings(assistants={"failing": failing}, default_assistant="failing")
+    question = {"input": {"messages": [{"type": "human", "content": "x"}]}}
+    with running(create_app(settings, checkpoint=":memory:")) as base, httpx.Client(base_url=base, timeout=30) as c:
+        invoked = c.post("/moa/invoke", json=question)
+        assert invoked.status_code == 502 and invoked.json()["error"]["code"] == "proposers_failed"
+        assert "openai:down" in invoked.json()["error"]["message"]
+        for route in ("stream", "stream_log", "stream_events"):  # the stream ends with the same reason
+            streamed = c.post(f"/moa/{route}", json=question)
+            data = streamed.text.split("event: error", 1)[1].split("data: ", 1)[1].strip()
+            assert json.loads(data)["status_code"] == 502 and json.loads(data)["code"] == "proposers_failed", route
+        empty = c.post("/moa/invoke", json={"input": {"messages": []}})
+        assert empty.status_code == 422 and "messages" in empty.text
+        deep = b'{"input": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+        nested = c.post("/moa/invoke", content=deep, headers={"content-type": "application/json"})
+        assert nested.status_code == 400 and nested.json()["error"]["code"] == "invalid_json"
+        # the configurable in a /c/<hash>/ path is held to the same policy as the body's
+        for forbidden in ({"base_url": "http://evil.example/v1"}, {"proposers": ["openai:other"]}):
+            config_hash = LZString.compressToEncodedURIComponent(json.dumps({"configurable": forbidden}))
+            refused = c.post(f"/moa/c/{config_hash}/invoke", json=question)
+            assert refused.status_code == 422 and "cannot be set by a client" in refused.text, forbidden
+        assert c.get("/health").status_code == 200  # the connection was kept: nothing crashed
+    assert server.calls("other") == 0

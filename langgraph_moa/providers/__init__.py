@@ -3,7 +3,7 @@
 - :mod:`~langgraph_moa.providers.resolver`: ``"provider:model"`` to a chat model (``ModelResolver``).
 - :mod:`~langgraph_moa.providers.credentials`: the API key each model needs, checked before any call.
 - :mod:`~langgraph_moa.providers.endpoints`: the endpoint each model is called on, and which a run may name.
-- :mod:`~langgraph_moa.providers.redaction`: secrets removed from error text (``redact``, ``describe_error``).
+- :mod:`~langgraph_moa.providers.redaction`: secrets removed from text and streams (``redact``, ``StreamRedactor``, ``describe_error``).
 """
 
 from langgraph_moa.providers.credentials import API_KEY_VARIABLES, api_key, check_credentials, supported_providers
@@ -13,7 +13,7 @@ from langgraph_moa.providers.endpoints import (
     check_endpoints,
     effective_base_url,
 )
-from langgraph_moa.providers.redaction import describe_error, redact
+from langgraph_moa.providers.redaction import StreamRedactor, describe_error, redact
 from langgraph_moa.providers.resolver import MODEL_CACHE_SIZE, ModelResolver
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LOOPBACK_HOSTS",
     "MODEL_CACHE_SIZE",
     "ModelResolver",
+    "StreamRedactor",
     "allowed_base_urls_from_env",
     "api_key",
     "check_credentials",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -21,16 +22,59 @@ def redact(text: str, *, variables: Iterable[str] = ()) -> str:
     Removed: the values of the known provider key variables, of every environment
     variable whose name ends in KEY, KEYS, TOKEN, SECRET or PASSWORD (and their
     comma-separated parts), of ``variables`` (e.g. a model's ``api_key_env``),
-    and key-shaped tokens (``sk-...``, ``Bearer ...``).
+    and key-shaped tokens (``sk-...``, ``Bearer ...``). A value is also removed in
+    its JSON-escaped form, so ``text`` may be a JSON document.
     """
     names = {*API_KEY_VARIABLES.values(), *variables, *(n for n in os.environ if _SECRET_NAME.search(n))}
     values: set[str] = set()
     for name in names:
         value = os.environ.get(name) or ""
         values.update(part.strip() for part in [value, *value.split(",")])
+    values.update([json.dumps(v, ensure_ascii=False)[1:-1] for v in values])
     for value in sorted((v for v in values if len(v) >= 6), key=len, reverse=True):
-        text = text.replace(value, "***")
+        if value in text:
+            text = text.replace(value, "***")
     return _BEARER.sub(r"\1***", _KEY_SHAPED.sub("***", text))
+
+
+_TRAILING_BEARER = re.compile(r"(?i)\bbearer\s*$")
+
+
+class StreamRedactor:
+    """:func:`redact` for a text that arrives in pieces (a streamed answer).
+
+    A secret split across pieces is still removed: the text after the last
+    whitespace is held back until more text shows where its word ends (or
+    :meth:`flush` is called), since keys hold no whitespace. At most
+    ``hold`` characters are held back.
+
+    Example:
+        ```python
+        redactor = StreamRedactor()
+        shown = [redactor.feed(piece) for piece in pieces] + [redactor.flush()]
+        ```
+    """
+
+    def __init__(self, *, variables: Iterable[str] = (), hold: int = 512) -> None:
+        self._variables = tuple(variables)
+        self._hold = hold
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        """Add ``piece``; return the redacted text that is certain by now (possibly ``""``)."""
+        text = self._pending + piece
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"), text.rfind("\r")) + 1
+        bearer = _TRAILING_BEARER.search(text, 0, cut)
+        if bearer:  # "Bearer " with its token still to come
+            cut = bearer.start()
+        cut = max(cut, len(text) - self._hold)
+        self._pending = text[cut:]
+        return redact(text[:cut], variables=self._variables) if cut else ""
+
+    def flush(self) -> str:
+        """The redacted text held back; call once the stream has ended."""
+        text, self._pending = self._pending, ""
+        return redact(text, variables=self._variables) if text else ""
 
 
 def describe_error(exc: BaseException, *, variables: Iterable[str] = ()) -> tuple[str, str]:

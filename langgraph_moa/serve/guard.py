@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
@@ -173,19 +175,32 @@ def _with_headers(send: Any, extra: dict[str, str]) -> Any:
 
 
 class CancelOnDisconnect:
-    """ASGI middleware: a POST under ``prefix`` is cancelled when its client goes away.
+    """ASGI middleware for the LangServe routes: cancel on disconnect, and say why a stream failed.
 
-    LangServe's ``/invoke`` and ``/batch`` only answer once the run is over and
-    never look at the connection meanwhile, so a client that gives up would
-    leave its run (and the provider slots it holds) going until the end. Here
-    the app runs on a task; the request's messages reach it through a queue,
-    and an ``http.disconnect`` that arrives before the response is complete
-    cancels the task.
+    - A POST under ``prefix`` is cancelled when its client goes away.
+      LangServe's ``/invoke`` and ``/batch`` only answer once the run is over
+      and never look at the connection meanwhile, so a client that gives up
+      would leave its run (and the provider slots it holds) going until the
+      end. Here the app runs on a task; the request's messages reach it
+      through a queue, and an ``http.disconnect`` that arrives before the
+      response is complete cancels the task.
+    - A stream (``/stream``, ``/stream_log``, ``/stream_events``) whose run
+      fails ends with an ``error`` event carrying the status, code and reason
+      that ``/v1`` would answer (``{"status_code": 502, "message": ...,
+      "code": "proposers_failed"}``), and the stream is closed properly.
+      LangServe itself sends ``500 Internal Server Error`` and then lets the
+      exception cut the connection.
+
+    Args:
+        app: The ASGI app.
+        prefix: The path of the LangServe routes (``/moa``).
+        error_for: Maps a failed run's exception to the error to report.
     """
 
-    def __init__(self, app: Any, prefix: str) -> None:
+    def __init__(self, app: Any, prefix: str, error_for: Callable[[BaseException], OpenAIError]) -> None:
         self.app = app
         self._prefix = prefix.rstrip("/") + "/"
+        self._error_for = error_for
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Handle one ASGI connection."""
@@ -193,12 +208,18 @@ class CancelOnDisconnect:
             await self.app(scope, receive, send)
             return
         messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        complete = False
+        complete = started = False
+        held: dict[str, Any] | None = None  # LangServe's own error event, replaced if the run's error is known
 
         async def sending(message: dict[str, Any]) -> None:
-            nonlocal complete
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                complete = True
+            nonlocal complete, started, held
+            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.body":
+                if message.get("body", b"").startswith(b"event: error"):
+                    held = message
+                    return
+                if not message.get("more_body", False):
+                    complete = True
             await send(message)
 
         task = asyncio.ensure_future(self.app(scope, messages.get, sending))
@@ -216,7 +237,25 @@ class CancelOnDisconnect:
                         task.cancel()
                     break
             await asyncio.wait({task})
-            if not task.cancelled():
+            if task.cancelled():
+                return
+            failure = task.exception()
+            if failure is None or not started or complete:
+                if held is not None:
+                    await send(held)
                 task.result()  # the app's own errors go on to the server
+                return
+            error = self._error_for(_run_error(failure))
+            event = {"status_code": error.status, "message": error.message, "type": error.type, "code": error.code}
+            body = b"event: error\r\ndata: " + json.dumps(event).encode() + b"\r\n\r\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             task.cancel()
+
+
+def _run_error(exc: BaseException) -> BaseException:
+    """The run's own exception, under the one FastAPI raises when a stream had already started."""
+    while isinstance(exc, RuntimeError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc

@@ -56,6 +56,7 @@ Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'`` (``fastapi``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -73,9 +74,11 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.presets import PRESETS
+from langgraph_moa.providers import redact
 
 try:
     from langserve import add_routes
+    from langserve.lzstring import LZString
     from langserve.serialization import WellKnownLCSerializer
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("serving MoA with LangServe needs the serve extra: pip install 'langgraph-moa[serve]'") from exc
@@ -112,6 +115,7 @@ class MoAInput(BaseModel):
     """
 
     messages: Annotated[list[AnyMessage], BeforeValidator(_shorthand_messages)] = Field(
+        min_length=1,
         description="The conversation, oldest first; the last message is the user's question.",
         json_schema_extra={"widget": {"type": "chat", "input": "messages"}},
     )
@@ -234,16 +238,22 @@ def _encode(obj: Any) -> Any:
 
 
 class GraphSerializer(WellKnownLCSerializer):
-    """LangServe's serializer, extended to LangGraph's ``Send`` objects.
+    """LangServe's serializer, extended to LangGraph's ``Send`` objects, and without secrets.
 
     LangGraph objects that are dataclasses (``Command``, ``Interrupt``,
     ``Overwrite``) are encoded field by field; a ``Send`` becomes
     ``{"type": "send", "node": ..., "arg": ...}``. Decoding is LangServe's.
+
+    Every response and stream event of the routes passes through :meth:`dumps`,
+    which removes secrets (:func:`~langgraph_moa.providers.redact`): the logs of
+    ``/stream_log`` and the events of ``/stream_events`` carry what the models
+    returned, error bodies included, and an upstream may echo the key it was
+    sent.
     """
 
     def dumps(self, obj: Any) -> bytes:
-        """Dump ``obj`` to a JSON byte string."""
-        return orjson.dumps(obj, default=_encode)
+        """Dump ``obj`` to a JSON byte string, secrets removed."""
+        return redact(orjson.dumps(obj, default=_encode).decode()).encode()
 
 
 def _base_configurable(graph: Runnable) -> dict[str, Any]:
@@ -256,6 +266,16 @@ def _sent_configurables(body: Any) -> list[Mapping[str, Any]]:
     configs = body.get("config") if isinstance(body, Mapping) else None
     configs = configs if isinstance(configs, list) else [configs]
     return [c["configurable"] for c in configs if isinstance(c, Mapping) and isinstance(c.get("configurable"), Mapping)]
+
+
+def _config_from_path(config_hash: str | None) -> Any:
+    """The config a ``/c/<config_hash>/...`` route carries in its path (LangServe's compressed JSON)."""
+    if not config_hash:
+        return None
+    try:
+        return json.loads(LZString.decompressFromEncodedURIComponent(config_hash) or "null")
+    except (ValueError, TypeError):
+        return None  # LangServe answers 400 for a hash it cannot read
 
 
 def _refuse(detail: str) -> HTTPException:
@@ -313,6 +333,7 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
             raw = _sent_configurables(await request.json())
         except ValueError:
             raw = []
+        raw += _sent_configurables({"config": _config_from_path(request.path_params.get("config_hash"))})
         for sent in raw:
             refused = sorted(k for k, v in sent.items() if v is not None and k not in client_fields)
             if refused:

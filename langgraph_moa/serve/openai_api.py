@@ -85,6 +85,7 @@ from sse_starlette import EventSourceResponse
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import PRESETS
+from langgraph_moa.providers import StreamRedactor
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
 from langgraph_moa.serve.openai_schemas import (
@@ -237,6 +238,7 @@ class _Run:
         modes = ["messages", "values"] if stream else ["values"]
         # a stored run is written once, when it ends: nothing can resume it over this API
         extra = {"durability": "exit"} if "configurable" in run_config else {}
+        redactor = StreamRedactor()  # a key an upstream echoes is removed, even split across tokens
         try:
             async for mode, chunk in graph.astream(inputs, run_config, context=config, stream_mode=modes, **extra):
                 if mode == "values":
@@ -244,11 +246,13 @@ class _Run:
                     continue
                 message, metadata = chunk
                 ours = is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)
-                if ours and message.text:
-                    self.events.put_nowait(("token", message.text))
+                if ours and message.text and (text := redactor.feed(message.text)):
+                    self.events.put_nowait(("token", text))
         except Exception as exc:
             self.events.put_nowait(("error", exc))
         else:
+            if rest := redactor.flush():
+                self.events.put_nowait(("token", rest))
             self.events.put_nowait(("done", final or {}))
 
     async def next(self, request: Request) -> tuple[str, Any] | None:

@@ -1,0 +1,184 @@
+"""A provider key never travels further than the provider, whatever the provider sends back.
+
+The simulated upstream echoes the request's ``Authorization`` header in every
+answer and error body (``ModelBehavior.echo_authorization``). The key is a
+canary: every way in (``/v1`` plain and streamed, stored completions, every
+LangServe route, the CLI), the server and CLI logs and the checkpoints are
+searched for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langserve.lzstring import LZString
+from typer.testing import CliRunner
+
+from langgraph_moa import MoAConfig
+from langgraph_moa.cli import app as cli_app
+from langgraph_moa.providers import StreamRedactor
+from langgraph_moa.serve.app import ServeSettings, create_app
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import running
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:astream_log is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:langserve"),
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211"),
+]
+
+CANARY = "moa-canary-5f0c1d2e3a4b9876"  # not key-shaped: only its value can give it away
+ALWAYS = 10**6
+ECHOED = "(Authorization: Bearer ***)"  # what is left of the echo once the key is removed
+
+
+@pytest.fixture
+def echoing(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedOpenAIServer]:
+    """An upstream that echoes the key it is sent; ``openai:`` models reach it with the canary as their key."""
+    echo = ModelBehavior(echo_authorization=True)
+    behaviors = {
+        "ok": echo,
+        "agg": echo,
+        "bad": ModelBehavior(echo_authorization=True, faults=[Fault(500, times=ALWAYS)]),
+        "limited": ModelBehavior(echo_authorization=True, faults=[Fault(429, times=ALWAYS)]),
+        "badagg": ModelBehavior(echo_authorization=True, faults=[Fault(401, times=ALWAYS)]),
+    }
+    with SimulatedOpenAIServer(behaviors, default=echo) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        yield sim
+
+
+def _config(proposers: list[str], aggregator: str, **kw: Any) -> MoAConfig:
+    return MoAConfig(
+        proposers=[f"openai:{p}" for p in proposers], aggregator=f"openai:{aggregator}", max_retries=0, **kw
+    )
+
+
+ASSISTANTS = {
+    "mixed": _config(["ok", "bad"], "agg", min_proposals=1),  # a failure record and an echoed answer
+    "proposers-fail": _config(["bad", "limited"], "agg"),
+    "aggregator-fails": _config(["ok"], "badagg"),
+}
+
+
+def _ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _assert_clean(seen: list[tuple[str, str]]) -> None:
+    leaked = [where for where, text in seen if CANARY in text]
+    assert not leaked, f"the key leaked through: {leaked}"
+
+
+def test_stream_log_does_not_leak_an_upstream_error_body(echoing: SimulatedOpenAIServer) -> None:
+    """The logs of /moa/stream_log hold each model call's error response body, which echoed the key."""
+    settings = ServeSettings(assistants=ASSISTANTS, default_assistant="mixed")
+    with running(create_app(settings, checkpoint=":memory:")) as base:
+        body = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+        raw = httpx.post(base + "/moa/stream_log", json=body, timeout=30).text
+    assert '"status_code":500' in raw and "simulated fault " + ECHOED in raw  # the body is there, redacted
+    assert CANARY not in raw
+    assert CANARY in echoing.api_keys  # the key did go to the provider
+
+
+def test_no_route_log_or_checkpoint_gives_the_key_away(
+    echoing: SimulatedOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[tuple[str, str]] = []
+    db = tmp_path / "serve.sqlite"
+    question = {"messages": [{"type": "human", "content": "hi"}]}
+    for default in ("mixed", "aggregator-fails", "proposers-fail"):
+        settings = ServeSettings(assistants=ASSISTANTS, default_assistant=default)
+        with running(create_app(settings, checkpoint=db), log_level="debug") as base:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                if default == "mixed":
+                    for model in ASSISTANTS:
+                        for stream in (False, True):
+                            payload = {"model": model, "messages": _ask("hi"), "stream": stream, "store": True}
+                            answer = client.post("/v1/chat/completions", json=payload)
+                            seen.append((f"/v1 {model} stream={stream}", answer.text))
+                            if model == "mixed" and not stream:
+                                completion_id = answer.json()["id"]
+                                stored = client.get(f"/v1/chat/completions/{completion_id}").text
+                                seen.append(("stored completion", stored))
+                                assert ECHOED in stored
+                for route in ("invoke", "stream", "stream_log", "stream_events"):
+                    answer = client.post(f"/moa/{route}", json={"input": question})
+                    seen.append((f"/moa/{route} ({default})", answer.text))
+                answer = client.post("/moa/batch", json={"inputs": [question, question]})
+                seen.append((f"/moa/batch ({default})", answer.text))
+                config_hash = LZString.compressToEncodedURIComponent(json.dumps({"configurable": {"temperature": 0}}))
+                answer = client.post(f"/moa/c/{config_hash}/invoke", json={"input": question})
+                seen.append((f"/moa/c/<hash>/invoke ({default})", answer.text))
+        assert ECHOED in " ".join(text for _, text in seen)  # answers and errors did carry the echo
+    seen.append(("server log records", "\n".join(r.getMessage() for r in caplog.records)))
+
+    # the CLI: --json, the streamed answer, an error line, and a chat's SQLite history
+    runner = CliRunner()
+    for args in (["--json"], []):
+        result = runner.invoke(cli_app, ["ask", "hi", "--proposer", "openai:ok", "--aggregator", "openai:agg", *args])
+        assert result.exit_code == 0, result.output
+        seen.append((f"moa ask {args}", result.output))
+    failed = runner.invoke(cli_app, ["ask", "hi", "--proposer", "openai:bad", "--aggregator", "openai:agg"])
+    assert failed.exit_code == 1
+    seen.append(("moa ask (failing)", failed.output))
+    chat_db = tmp_path / "chat.sqlite"
+    options = ["--proposer", "openai:ok", "--proposer", "openai:bad", "--aggregator", "openai:agg"]
+    chat = runner.invoke(cli_app, ["chat", "--db", str(chat_db), "--min-proposals", "1", *options], input="hi\n")
+    assert chat.exit_code == 0, chat.output
+    seen.append(("moa chat", chat.output))
+
+    out, err = capfd.readouterr()
+    seen.append(("stdout and stderr (uvicorn's logs)", out + err))
+    for path in (db, chat_db):
+        with sqlite3.connect(path) as conn:
+            rows = sum(conn.execute("SELECT count(*) FROM checkpoints").fetchone())
+        assert rows > 0
+        seen.append((f"checkpoint file {path.name}", path.read_bytes().decode("latin-1")))
+        wal = Path(f"{path}-wal")
+        if wal.exists():
+            seen.append((f"checkpoint WAL {path.name}", wal.read_bytes().decode("latin-1")))
+    _assert_clean(seen)
+    assert echoing.calls("ok") > 0 and echoing.calls("bad") > 0 and echoing.calls("badagg") > 0
+
+
+def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    text = f"the key is {CANARY} and Authorization: Bearer {CANARY}\nsk-abcdefghijklmnop done"
+    for size in (1, 3, 7, len(text)):
+        redactor = StreamRedactor()
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        shown = "".join(redactor.feed(p) for p in pieces) + redactor.flush()
+        assert shown == "the key is *** and Authorization: Bearer ***\n*** done", size
+
+
+@pytest.mark.postgres
+def test_postgres_checkpoints_hold_no_key(echoing: SimulatedOpenAIServer) -> None:
+    """Needs MOA_TEST_POSTGRES_URL (`.ci/run` starts a database)."""
+    import psycopg
+
+    url = os.environ.get("MOA_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("set MOA_TEST_POSTGRES_URL=postgresql://... to run the PostgreSQL test")
+    settings = ServeSettings(assistants=ASSISTANTS)
+    with running(create_app(settings, checkpoint=url, langserve_path=None)) as base:
+        for model in ASSISTANTS:
+            payload = {"model": model, "messages": _ask("pg"), "store": True}
+            httpx.post(base + "/v1/chat/completions", json=payload, timeout=30)
+    with psycopg.connect(url) as conn:
+        dumped = [
+            str(row)
+            for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
+            for row in conn.execute(f"SELECT * FROM {table}").fetchall()
+        ]
+    assert dumped and not [row for row in dumped if CANARY in row]
