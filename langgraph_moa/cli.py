@@ -587,6 +587,12 @@ def serve(
     max_request_bytes: Annotated[
         int, typer.Option("--max-request-bytes", help="Largest request body in bytes.")
     ] = 1_000_000,
+    max_messages: Annotated[
+        int, typer.Option("--max-messages", help="Most messages in one request (400 above).")
+    ] = 256,
+    max_request_chars: Annotated[
+        int, typer.Option("--max-request-chars", help="Most characters of message text in one request (400 above).")
+    ] = 400_000,
     provider_concurrency: Annotated[
         int, typer.Option("--provider-concurrency", help="Upstream calls in flight per provider, over all requests.")
     ] = 16,
@@ -659,6 +665,8 @@ def serve(
                 allowed_hosts=hosts,
                 max_tokens=max_request_tokens,
                 max_request_bytes=max_request_bytes,
+                max_messages=max_messages,
+                max_request_chars=max_request_chars,
                 provider_concurrency=provider_concurrency,
             )
         except ConfigError as exc:

@@ -313,3 +313,56 @@ def test_langserve_errors_say_what_failed_as_v1_does(server: SimulatedOpenAIServ
             assert refused.status_code == 422 and "cannot be set by a client" in refused.text, forbidden
         assert c.get("/health").status_code == 200  # the connection was kept: nothing crashed
     assert server.calls("other") == 0
+
+
+def test_a_request_of_too_many_messages_or_characters_is_refused_at_once(server: SimulatedOpenAIServer) -> None:
+    """20,000 short messages fit in the body limit, but every model call would carry them all."""
+    config = sim_config(server, ["p1"])
+    settings = ServeSettings(assistants={"sim": config}, default_assistant="sim", max_request_chars=5_000)
+    many = [{"role": "user", "content": "hi"}] * 20_000
+    long = [{"role": "user", "content": "x" * 5_001}]
+    with running(create_app(settings, checkpoint=":memory:")) as base, httpx.Client(base_url=base, timeout=30) as c:
+        for messages, code in ((many, "too_many_messages"), (long, "request_too_long")):
+            refused = c.post("/v1/chat/completions", json={"model": "sim", "messages": messages})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["code"] == code and refused.json()["error"]["param"] == "messages"
+            refused = c.post("/moa/invoke", json={"input": {"messages": messages}})
+            assert refused.status_code == 400 and "server's limit" in refused.text
+            batch = c.post(
+                "/moa/batch",
+                json={"inputs": [{"messages": [{"type": "human", "content": "ok"}]}, {"messages": messages}]},
+            )
+            assert batch.status_code == 400
+        at_limit = [{"role": "user", "content": "hi"}] * settings.max_messages
+        assert c.post("/v1/chat/completions", json={"model": "sim", "messages": at_limit}).status_code == 200
+    assert server.calls() == 2  # only the request within the limits reached the models
+
+
+def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServer) -> None:
+    """The largest request the limits let through still leaves the event loop free for others."""
+    import threading
+
+    server.set_behavior("slowagg", ModelBehavior(latency=2.0))
+    config = sim_config(server, ["p1", "p2", "p3"], aggregator="slowagg")
+    settings = ServeSettings(assistants={"sim": config})
+    words = settings.max_request_chars // settings.max_messages - 1
+    messages = [{"role": "user", "content": "w" * words}] * settings.max_messages
+    done = threading.Event()
+    answers: list[int] = []
+    with running(create_app(settings, checkpoint=":memory:")) as base:
+
+        def maximal() -> None:
+            answer = httpx.post(base + "/v1/chat/completions", json={"model": "sim", "messages": messages}, timeout=60)
+            answers.append(answer.status_code)
+            done.set()
+
+        threading.Thread(target=maximal).start()
+        deadline = time.monotonic() + 30
+        while server.calls() == 0 and time.monotonic() < deadline:  # the run has started its model calls
+            time.sleep(0.005)
+        health = []
+        while not done.is_set():
+            health.append(httpx.get(base + "/health", timeout=5).status_code)
+            time.sleep(0.05)
+    assert answers == [200]
+    assert len(health) >= 3 and set(health) == {200}  # /health kept answering while the request ran

@@ -288,5 +288,7 @@ def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str)
         default = settings.assistants[settings.default_assistant].model_dump(mode="json", exclude_defaults=True)
         graph = graph.with_config(configurable=default)
     # as on /v1, the server chooses the models: clients pick a preset and tune it
-    limits = ClientLimits(max_tokens=settings.max_tokens)
+    limits = ClientLimits(
+        max_tokens=settings.max_tokens, max_messages=settings.max_messages, max_chars=settings.max_request_chars
+    )
     add_moa_routes(app, graph, path=path, client_fields=TUNING_FIELDS, limits=limits)

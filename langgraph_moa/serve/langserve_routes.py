@@ -180,12 +180,16 @@ class ClientLimits:
         max_layers: Largest ``layers``.
         max_proposers: Most proposers in one layer.
         max_timeout: Largest ``timeout`` in seconds.
+        max_messages: Most messages in one input (400 above).
+        max_chars: Most characters of message text in one input (400 above).
     """
 
     max_tokens: int = 4096
     max_layers: int = 4
     max_proposers: int = 8
     max_timeout: float = 600.0
+    max_messages: int = 256
+    max_chars: int = 400_000
 
 
 @cache
@@ -268,6 +272,42 @@ def _sent_configurables(body: Any) -> list[Mapping[str, Any]]:
     return [c["configurable"] for c in configs if isinstance(c, Mapping) and isinstance(c.get("configurable"), Mapping)]
 
 
+def _text_length(message: Any) -> int:
+    """Characters of text in one message of a raw input (LangChain JSON, role dict or pair)."""
+    if isinstance(message, (list, tuple)):
+        return sum(len(part) for part in message if isinstance(part, str))
+    content = message.get("content") if isinstance(message, Mapping) else message
+    if isinstance(content, list):
+        return sum(
+            _text_length(part) if not isinstance(part, Mapping) else len(str(part.get("text", ""))) for part in content
+        )
+    return len(content) if isinstance(content, str) else 0
+
+
+def _check_sizes(body: Any, limits: ClientLimits) -> None:
+    """Refuse an input of more messages or characters than ``limits`` allow (400)."""
+    if not isinstance(body, Mapping):
+        return
+    inputs = body.get("inputs") if isinstance(body.get("inputs"), list) else [body.get("input")]
+    for one in inputs:
+        messages = one.get("messages") if isinstance(one, Mapping) else None
+        if not isinstance(messages, list):
+            continue
+        if len(messages) > limits.max_messages:
+            raise HTTPException(
+                400,
+                f"input.messages: {len(messages)} messages are more than this server's limit of "
+                f"{limits.max_messages}; send a shorter conversation",
+            )
+        chars = sum(_text_length(m) for m in messages)
+        if chars > limits.max_chars:
+            raise HTTPException(
+                400,
+                f"input.messages: {chars} characters of text are more than this server's limit of "
+                f"{limits.max_chars}; send a shorter conversation",
+            )
+
+
 def _config_from_path(config_hash: str | None) -> Any:
     """The config a ``/c/<config_hash>/...`` route carries in its path (LangServe's compressed JSON)."""
     if not config_hash:
@@ -330,9 +370,11 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
 
     async def check(config: dict[str, Any], request: Request) -> dict[str, Any]:
         try:
-            raw = _sent_configurables(await request.json())
+            body = await request.json()
         except ValueError:
-            raw = []
+            body = None
+        _check_sizes(body, limits)
+        raw = _sent_configurables(body)
         raw += _sent_configurables({"config": _config_from_path(request.path_params.get("config_hash"))})
         for sent in raw:
             refused = sorted(k for k, v in sent.items() if v is not None and k not in client_fields)

@@ -27,6 +27,8 @@ state is shared between requests. Errors have OpenAI's shape
 status  when
 ======  =====================================================================
 400     the body is not a valid request, or asks for more than the limits
+        (``max_tokens``; ``max_messages`` and ``max_request_chars``: codes
+        ``too_many_messages`` and ``request_too_long``)
 404     ``model`` is not served (the message lists the served ids)
 413     the body is larger than ``max_request_bytes``
 429     the upstream providers rate-limited every proposer of a layer, or the
@@ -130,6 +132,15 @@ class APISettings(BaseModel):
         description="The served model ids and their MoA configurations (default: every preset).",
     )
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    max_messages: int = Field(
+        default=256,
+        ge=1,
+        description="Most messages one request may send (400 above). Every model call of a run carries the "
+        "whole conversation, and preparing it costs CPU time on the server's event loop.",
+    )
+    max_request_chars: int = Field(
+        default=400_000, ge=1, description="Most characters of message text one request may send (400 above)."
+    )
     max_tokens: int = Field(
         default=4096, ge=1, description="Largest max_tokens (or max_completion_tokens) a request may ask for."
     )
@@ -305,6 +316,42 @@ def _too_large(limit: int) -> OpenAIError:
     )
 
 
+def check_size(count: int, chars: int, settings: APISettings) -> None:
+    """Refuse a conversation of more messages or characters than ``settings`` allow.
+
+    Raises:
+        OpenAIError: 400, ``too_many_messages`` or ``request_too_long``.
+    """
+    if count > settings.max_messages:
+        raise _bad_request(
+            f"messages: {count} messages are more than this server's limit of {settings.max_messages}; "
+            "send a shorter conversation",
+            param="messages",
+            code="too_many_messages",
+        )
+    if chars > settings.max_request_chars:
+        raise _bad_request(
+            f"messages: {chars} characters of text are more than this server's limit of "
+            f"{settings.max_request_chars}; send a shorter conversation",
+            param="messages",
+            code="request_too_long",
+        )
+
+
+def _parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
+    """The request, checked against the size limits before the conversation is validated in full."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        raw = None  # _parse says what is wrong
+    if isinstance(raw, dict) and isinstance(raw.get("messages"), list):
+        messages = raw["messages"]
+        check_size(len(messages), 0, settings)
+    request = _parse(body)
+    check_size(len(request.messages), sum(len(m.text()) for m in request.messages), settings)
+    return request
+
+
 def _parse(body: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate_json(body)
@@ -433,7 +480,9 @@ def create_openai_router(
         """Answer the conversation with Mixture-of-Agents."""
         model = "?"
         try:
-            body = _parse(await _read_body(request, settings.max_request_bytes))
+            raw = await _read_body(request, settings.max_request_bytes)
+            # parsing up to max_request_bytes of JSON is CPU work: off the event loop, which serves everyone
+            body = await asyncio.to_thread(_parse_within, raw, settings)
             model = body.model
             config = _request_config(settings.served(model), body, settings.max_tokens)
         except OpenAIError as exc:
@@ -449,7 +498,7 @@ def create_openai_router(
         }
         if stored:
             run_config["configurable"] = {"thread_id": completion_id}
-        inputs = {"messages": [m.to_langchain() for m in body.messages]}
+        inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain() for m in body.messages])}
         run = _Run(run_graph, inputs, run_config, config, body.stream)
         if body.stream:
             return await _stream(run, request, body, config, completion_id, created)
