@@ -288,7 +288,8 @@ def _check_sizes(body: Any, limits: ClientLimits) -> None:
     """Refuse an input of more messages or characters than ``limits`` allow (400)."""
     if not isinstance(body, Mapping):
         return
-    inputs = body.get("inputs") if isinstance(body.get("inputs"), list) else [body.get("input")]
+    batch = body.get("inputs")
+    inputs: list[Any] = batch if isinstance(batch, list) else [body.get("input")]
     for one in inputs:
         messages = one.get("messages") if isinstance(one, Mapping) else None
         if not isinstance(messages, list):
