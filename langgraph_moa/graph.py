@@ -58,7 +58,7 @@ def create_moa_graph(
     appended as an ``AIMessage``), ``proposals`` and ``failures`` keyed by layer and
     slot, ``usage`` per call and ``usage_summary`` with totals and cost.
 
-    The nodes are async: run the graph with ``ainvoke``/``astream``. Stream the
+    Run it with ``invoke``/``stream`` or ``ainvoke``/``astream``. Stream the
     answer with ``stream_mode="messages"`` (only the aggregator's tokens appear)
     and progress with ``stream_mode="custom"``.
 

@@ -18,6 +18,13 @@
   tokens are the only ones on the ``messages`` stream. With
   ``MoAConfig.aggregator_tools`` it may answer with tool calls instead.
 
+Every node runs in both modes: ``graph.invoke``/``stream`` and
+``graph.ainvoke``/``astream``. The nodes without I/O are plain functions;
+``propose`` and ``aggregate`` have one body each, written as a generator that
+yields its model call (``answer, calls = yield ModelCall(...)``); a sync driver
+makes that call with ``invoke`` (:func:`_call`), an async one with ``ainvoke``
+(:func:`_acall`), and each hands the answer (or the error) back to the body.
+
 Every node emits progress on the ``custom`` stream (``get_stream_writer``) as
 dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
 ``proposer_done``, ``proposer_failed``, ``quorum_reached`` (with
@@ -30,17 +37,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableWithFallbacks
 from langchain_core.runnables.base import RunnableBindingBase
 from langgraph.config import get_stream_writer
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, Send, interrupt
 
 from langgraph_moa.config import MoAConfig, ModelSpec
@@ -59,6 +66,7 @@ from langgraph_moa.state import (
     total_usage,
     usage_by,
 )
+
 from langgraph_moa.stragglers import CutoffRegistry, LayerCutoff
 
 PROPOSER_NODE = "propose"
@@ -155,19 +163,49 @@ def _is_chat_model(model: Runnable) -> bool:
             return isinstance(model, BaseChatModel)
 
 
-async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> tuple[AIMessage, list[AIMessage]]:
-    """Call a chat model, or an agent that takes and returns ``{"messages": [...]}``.
+class ModelCall(NamedTuple):
+    """One model call a node body yields: the model, its messages, its timeout in seconds,
+    and the straggler cut-off of its layer (async runs only: see :mod:`langgraph_moa.stragglers`)."""
 
-    Returns:
-        ``(answer, calls)``: the final answer, and every model reply the call made
-        (one for a chat model; an agent's whole loop, tool-calling turns included),
-        whose usage is summed.
+    model: Runnable
+    messages: list[AnyMessage]
+    timeout: float
+    cutoff: LayerCutoff | None = None
+
+
+Answer = tuple[AIMessage, list[AIMessage]]
+"""``(answer, calls)``: the final answer, and every model reply the call made
+(one for a chat model; an agent's whole loop, tool-calling turns included),
+whose usage is summed."""
+
+NodeBody = Generator[ModelCall, Answer, dict[str, Any]]
+"""A node body that yields its model call and returns its state update."""
+
+NodeUpdate = dict[str, Any]
+
+
+def _call(call: ModelCall) -> Answer:
+    """Call a chat model, or an agent that takes and returns ``{"messages": [...]}`` (sync).
+
+    The timeout is the provider client's own (``init_chat_model(timeout=...)``):
+    a blocking call cannot be interrupted from outside.
     """
-    async with asyncio.timeout(timeout):
-        if _is_chat_model(model):
-            result: Any = await model.ainvoke(messages)
-        else:
-            result = await model.ainvoke({"messages": messages})
+    model, messages, _, _ = call
+    result = model.invoke(messages if _is_chat_model(model) else {"messages": messages})
+    return _answer_of(result, messages)
+
+
+async def _acall(call: ModelCall) -> Answer:
+    """Call a chat model, or an agent that takes and returns ``{"messages": [...]}`` (async)."""
+    model, messages, timeout, cutoff = call
+    guard: AbstractAsyncContextManager[Any] = cutoff.guard() if cutoff else nullcontext()
+    async with guard, asyncio.timeout(timeout):
+        result = await model.ainvoke(messages if _is_chat_model(model) else {"messages": messages})
+    return _answer_of(result, messages)
+
+
+def _answer_of(result: Any, messages: list[AnyMessage]) -> Answer:
+    """The answer and the model replies of a call's ``result``."""
     calls: list[AIMessage]
     if isinstance(result, Mapping):
         if not isinstance(result.get("messages"), list) or not result["messages"]:
@@ -190,10 +228,70 @@ async def _call(model: Runnable, messages: list[AnyMessage], timeout: float) -> 
     return result, calls
 
 
-def make_prepare(resolve: ModelResolver) -> Callable[..., Any]:
+def _run(body: NodeBody) -> NodeUpdate:
+    """Run a node body, making its model calls with :func:`_call`."""
+    try:
+        call = next(body)
+        while True:
+            try:
+                answer = _call(call)
+            except Exception as exc:  # the body decides: record a failure or raise
+                call = body.throw(exc)
+            else:
+                call = body.send(answer)
+    except StopIteration as done:
+        return done.value
+    finally:
+        body.close()
+
+
+async def _arun(body: NodeBody) -> NodeUpdate:
+    """Run a node body, making its model calls with :func:`_acall` (cancellation propagates)."""
+    try:
+        call = next(body)
+        while True:
+            try:
+                answer = await _acall(call)
+            except Exception as exc:  # the body decides: record a failure or raise
+                call = body.throw(exc)
+            else:
+                call = body.send(answer)
+    except StopIteration as done:
+        return done.value
+    finally:
+        body.close()
+
+
+Body = Callable[[Any, Runtime[MoAConfig], RunnableConfig], NodeBody]
+
+
+def _sync_and_async(name: str, body: Body) -> Runnable[Any, NodeUpdate]:
+    """A node running ``body`` with sync calls under ``invoke`` and async calls under ``ainvoke``.
+
+    ``RunnableLambda(func, afunc=...)`` is LangChain's public runnable with both
+    paths; it passes the config, and the run's :class:`Runtime` is read with
+    LangGraph's ``get_runtime``.
+    """
+
+    def sync(inp: Any, config: RunnableConfig) -> NodeUpdate:
+        return _run(body(inp, get_runtime(MoAConfig), config))
+
+    async def asynchronous(inp: Any, config: RunnableConfig) -> NodeUpdate:
+        return await _arun(body(inp, get_runtime(MoAConfig), config))
+
+    return RunnableLambda(sync, afunc=asynchronous, name=name)
+
+
+Node = Callable[..., NodeUpdate]
+"""A node without I/O: a plain function ``(state, runtime, config) -> update``, which
+LangGraph runs under ``invoke`` and ``ainvoke``. (LangGraph's ``add_node`` overloads
+have no protocol for a node taking both ``runtime`` and ``config``.)"""
+
+
+def make_prepare(resolve: ModelResolver) -> Node:
     """Build the ``prepare`` node."""
 
-    async def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = moa_config_of_run(runtime, config)
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
@@ -254,17 +352,21 @@ def _layer_cutoff(
     info = getattr(runtime, "execution_info", None)
     if cfg.straggler_timeout is None or info is None:
         return None
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a sync run: its blocking calls cannot be cancelled, so no cut-off
+        return None
     # every task of one step sees the same checkpoint id; the namespace tells nested graphs apart
     key = (info.checkpoint_id, info.checkpoint_ns.rpartition("|")[0], layer)
     tasks = len(cfg.proposers_for(layer))
     return key, registry.join(key, needed=cfg.min_proposals, grace=cfg.straggler_timeout, tasks=tasks)
 
 
-def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
+def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
     """Build the ``propose`` node, which calls one proposer of one layer."""
     cutoffs = CutoffRegistry()
 
-    async def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
         cfg = _turn_moa_config(runtime, config, inp.get("config_fingerprint"))
         layer, slot = inp["layer"], inp["slot"]
         spec: ModelSpec = cfg.proposers_for(layer)[slot]
@@ -273,15 +375,13 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
         write({"event": "proposer_started", **where})
         started = time.perf_counter()
         shared = _layer_cutoff(cutoffs, runtime, cfg, layer)
-        guard: AbstractAsyncContextManager[Any] = shared[1].guard() if shared else nullcontext()
         try:
-            async with guard:
-                model = resolve(spec, cfg, streaming=False)
-                history = tool_turns_as_text(inp["messages"])
-                messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
-                answer, calls = await _call(model, messages, cfg.timeout)
-                if not answer.text.strip():
-                    raise EmptyResponseError("the proposer answered with tool calls but no text")
+            model = resolve(spec, cfg, streaming=False)
+            history = tool_turns_as_text(inp["messages"])
+            messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
+            answer, calls = yield ModelCall(model, messages, cfg.timeout, shared[1] if shared else None)
+            if not answer.text.strip():
+                raise EmptyResponseError("the proposer answered with tool calls but no text")
         except Exception as exc:  # a provider failure is data, not a crash: see LayerFailedError
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             seconds = round(time.perf_counter() - started, 3)
@@ -311,13 +411,13 @@ def make_propose(resolve: ModelResolver) -> Callable[..., Any]:
             "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],
         }
 
-    return propose
+    return _sync_and_async(PROPOSER_NODE, propose)
 
 
-def make_join_layer() -> Callable[..., Any]:
+def make_join_layer() -> Node:
     """Build the ``join_layer`` node, which closes a proposer layer."""
 
-    async def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         layer = state["layer"]
         succeeded = len(references_of(state, layer))
@@ -343,10 +443,10 @@ def summarize_usage(records: list[UsageRecord], cfg: MoAConfig) -> UsageSummary:
     )
 
 
-def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
+def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
     """Build the ``aggregate`` node, which writes the final answer."""
 
-    async def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
         cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         spec = cfg.aggregator
         layer = cfg.layers
@@ -358,7 +458,7 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
             model = resolve(spec, cfg, streaming=True)
             if cfg.aggregator_tools:
                 model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
-            answer, calls = await _call(model, messages, cfg.timeout)
+            answer, calls = yield ModelCall(model, messages, cfg.timeout)
         except Exception as exc:
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None
@@ -370,10 +470,10 @@ def make_aggregate(resolve: ModelResolver) -> Callable[..., Any]:
             "usage_summary": summarize_usage([*state.get("usage", []), *usage], cfg),
         }
 
-    return aggregate
+    return _sync_and_async(AGGREGATOR_NODE, aggregate)
 
 
-def make_review() -> Callable[..., Any]:
+def make_review() -> Node:
     """Build the ``review`` node: a human (or parent graph) checks the last proposals.
 
     The run pauses with a LangGraph ``interrupt`` whose value is::
@@ -392,7 +492,7 @@ def make_review() -> Callable[..., Any]:
     again with the same request plus an ``"error"`` saying what was wrong.
     """
 
-    async def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         layer = cfg.layers - 1
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]

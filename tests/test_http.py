@@ -43,20 +43,17 @@ async def test_two_layers_end_to_end_over_http(server: SimulatedOpenAIServer) ->
 
 async def test_six_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> None:
     graph = create_moa_graph().compile()
-    await warm_up(server, graph)
     names = [f"p{i}" for i in range(6)]
     for name in names:
         server.set_behavior(name, ModelBehavior(latency=0.2))
     config = sim_config(server, names)
-    events = []
-    started = time.perf_counter()
-    async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["custom", "values"]):
-        if mode == "custom":
-            events.append((time.perf_counter() - started, chunk["event"]))
-    layer_done = next(t for t, e in events if e == "layer_done")
-    assert server.max_concurrency == 6
-    assert layer_done < 0.6, f"layer took {layer_done:.2f}s; sequential would be 1.2s"
-    assert layer_done >= 0.2
+    events = [
+        chunk["event"]
+        async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["custom", "values"])
+        if mode == "custom"
+    ]
+    assert server.max_concurrency == 6  # all six requests were in flight at once
+    assert events[: events.index("proposer_done")].count("proposer_started") == 6  # every one began first
 
 
 async def test_rate_limit_is_retried_honouring_retry_after(server: SimulatedOpenAIServer) -> None:

@@ -1,6 +1,6 @@
 """Resolve ``"provider:model"`` strings to chat models.
 
-Models are built with LangChain's ``init_chat_model`` and cached per event loop,
+Models are built with LangChain's ``init_chat_model`` and cached per event loop (sync runs share one cache),
 so every run in a loop reuses the provider clients and their connection pools
 (and a new loop, e.g. a second ``asyncio.run``, gets clients of its own). A
 per-model rate limiter is shared by every call to that model.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -80,13 +81,14 @@ class ModelResolver:
                 spec.requests_per_second,
             )
             cache_key = (settings, hashlib.sha256(key.encode()).hexdigest() if key else None)
-            models = _models_of_this_loop()
-            cached = models.pop(cache_key, None)
-            chat_model = cached if cached is not None else _new_model(*settings, api_key=key)
-            models[cache_key] = chat_model
-            model = chat_model  # most recently used last
-            while len(models) > MODEL_CACHE_SIZE:
-                models.pop(next(iter(models)))  # runs still holding it finish with it
+            with _LOCK:
+                models = _models_of_this_loop()
+                cached = models.pop(cache_key, None)
+                chat_model = cached if cached is not None else _new_model(*settings, api_key=key)
+                models[cache_key] = chat_model
+                model = chat_model  # most recently used last
+                while len(models) > MODEL_CACHE_SIZE:
+                    models.pop(next(iter(models)))  # runs still holding it finish with it
         return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
 
 
@@ -96,15 +98,22 @@ temperature or max_tokens builds a model per distinct setting; the least
 recently used ones beyond this count are dropped, so memory stays bounded."""
 
 _PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = weakref.WeakKeyDictionary()
+_SYNC_MODELS: dict[Any, BaseChatModel] = {}
+"""Models of sync runs (no event loop): their sync HTTP clients are not bound to a loop."""
+_LOCK = threading.Lock()  # sync runs call proposers from worker threads
 
 
 def _models_of_this_loop() -> dict[Any, BaseChatModel]:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _SYNC_MODELS
     # HTTP clients hold connections bound to the loop that opened them. Their transports
     # refer back to the loop, so a weak key alone never lets a closed loop's entry go:
     # drop those here (each `asyncio.run` of a script leaves one).
-    for loop in [loop for loop in _PER_LOOP if loop.is_closed()]:
-        _PER_LOOP.pop(loop, None)
-    return _PER_LOOP.setdefault(asyncio.get_running_loop(), {})
+    for closed in [other for other in _PER_LOOP if other.is_closed()]:
+        _PER_LOOP.pop(closed, None)
+    return _PER_LOOP.setdefault(loop, {})
 
 
 @lru_cache(maxsize=256)
