@@ -66,7 +66,6 @@ from langgraph_moa.state import (
     total_usage,
     usage_by,
 )
-
 from langgraph_moa.stragglers import CutoffRegistry, LayerCutoff
 
 PROPOSER_NODE = "propose"
@@ -164,8 +163,11 @@ def _is_chat_model(model: Runnable) -> bool:
 
 
 class ModelCall(NamedTuple):
-    """One model call a node body yields: the model, its messages, its timeout in seconds,
-    and the straggler cut-off of its layer (async runs only: see :mod:`langgraph_moa.stragglers`)."""
+    """One model call a node body yields.
+
+    Its model, messages and timeout in seconds, and the straggler cut-off of its
+    layer (async runs only: see :mod:`langgraph_moa.stragglers`).
+    """
 
     model: Runnable
     messages: list[AnyMessage]

@@ -19,7 +19,8 @@ tasks of one step, plus the graph's namespace) and the layer. Each proposer's
 call runs under an ``asyncio.timeout`` that the quorum reschedules: cancelling
 a task is asyncio's own mechanism, and the failure is returned as data like any
 provider error, so the layer goes on, the run stays resumable, and siblings
-that finished are never re-run.
+that finished are never re-run. The cut-off applies to async runs (``ainvoke``,
+``astream``): a sync run's blocking calls cannot be cancelled, so it has none.
 
 By construction a cut-off never leaves fewer than ``min_proposals``: the deadline
 exists only after ``min_proposals`` proposers have succeeded, and a proposer
