@@ -98,6 +98,13 @@ app = typer.Typer(
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
+eval_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval.",
+)
+app.add_typer(eval_app, name="eval")
+
 DEFAULT_PRESET = "moa-current"
 LOCAL_PRESET = "local"
 
@@ -716,3 +723,7 @@ def main() -> None:  # pragma: no cover - console entry point
 def _setup() -> None:
     # SIGTERM unwinds like Ctrl-C, so local model servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+# `moa eval`: its commands reuse the model options above, so they are defined last.
+import langgraph_moa.eval.cli  # noqa: E402, F401

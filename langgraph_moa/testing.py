@@ -39,7 +39,9 @@ Replies:
     where ``n`` counts the lines of the system (or developer) messages that match
     ``^\\d+\\. `` (numbered references injected by the caller); whitespace in the
     user message is collapsed to single spaces. ``ModelBehavior.reply`` replaces
-    it with a fixed string or a function of the request messages. Usage counts
+    it with a fixed string or a function of the request messages;
+    `answer_key` builds such a function that answers questions right or wrong
+    from a key (for evaluations). Usage counts
     words, not tokens: ``prompt_tokens`` is the number of whitespace-separated
     words across all message contents (text parts of list contents included),
     ``completion_tokens`` the number of words of the reply.
@@ -91,7 +93,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "default_reply", "main"]
+__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "answer_key", "default_reply", "main"]
 
 _POLL = 0.05  # seconds; granularity of waits, so stop() and client hang-ups are noticed quickly
 _REF_LINE = re.compile(r"^\d+\. ", re.MULTILINE)
@@ -187,6 +189,61 @@ def default_reply(model: str, messages: list[dict]) -> str:
         len(_REF_LINE.findall(_text(m.get("content")))) for m in messages if m.get("role") in ("system", "developer")
     )
     return f"{model} answer to: {question} [refs={refs}]"
+
+
+def wrong_answer(answer: str) -> str:
+    """A deterministic wrong answer: a number plus one, or a word spelled backwards with an ``x``."""
+    try:
+        value = float(answer)
+    except ValueError:
+        return answer[::-1] + "x"
+    return f"{value + 1:g}"
+
+
+def answer_key(
+    answers: dict[str, str],
+    *,
+    wrong: bool | Callable[[str], bool] = False,
+    template: str = "Let me think. The answer is {answer}.",
+    unknown: str = "I do not know.",
+) -> Callable[[list[dict]], str]:
+    """A ``ModelBehavior.reply`` function that answers questions from a key.
+
+    The question is the last user message, whitespace collapsed; it is looked up
+    in ``answers`` (keys compared the same way). The reply is ``template`` with
+    the answer filled in, or, when ``wrong`` says so, with `wrong_answer` of it.
+    Unknown questions get ``unknown``. References in the system message are
+    ignored, so an aggregator built on this answers the same whatever it is shown.
+
+    Args:
+        answers: Question text -> correct answer.
+        wrong: True answers every question wrongly; a function of the question
+            text answers wrongly where it returns True.
+        template: The reply, with ``{answer}`` in it.
+        unknown: The reply to a question not in ``answers``.
+
+    Example:
+        ```python
+        key = {"What is 2+2?": "4", "Capital of France?": "Paris"}
+        behaviors = {
+            "right": ModelBehavior(reply=answer_key(key)),
+            "wrong": ModelBehavior(reply=answer_key(key, wrong=True)),
+            "half": ModelBehavior(reply=answer_key(key, wrong=lambda q: "France" in q)),
+        }
+        ```
+    """
+    table = {" ".join(q.split()): a for q, a in answers.items()}
+
+    def reply(messages: list[dict]) -> str:
+        users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        question = " ".join(users[-1].split()) if users else ""
+        if question not in table:
+            return unknown
+        answer = table[question]
+        is_wrong = wrong(question) if callable(wrong) else wrong
+        return template.format(answer=wrong_answer(answer) if is_wrong else answer)
+
+    return reply
 
 
 def _usage(messages: list[dict], reply: str) -> dict[str, int]:

@@ -1,0 +1,174 @@
+"""The summary (``summary.json``), the comparison table and the score-against-cost plot.
+
+``summary.json`` is a contract that scripts rely on::
+
+    {"suite": "arithmetic",
+     "systems": {"moa": {"n": 40, "score": 0.475, "ci95": [0.325, 0.625],
+                         "tokens": 51234, "cost_usd": 0.0, "latency_p50_s": 12.5}, ...}}
+
+``n`` counts the items the system was scored on (items whose run failed are
+left out and reported as errors in the table); ``score`` is their mean score
+(accuracy 0-1 for exact answers, the mean 1-10 rating for MT-Bench, the win
+rate 0-1 for AlpacaEval); ``ci95`` its 95% percentile-bootstrap interval;
+``tokens`` and ``cost_usd`` are totals over those items; ``latency_p50_s`` the
+median seconds per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .stats import bootstrap_ci, mean, median, paired_difference
+from .systems import System
+
+
+@dataclass
+class Row:
+    """One system's line of the table."""
+
+    name: str
+    kind: str
+    n: int
+    score: float
+    ci95: tuple[float, float]
+    tokens: int
+    cost_usd: float
+    latency_p50_s: float
+    errors: int
+    diff: tuple[float, tuple[float, float], int] | None = None
+    notes: str = ""
+
+
+def item_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """``{item id: score}`` of the records that have a score."""
+    return {r["id"]: float(r["score"]) for r in records if not r.get("error") and r.get("score") is not None}
+
+
+def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> list[Row]:
+    """One row per system, with the paired difference against the best single system."""
+    rows: list[Row] = []
+    scores: dict[str, dict[str, float]] = {}
+    for system in systems:
+        own = [r for r in records if r["system"] == system.name]
+        scored = [r for r in own if not r.get("error") and r.get("score") is not None]
+        values = item_scores(scored)
+        scores[system.name] = values
+        rows.append(
+            Row(
+                name=system.name,
+                kind=system.kind,
+                n=len(values),
+                score=mean(list(values.values())),
+                ci95=bootstrap_ci(list(values.values())),
+                tokens=sum(int((r.get("usage") or {}).get("total_tokens", 0)) for r in scored),
+                cost_usd=sum(float(r.get("cost_usd") or 0.0) for r in scored),
+                latency_p50_s=median([float(r.get("latency_s") or 0.0) for r in scored]),
+                errors=sum(1 for r in own if r.get("error")),
+            )
+        )
+    singles = [row for row in rows if row.kind == "single" and row.n]
+    if singles:
+        best = max(singles, key=lambda row: row.score)
+        for row in rows:
+            if row.name != best.name:
+                row.diff = paired_difference(scores[row.name], scores[best.name])
+    return rows
+
+
+def summary_of(suite: str, rows: Sequence[Row], *, digits: int = 4) -> dict[str, Any]:
+    """The ``summary.json`` document."""
+    return {
+        "suite": suite,
+        "systems": {
+            row.name: {
+                "n": row.n,
+                "score": round(row.score, digits),
+                "ci95": [round(row.ci95[0], digits), round(row.ci95[1], digits)],
+                "tokens": row.tokens,
+                "cost_usd": round(row.cost_usd, 6),
+                "latency_p50_s": round(row.latency_p50_s, 3),
+            }
+            for row in rows
+        },
+    }
+
+
+def best_single(rows: Sequence[Row]) -> str | None:
+    """Name of the best single system, if the run compared any."""
+    singles = [row for row in rows if row.kind == "single" and row.n]
+    return max(singles, key=lambda row: row.score).name if singles else None
+
+
+def markdown_table(rows: Sequence[Row], *, percent: bool = True, score_label: str = "score") -> str:
+    """The comparison as a markdown table.
+
+    Args:
+        rows: From :func:`build_rows`.
+        percent: Show scores (0-1) as percentages; False shows them as they are (MT-Bench ratings).
+        score_label: Header of the score column.
+    """
+
+    def fmt(value: float) -> str:
+        return f"{100 * value:.1f}" if percent else f"{value:.2f}"
+
+    def fmt_diff(value: float) -> str:
+        return f"{100 * value:+.1f}" if percent else f"{value:+.2f}"
+
+    best = best_single(rows)
+    head = f"| system | n | {score_label} | 95% CI | vs best single ({best or 'none'}) [95% CI] | tokens | cost $ | p50 s | errors |"
+    lines = [head, "|---|---:|---:|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        if row.diff is not None:
+            d, (lo, hi), n = row.diff
+            diff = f"{fmt_diff(d)} [{fmt_diff(lo)}, {fmt_diff(hi)}] (n={n})"
+        else:
+            diff = "(reference)" if row.name == best else ""
+        lines.append(
+            f"| {row.name} | {row.n} | {fmt(row.score)} | {fmt(row.ci95[0])}-{fmt(row.ci95[1])} | {diff} | "
+            f"{row.tokens} | {row.cost_usd:.4f} | {row.latency_p50_s:.2f} | {row.errors} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: bool = True) -> str:
+    """Write a PNG of each system's score against its cost (tokens when nothing is priced).
+
+    Returns:
+        What the x axis shows (``"cost"`` or ``"tokens"``).
+
+    Raises:
+        PlotUnavailable: matplotlib is missing (``pip install 'langgraph-moa[dev]'`` or ``pip install matplotlib``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable("the plot needs matplotlib: pip install matplotlib (or the dev extra)") from None
+    shown = [row for row in rows if row.n]
+    by_cost = any(row.cost_usd > 0 for row in shown)
+    scale = 100 if percent else 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for row in shown:
+        x = row.cost_usd if by_cost else row.tokens
+        y = scale * row.score
+        low, high = scale * row.ci95[0], scale * row.ci95[1]
+        ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4)
+        ax.annotate(row.name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("total cost (USD)" if by_cost else "total tokens (no model is priced)")
+    ax.set_ylabel(("score (%)" if percent else "score") + ", 95% CI")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return "cost" if by_cost else "tokens"

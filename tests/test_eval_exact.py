@@ -1,0 +1,291 @@
+"""`moa eval exact`: grading, comparison, the vote, resume and the summary contract, on the simulated server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langgraph_moa import MoAConfig
+from langgraph_moa.eval import EvalInputError, ExactItem, builtin_suite, grade_exact, load_exact, run_exact
+from langgraph_moa.eval.grading import extract_answer, last_number, majority
+from langgraph_moa.eval.stats import bootstrap_ci, items_for_difference, paired_difference
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, answer_key
+from tests.test_cli import moa, moa_env
+
+ITEMS = [
+    ExactItem("a", "What is 2 + 3?", "5"),
+    ExactItem("b", "What is 10 - 4?", "6"),
+    ExactItem("c", "What is the capital of France?", "Paris"),
+    ExactItem("d", "What is 3 * 3?", "9"),
+]
+KEY = {i.question: i.answer for i in ITEMS}
+
+
+def config(server: SimulatedOpenAIServer, proposers: list[str], aggregator: str = "agg") -> MoAConfig:
+    return MoAConfig(
+        proposers=[f"openai:{p}" for p in proposers], aggregator=f"openai:{aggregator}", base_url=server.base_url
+    )
+
+
+def keyed(server: SimulatedOpenAIServer, **wrong) -> None:
+    """Each named model answers from the key; wrong=True / a question predicate makes it wrong."""
+    for model, rule in wrong.items():
+        server.set_behavior(model, ModelBehavior(reply=answer_key(KEY, wrong=rule)))
+
+
+# --------------------------------------------------------------------------- grading
+
+
+@pytest.mark.parametrize(
+    ("response", "answer", "expected"),
+    [
+        ("3 + 4 = 7, so 7 apples.", "7", True),
+        ("The answer is 7, not 5", "7", False),  # the last number counts
+        ("It costs 1,200 dollars", "1200", True),
+        ("x = 12.0", "12", True),
+        ("10-3", "3", True),  # a hyphen between numbers is not a minus sign
+        ("It is -4.", "-4", True),
+        ("no number here", "4", False),
+        ("It is paris.", "Paris", True),
+        ("Parisian food", "Paris", False),
+        ("the New  York times", "new york", True),
+        ("", "Paris", False),
+    ],
+)
+def test_grading_rule(response: str, answer: str, expected: bool) -> None:
+    assert grade_exact(response, answer) is expected
+
+
+def test_extraction_and_majority() -> None:
+    assert last_number("a 1 b 2.5 c") == 2.5
+    assert extract_answer("so it is 12.0", "12") == "12"
+    assert extract_answer("I think PARIS", "Paris") == "paris"
+    assert majority(["it is 4", "it is 5", "maybe 5"], "4") == 1
+    assert majority(["it is 4", "it is 5"], "4") == 0  # a tie goes to the earliest
+    assert majority(["no", "idea"], "4") is None
+
+
+def test_statistics() -> None:
+    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
+    low, high = bootstrap_ci([0.0, 1.0] * 20)
+    assert low < 0.5 < high
+    d, (lo, hi), n = paired_difference({"a": 1.0, "b": 1.0, "c": 0.0}, {"a": 0.0, "b": 1.0})
+    assert (n, d) == (2, 0.5) and lo <= d <= hi
+    assert 650 < items_for_difference(0.05, 0.23) < 800  # the pilot's figure: about 700 paired items
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_load_exact_reads_ids_numbers_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "q1", "answer": 5}\n\n{"id": "x", "question": "q2", "answer": "Paris"}\n')
+    assert load_exact(path) == [ExactItem("1", "q1", "5"), ExactItem("x", "q2", "Paris")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"question": "q", "answer": "1"}\n{"question": "q2", "answer"\n', "q.jsonl:2: not valid JSON"),
+        ('{"question": "q"}\n', "q.jsonl:1: missing field 'answer'"),
+        ('{"question": "", "answer": "1"}\n', "q.jsonl:1: field 'question' must be a non-empty str"),
+        ('["q", "1"]\n', "q.jsonl:1: expected a JSON object"),
+        (
+            '{"id": 1, "question": "q", "answer": "1"}\n{"id": "1", "question": "r", "answer": "2"}\n',
+            "q.jsonl:2: id '1'",
+        ),
+        ("\n", "q.jsonl: no items"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text(text)
+    with pytest.raises(EvalInputError, match=message):
+        load_exact(path)
+
+
+def test_builtin_arithmetic_is_fixed_and_graded_by_its_own_answers() -> None:
+    items = builtin_suite("arithmetic")
+    assert len(items) == 200 and len({i.id for i in items}) == 200
+    assert items[0].id == "arith-001" and all(grade_exact(f"The answer is {i.answer}.", i.answer) for i in items)
+    from langgraph_moa.eval.builtin import arithmetic_items
+
+    assert [i.question for i in items] == [d["question"] for d in arithmetic_items()]  # regenerates the same file
+    with pytest.raises(EvalInputError, match="unknown built-in suite 'nope'; choose one of: arithmetic"):
+        builtin_suite("nope")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+async def test_compare_scores_each_system_and_the_vote(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, p2=lambda q: "France" in q, p3=lambda q: "2 + 3" in q or "France" in q, agg=True)
+    result = await run_exact(ITEMS, config(server, ["p1", "p2", "p3"]), compare=True, out_dir=tmp_path)
+    systems = result.summary["systems"]
+    assert list(systems) == ["moa", "openai:p1", "openai:p2", "openai:p3", "vote"]
+    scores = {name: s["score"] for name, s in systems.items()}
+    assert scores == {"moa": 0.0, "openai:p1": 1.0, "openai:p2": 0.75, "openai:p3": 0.5, "vote": 0.75}
+    # the vote is derived from MoA's first layer: no calls beyond MoA's 3 + 1 and the singles' 1 each
+    assert server.calls() == len(ITEMS) * (4 + 3)
+    vote = {r["id"]: r for r in result.records if r["system"] == "vote"}
+    assert vote["c"]["votes"] == ["paris", "sirapx", "sirapx"] and vote["c"]["correct"] is False
+    assert vote["a"]["votes"] == ["5", "5", "6"] and vote["a"]["correct"] is True
+    # every item's proposals, usage and latency are saved
+    moa_c = next(r for r in result.records if r["system"] == "moa" and r["id"] == "c")
+    assert [p["model"] for p in moa_c["proposals"]] == ["openai:p1", "openai:p2", "openai:p3"]
+    assert moa_c["usage"]["total_tokens"] > 0 and moa_c["latency_s"] > 0 and len(moa_c["usage_calls"]) == 4
+    # the paired difference is against the best single system, p1
+    rows = {row.name: row for row in result.rows}
+    assert rows["moa"].diff is not None and rows["moa"].diff[0] == -1.0 and rows["openai:p1"].diff is None
+
+
+async def test_summary_contract(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, agg=lambda q: "France" in q)
+    await run_exact(ITEMS, config(server, ["p1"]), suite="mine", compare=True, out_dir=tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"suite", "systems"} and summary["suite"] == "mine"
+    for entry in summary["systems"].values():
+        assert set(entry) == {"n", "score", "ci95", "tokens", "cost_usd", "latency_p50_s"}
+        assert entry["n"] == 4 and len(entry["ci95"]) == 2 and entry["ci95"][0] <= entry["score"] <= entry["ci95"][1]
+    assert summary["systems"]["moa"]["score"] == 0.75
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 * 3 and {(r["system"], r["id"]) for r in lines} == {
+        (s, i.id) for s in ("moa", "openai:p1", "vote") for i in ITEMS
+    }
+
+
+async def test_resume_skips_finished_items_and_reruns_failed_ones(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    keyed(server, p1=False, p2=False, agg=False)
+    cfg = config(server, ["p1", "p2"])
+    await run_exact(ITEMS[:2], cfg, compare=True, out_dir=tmp_path)
+    assert server.calls() == 2 * (3 + 2)
+    server.reset()
+    await run_exact(ITEMS[:2], cfg, compare=True, out_dir=tmp_path)
+    assert server.calls() == 0  # all finished: nothing is asked again
+    # the aggregator fails once: that pair is saved with its error, the rest goes on
+    server.set_behavior("agg", ModelBehavior(reply=answer_key(KEY), faults=[Fault(400, message="bad")]))
+    result = await run_exact(ITEMS, cfg, compare=True, out_dir=tmp_path)
+    assert server.calls() == 2 * (3 + 2)  # only the two new items
+    failed = [r for r in result.records if r.get("error")]
+    assert len(failed) == 1 and failed[0]["system"] == "moa" and "aggregator openai:agg failed" in failed[0]["error"]
+    assert result.summary["systems"]["moa"]["n"] == 3
+    server.reset()
+    result = await run_exact(ITEMS, cfg, compare=True, out_dir=tmp_path)
+    assert server.calls() == 3  # the failed MoA pair only: 2 proposers + the aggregator
+    assert result.summary["systems"]["moa"]["n"] == 4 and result.summary["systems"]["vote"]["n"] == 4
+
+
+async def test_a_line_cut_short_by_a_kill_is_run_again(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, agg=False)
+    cfg = config(server, ["p1"])
+    await run_exact(ITEMS[:1], cfg, out_dir=tmp_path)
+    results = tmp_path / "results.jsonl"
+    results.write_text(results.read_text() + '{"system": "moa", "id": "b", "resp')  # killed mid-write
+    server.reset()
+    result = await run_exact(ITEMS[:2], cfg, out_dir=tmp_path)
+    assert server.calls() == 2 and result.summary["systems"]["moa"]["n"] == 2
+
+
+async def test_resuming_with_another_configuration_is_refused(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, p2=False, agg=False)
+    await run_exact(ITEMS[:1], config(server, ["p1"]), out_dir=tmp_path)
+    with pytest.raises(EvalInputError, match="system 'moa' under another configuration"):
+        await run_exact(ITEMS[:1], config(server, ["p2"]), out_dir=tmp_path)
+
+
+async def test_concurrency_bounds_the_pairs_in_flight(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("p1", ModelBehavior(reply=answer_key(KEY), latency=0.2))
+    server.set_behavior("agg", ModelBehavior(reply=answer_key(KEY), latency=0.2))
+    await run_exact(ITEMS, config(server, ["p1"]), compare=True, concurrency=2)
+    assert server.max_concurrency == 2
+    server.reset()
+    await run_exact(ITEMS, config(server, ["p1"]), compare=True, concurrency=1)
+    assert server.max_concurrency == 1
+
+
+async def test_a_replacement_grader(server: SimulatedOpenAIServer) -> None:
+    keyed(server, p1=False, agg=False)
+    result = await run_exact(ITEMS, config(server, ["p1"]), grade=lambda response, answer: "think" in response)
+    assert result.summary["systems"]["moa"]["score"] == 1.0
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def sim(server: SimulatedOpenAIServer, *proposers: str) -> list[str]:
+    args = ["--base-url", server.base_url, "--aggregator", "agg"]
+    for p in proposers:
+        args += ["--proposer", p]
+    return args
+
+
+def write_items(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"id": i.id, "question": i.question, "answer": i.answer}) + "\n" for i in ITEMS))
+    return path
+
+
+def test_cli_compare_json_table_plot_and_resume(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, p2=lambda q: "France" in q, agg=lambda q: "2 + 3" in q)
+    file = write_items(tmp_path / "q.jsonl")
+    out = tmp_path / "out"
+    result = moa("eval", "exact", str(file), "--compare", "--out", str(out), "--json", *sim(server, "p1", "p2"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["suite"] == "q" and summary["systems"]["moa"]["score"] == 0.75
+    assert (out / "score_vs_cost.png").read_bytes().startswith(b"\x89PNG")
+    table = (out / "summary.md").read_text()
+    assert "vs best single (openai:p1)" in table and "| moa | 4 | 75.0 |" in table and "-25.0 [" in table
+    calls = server.calls()
+    result = moa("eval", "exact", str(file), "--compare", "--out", str(out), *sim(server, "p1", "p2"))
+    assert result.returncode == 0 and server.calls() == calls  # resumed: nothing asked again
+    assert "resuming: 12 finished result(s) kept, 0 to run" in result.stderr
+    assert result.stdout.startswith("| system | n | accuracy % |")
+
+
+def test_cli_system_adds_a_preset(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, agg=False)
+    result = moa(
+        "eval", "exact", str(write_items(tmp_path / "q.jsonl")), "--json", "--system", "lite=moa-lite",
+        *sim(server, "p1"), env=moa_env(TOGETHER_API_KEY="k", TOGETHER_API_BASE=server.base_url),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)["systems"]) == ["moa", "lite"]
+    assert server.calls() == len(ITEMS) * (2 + 7)  # moa: 1 proposer + aggregator; moa-lite: 6 + aggregator
+    assert server.calls("Qwen/Qwen1.5-72B-Chat") == 2 * len(ITEMS)  # a moa-lite proposer and its aggregator
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--builtin", "nope"], "error: unknown built-in suite 'nope'"),
+        (["missing.jsonl"], "error: cannot read missing.jsonl"),
+        (["--builtin", "arithmetic", "--grader", "nomodule"], "error: grader 'nomodule' must be written"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(args: list[str], message: str, server: SimulatedOpenAIServer) -> None:
+    result = moa("eval", "exact", *args, *sim(server, "p1"))
+    assert result.returncode == 1 and result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_malformed_line_names_file_and_line(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    file = tmp_path / "q.jsonl"
+    file.write_text('{"question": "q", "answer": "1"}\n{"question": "q2"}\n')
+    result = moa("eval", "exact", str(file), *sim(server, "p1"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {file}:2: missing field 'answer' (fields: question)"
+    assert server.calls() == 0
+
+
+def test_the_eval_commands_import_after_the_cli() -> None:
+    """`langgraph_moa.eval.cli` imported first still registers its commands under `moa eval`."""
+    code = "import langgraph_moa.eval.cli, langgraph_moa.cli as c, typer.main as t; print(sorted(t.get_command(c.app).commands['eval'].commands))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "exact" in out.stdout
