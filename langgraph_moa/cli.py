@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -255,14 +256,33 @@ def build_config(options: RunOptions) -> MoAConfig:
 # --------------------------------------------------------------------------- progress
 
 
+def slot_labels(models: list[str]) -> dict[int, str]:
+    """Name each proposer of a layer; a model that appears several times gets ``#1``, ``#2``, ... (Self-MoA)."""
+    labels = {}
+    for slot, model in enumerate(models):
+        same = [i for i, m in enumerate(models) if m == model]
+        labels[slot] = f"{model} #{same.index(slot) + 1}" if len(same) > 1 else model
+    return labels
+
+
 class Progress:
-    """Renders the ``custom`` progress events of a run on stderr: done, failed, pending."""
+    """Renders the ``custom`` progress events of a run on stderr: done, failed, pending.
+
+    While the aggregator has not sent its first token, a terminal shows a
+    spinner with the seconds waited (:meth:`waiting`, until :meth:`first_token`).
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.labels: dict[int, dict[int, str]] = {}
         self.pending: dict[int, dict[int, str]] = {}
         self.done: dict[int, int] = {}
         self.failed: dict[int, int] = {}
+        self._status: Any = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    def _label(self, event: dict[str, Any]) -> str:
+        return self.labels.get(event["layer"], {}).get(event["slot"], event["model"])
 
     def _finish(self, event: dict[str, Any], counter: dict[int, int], what: str) -> None:
         layer = event["layer"]
@@ -281,14 +301,16 @@ class Progress:
         if kind == "run_started":
             self.done.clear()
             self.failed.clear()
-            self.pending = {int(layer): dict(enumerate(models)) for layer, models in event["proposers"].items()}
+            self.labels = {int(layer): slot_labels(list(models)) for layer, models in event["proposers"].items()}
+            self.pending = {layer: dict(labels) for layer, labels in self.labels.items()}
             self.console.print(
                 f"[bold]MoA[/bold]: {event['layers']} layer(s), aggregator {escape(event['aggregator'])}"
             )
         elif kind == "proposer_done":
-            self._finish(event, self.done, f"[green]done[/green]   {escape(event['model'])} in {event['seconds']:.2f}s")
+            what = f"[green]done[/green]   {escape(self._label(event))} after {event['seconds']:.2f}s"
+            self._finish(event, self.done, what)
         elif kind == "proposer_failed":
-            reason = escape(f"{event['model']}: {event['error_type']}: {event['message']}")
+            reason = escape(f"{self._label(event)}: {event['error_type']}: {event['message']}")
             self._finish(event, self.failed, f"[red]failed[/red] {reason}")
         elif kind == "layer_done":
             self.console.print(
@@ -296,6 +318,39 @@ class Progress:
             )
         elif kind == "aggregator_started":
             self.console.print(f"layer {event['layer']}: aggregating with {escape(event['model'])}")
+            self.waiting(f"aggregating with {event['model']}: waiting for the first token")
+
+    def waiting(self, what: str) -> None:
+        """On a terminal, show a spinner with the seconds waited until :meth:`first_token` or :meth:`stop`."""
+        self.stop()
+        if not self.console.is_terminal:
+            return
+        started = time.monotonic()
+        status = self._status = self.console.status(escape(what), spinner="dots")
+        status.start()
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                status.update(f"{escape(what)} ({time.monotonic() - started:.0f}s)")
+
+        try:
+            self._ticker = asyncio.get_running_loop().create_task(tick())
+        except RuntimeError:  # no running loop: the spinner turns without the clock
+            self._ticker = None
+
+    def first_token(self) -> None:
+        """The answer has started: the spinner goes away."""
+        self.stop()
+
+    def stop(self) -> None:
+        """Remove the spinner, if one is shown."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 # --------------------------------------------------------------------------- running
@@ -311,21 +366,37 @@ async def stream_turn(
     """Run one turn (``inputs=None`` resumes one); yield answer tokens, then the final state ``dict``."""
     final: dict[str, Any] = {}
     redactor = StreamRedactor()  # a key an upstream echoes is removed, even split across tokens
-    async for mode, chunk in graph.astream(
-        inputs, run_config, context=config, stream_mode=["messages", "custom", "values"]
-    ):
-        if mode == "custom":
-            progress(chunk)
-        elif mode == "messages":
-            message, metadata = chunk
-            if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
-                if message.text and (text := redactor.feed(message.text)):
-                    yield text
-        elif mode == "values":
-            final = chunk
+    try:
+        async for mode, chunk in graph.astream(
+            inputs, run_config, context=config, stream_mode=["messages", "custom", "values"]
+        ):
+            if mode == "custom":
+                progress(chunk)
+            elif mode == "messages":
+                message, metadata = chunk
+                if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
+                    if message.text:
+                        progress.first_token()
+                    if message.text and (text := redactor.feed(message.text)):
+                        yield text
+            elif mode == "values":
+                final = chunk
+    finally:
+        progress.stop()
     if rest := redactor.flush():
         yield rest
     yield final
+
+
+def finish_reason(state: dict[str, Any]) -> str | None:
+    """The final answer's finish reason as the aggregator's provider reported it (``stop``, ``length``, ...)."""
+    messages: list[BaseMessage] = state.get("messages", [])
+    if not messages or messages[-1].type != "ai":
+        return None
+    return (messages[-1].response_metadata or {}).get("finish_reason")
+
+
+CUT_NOTICE = "[cut at max_tokens: the answer is incomplete; raise --max-tokens for a longer one]"
 
 
 def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
@@ -339,8 +410,11 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
     for failure in state.get("failures", []):
         layers[failure["layer"]]["failures"].append(failure)
     summary = state.get("usage_summary") or summarize_usage(state.get("usage", []), config)
+    reason = finish_reason(state)
     return {
         "answer": messages[-1].text if messages else "",
+        "finish_reason": reason,
+        "truncated": reason == "length",
         "aggregator": config.aggregator.model,
         "layers": [layers[n] for n in sorted(layers)],
         "usage": {
@@ -389,6 +463,8 @@ async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None
     elif wrote:
         sys.stdout.write("\n")
     sys.stdout.flush()
+    if not as_json and finish_reason(final) == "length":
+        err.print(f"[yellow]{escape(CUT_NOTICE)}[/yellow]")
 
 
 def _run(coro: Any) -> None:
@@ -512,6 +588,10 @@ async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> 
                     if isinstance(item, str):
                         sys.stdout.write(item)
                         sys.stdout.flush()
+                    elif finish_reason(item) == "length":
+                        sys.stdout.write("\n")
+                        sys.stdout.flush()
+                        err.print(f"[yellow]{escape(CUT_NOTICE)}[/yellow]", end="")
             except MoAError as exc:  # one failed turn does not end the chat; its history is kept
                 if inputs is not None:
                     failed_turns += 1

@@ -144,6 +144,8 @@ class ModelBehavior:
         echo_authorization: Append the request's ``Authorization`` header to
             every answer and error message, as a careless upstream might (for
             tests that a key never travels further than the provider).
+        finish_reason: The finish reason of text answers, ``"stop"`` by default;
+            ``"length"`` plays an answer cut at the token limit.
     """
 
     latency: float = 0.0
@@ -154,6 +156,7 @@ class ModelBehavior:
     faults: list[Fault] = field(default_factory=list)
     tool_calls: Callable[[dict], list[dict] | None] | None = None
     echo_authorization: bool = False
+    finish_reason: str = "stop"
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -556,7 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": reply or None, "refusal": None}
         if calls:
             message["tool_calls"] = calls
-        finish = "tool_calls" if calls else "stop"
+        finish = "tool_calls" if calls else behavior.finish_reason
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
@@ -579,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # abandon the stream mid-way
                 return
             self._event({**head, "choices": choice({"content": text})})
-        self._event({**head, "choices": choice({}, "tool_calls" if calls else "stop")})
+        self._event({**head, "choices": choice({}, "tool_calls" if calls else behavior.finish_reason)})
         if usage is not None:
             self._event({**head, "choices": [], "usage": usage})
         self._write_chunk(b"data: [DONE]\n\n")

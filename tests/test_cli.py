@@ -188,3 +188,53 @@ def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 130
     process.stdin.close()
+
+
+def test_an_answer_cut_at_max_tokens_is_marked(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("cut", ModelBehavior(finish_reason="length"))
+    result = moa("ask", "q", *sim_args(server, "p", aggregator="cut"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "cut answer to: q [refs=1]\n"
+    assert result.stderr.strip().splitlines()[-1].startswith("[cut at max_tokens")
+    doc = json.loads(moa("ask", "q", "--json", *sim_args(server, "p", aggregator="cut")).stdout)
+    assert doc["truncated"] is True and doc["finish_reason"] == "length"
+    whole = json.loads(moa("ask", "q", "--json", *sim_args(server, "p")).stdout)
+    assert whole["truncated"] is False and whole["finish_reason"] == "stop"
+    chat = moa(
+        "chat",
+        "--db",
+        str(Path(os.environ["HOME"]) / "cut.sqlite"),
+        *sim_args(server, "p", aggregator="cut"),
+        stdin="q\n",
+    )
+    assert "[cut at max_tokens" in chat.stderr
+
+
+def test_samples_of_one_model_are_numbered(server: SimulatedOpenAIServer) -> None:
+    result = moa("ask", "q", *sim_args(server, "p", "p", "other", "p"))
+    assert result.returncode == 0, result.stderr
+    for label in ("openai:p #1", "openai:p #2", "openai:p #3"):
+        assert f"done   {label} after" in result.stderr
+    assert "openai:other after" in result.stderr and "openai:other #" not in result.stderr
+
+
+async def test_a_terminal_shows_the_seconds_waited_for_the_first_token() -> None:
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from langgraph_moa.cli import Progress
+
+    out = io.StringIO()
+    progress = Progress(Console(file=out, force_terminal=True, width=120))
+    progress({"event": "aggregator_started", "layer": 2, "model": "openai:agg"})
+    await asyncio.sleep(1.3)
+    progress.first_token()
+    shown = out.getvalue()
+    assert "waiting for the first token" in shown and "(1s)" in shown
+    assert progress._ticker is None and progress._status is None
+    plain = io.StringIO()
+    quiet = Progress(Console(file=plain, force_terminal=False))
+    quiet({"event": "aggregator_started", "layer": 2, "model": "openai:agg"})
+    assert "waiting" not in plain.getvalue() and quiet._status is None  # logs get no spinner

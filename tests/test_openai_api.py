@@ -36,6 +36,7 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
         "hang": ModelBehavior(hang=True),
         "slowagg": ModelBehavior(chunk_delay=0.1, reply="word " * 200),  # 20 s to stream whole
         "busy": ModelBehavior(latency=0.05),
+        "cutagg": ModelBehavior(finish_reason="length"),
     }
     with SimulatedOpenAIServer(behaviors) as server:
         yield server
@@ -60,6 +61,7 @@ def assistants(sim: SimulatedOpenAIServer) -> dict[str, MoAConfig]:
         "hanging": cfg(["hang"], timeout=60),
         "slow-stream": cfg(["p1"], "slowagg"),
         "busy": cfg(["busy", "busy"], "busy"),
+        "cut": cfg(["p1"], "cutagg"),
         "needs-key": MoAConfig(
             proposers=["openai:p1"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=sim.base_url
         ),
@@ -123,6 +125,16 @@ def test_completion_with_sync_client(client: openai.OpenAI, sim: SimulatedOpenAI
     assert completion.usage.completion_tokens == sum(v["output_tokens"] for v in by_layer.values())
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
     assert len(moa["usage"]["calls"]) == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_cut_at_max_tokens_says_so(client: openai.OpenAI, stream: bool) -> None:
+    if stream:
+        chunks = list(client.chat.completions.create(model="cut", messages=ask("q"), stream=True))
+        (finish,) = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        finish = client.chat.completions.create(model="cut", messages=ask("q")).choices[0].finish_reason
+    assert finish == "length"
 
 
 def test_stream_with_sync_client(client: openai.OpenAI) -> None:
