@@ -769,6 +769,9 @@ def serve(
             f"moa: serving {escape(', '.join(settings.assistants))}\n"
             f"  OpenAI API: {url}/v1   LangServe: {url}/moa   checkpoints: {escape(describe_checkpoint(checkpoint))}"
         )
+        idle = [name for name in settings.assistants if name not in settings.runnable()]
+        if idle:
+            err.print(f"  left out of /v1/models until their provider keys are set: {escape(', '.join(idle))}")
         if keys:
             err.print(f"  {len(keys)} API key(s) accepted")
         else:

@@ -94,7 +94,8 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 def test_models_lists_the_assistants(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
-    assert [m.id for m in client.models.list()] == list(assistants(sim))
+    # `needs-key` is served but cannot run here (no TOGETHER_API_KEY): it is left out of the list
+    assert [m.id for m in client.models.list()] == [name for name in assistants(sim) if name != "needs-key"]
     assert client.models.retrieve("sim").id == "sim"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4o")

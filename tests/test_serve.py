@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from langgraph_moa import ConfigError, MoAConfig
 from langgraph_moa.cli import app
 from langgraph_moa.local import free_port
-from langgraph_moa.presets import PRESETS
 from langgraph_moa.serve.app import (
     ServeSettings,
     create_app,
@@ -80,7 +79,7 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
 
         with openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client:
             ids = [m.id for m in client.models.list()]
-            assert ids == ["default", "solo", *PRESETS]
+            assert ids == ["default", "solo"]  # the presets need provider keys this server does not have
             answer = client.chat.completions.create(
                 model="default", messages=[{"role": "user", "content": "served?"}], store=True
             )
@@ -98,6 +97,7 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
         stdout, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 143, stderr  # shut down cleanly, then exit as SIGTERM asked (128 + 15)
     assert "serving default, solo, moa" in stderr and "1 API key(s)" in stderr
+    assert "left out of /v1/models until their provider keys are set: moa, moa-lite" in stderr
     logged = stdout + stderr
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in logged  # uvicorn's access log
     assert '"POST /moa/invoke HTTP/1.1" 401' in logged
@@ -366,3 +366,16 @@ def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServ
             time.sleep(0.05)
     assert answers == [200]
     assert len(health) >= 3 and set(health) == {200}  # /health kept answering while the request ran
+
+
+def test_the_sqlite_tables_exist_from_start_up(tmp_path: Path) -> None:
+    import sqlite3
+
+    from langgraph_moa.serve.app import ServeSettings, create_app
+    from tests.conftest import running
+
+    db = tmp_path / "serve.sqlite"
+    with running(create_app(ServeSettings(), checkpoint=db)):
+        with sqlite3.connect(db) as connection:
+            tables = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+    assert {"checkpoints", "writes"} <= tables

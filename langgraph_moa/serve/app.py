@@ -181,6 +181,7 @@ async def _open_saver(checkpoint: str | Path | None) -> AsyncIterator[Any]:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     async with AsyncSqliteSaver.from_conn_string(path) as sqlite_saver:
+        await sqlite_saver.setup()  # the tables exist from start-up, not from the first stored completion
         yield sqlite_saver
 
 

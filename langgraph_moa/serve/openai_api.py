@@ -85,9 +85,10 @@ from pydantic import (
 from sse_starlette import EventSourceResponse
 
 from langgraph_moa.config import MoAConfig, describe_validation_error
+from langgraph_moa.errors import MoAError
 from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import PRESETS
-from langgraph_moa.providers import StreamRedactor
+from langgraph_moa.providers import StreamRedactor, check_credentials
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
 from langgraph_moa.serve.openai_schemas import (
@@ -174,6 +175,17 @@ class APISettings(BaseModel):
                 param="model",
                 code="model_not_found",
             ) from None
+
+    def runnable(self) -> list[str]:
+        """The served model ids whose models all have their provider keys set on this server."""
+        ready = []
+        for name, config in self.assistants.items():
+            try:
+                check_credentials(config)
+            except MoAError:
+                continue
+            ready.append(name)
+        return ready
 
 
 # --------------------------------------------------------------------------- runs
@@ -430,8 +442,12 @@ def create_openai_router(
 
     @router.get("/v1/models", response_model=ModelList)
     async def list_models() -> ModelList:
-        """The served model ids: the configured assistants and presets."""
-        return ModelList(data=[ModelCard(id=name) for name in settings.assistants])
+        """The model ids that can run here: the assistants and presets whose provider keys are set.
+
+        A model id whose key is missing is left out (a request for it gets 503
+        naming the variable), so a client's model menu offers only what works.
+        """
+        return ModelList(data=[ModelCard(id=name) for name in settings.runnable()])
 
     @router.get("/v1/models/{model:path}", response_model=ModelCard)
     async def get_model(model: str) -> Any:
