@@ -40,9 +40,20 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials, redact
 
+from .alpaca_eval import load_instructions, load_outputs, matched_outputs, mean_lengths, run_alpaca_eval
 from .exact import EvalResult, run_exact
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
+from .judge import JUDGE_MAX_TOKENS, judge_config
+from .mt_bench import (
+    MAX_NEW_TOKENS,
+    find_judge_prompts,
+    load_judge_prompts,
+    load_questions,
+    load_reference_answers,
+    run_mt_bench,
+    unparseable_counts,
+)
 from .report import PlotUnavailable, markdown_table, plot_score_vs_cost
 
 PLOT_FILE = "score_vs_cost.png"
@@ -137,9 +148,18 @@ def extra_configs(specs: list[str] | None, options: RunOptions, stack: ExitStack
     return configs
 
 
-def publish(result: EvalResult, out: Path | None, title: str, as_json: bool, *, percent: bool, label: str) -> None:
+def publish(
+    result: EvalResult,
+    out: Path | None,
+    title: str,
+    as_json: bool,
+    *,
+    percent: bool,
+    label: str,
+    extra: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Print the table (or the summary JSON), and write the table and plot into ``out``."""
-    table = markdown_table(result.rows, percent=percent, score_label=label)
+    table = markdown_table(result.rows, percent=percent, score_label=label, extra=extra)
     if out is not None:
         (out / TABLE_FILE).write_text(f"# {title}\n\n{table}", encoding="utf-8")
         try:
@@ -248,3 +268,184 @@ def exact(
         make,
         lambda result: publish(result, out, f"{suite}: exact answers", as_json, percent=True, label="accuracy %"),
     )
+
+
+JudgeOpt = Annotated[
+    str,
+    typer.Option(
+        "--judge",
+        help="The judge 'provider:model' (a bare name with --judge-base-url), or 'local': the local preset's model.",
+    ),
+]
+JudgeBaseUrlOpt = Annotated[str | None, typer.Option("--judge-base-url", help="OpenAI-compatible server of the judge.")]
+JudgeMaxTokensOpt = Annotated[int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a judgment.")]
+
+
+def make_judge(name: str, base_url: str | None, max_tokens: int, config: MoAConfig) -> MoAConfig:
+    """The judge's configuration; ``local`` is the model the local preset serves (its aggregator).
+
+    Raises:
+        MoAError: the judge's key is missing, or ``local`` without a local model.
+    """
+    if name == "local":
+        spec = config.aggregator
+        if spec.base_url is None:
+            raise EvalInputError("--judge local needs the local preset (--preset local or --gguf)")
+        judge = judge_config(spec.model, base_url=spec.base_url, timeout=config.timeout, max_tokens=max_tokens, seed=0)
+    else:
+        try:
+            judge = judge_config(name, base_url=base_url, timeout=config.timeout, max_tokens=max_tokens)
+        except ValueError as exc:
+            raise EvalInputError(f"--judge: {exc}") from None
+    check_credentials(judge)
+    return judge
+
+
+def _counts(pairs: dict[str, tuple[int, int]]) -> dict[str, str]:
+    return {name: f"{bad}/{total}" for name, (bad, total) in pairs.items()}
+
+
+@eval_app.command("mt-bench")
+def mt_bench(
+    questions: Annotated[Path, typer.Argument(help="FastChat's question.jsonl.")],
+    judge: JudgeOpt,
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_max_tokens: JudgeMaxTokensOpt = JUDGE_MAX_TOKENS,
+    judge_prompts: Annotated[
+        Path | None,
+        typer.Option("--judge-prompts", help="FastChat's judge_prompts.jsonl (default: beside QUESTIONS or one up)."),
+    ] = None,
+    reference_answers: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-answers", help="Reference answers for math/reasoning/coding (FastChat answer format)."
+        ),
+    ] = None,
+    answer_max_tokens: Annotated[
+        int, typer.Option("--answer-max-tokens", min=1, help="New tokens per call (FastChat: 1024).")
+    ] = MAX_NEW_TOKENS,
+    limit: LimitOpt = None,
+    compare: CompareOpt = False,
+    system: SystemOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
+) -> None:
+    """MT-Bench: two turns per question, FastChat's temperatures, single-answer grading 1-10 by --judge."""
+    try:
+        items = load_questions(questions)
+        prompts = load_judge_prompts(judge_prompts or find_judge_prompts(questions))
+        references = load_reference_answers(reference_answers) if reference_answers else {}
+    except EvalInputError as exc:
+        raise fail(str(exc)) from None
+    items = items[:limit] if limit else items
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+    )
+    if temperature is not None:
+        err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
+
+    async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
+        judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        return await run_mt_bench(
+            items,
+            config,
+            judge=judge_cfg,
+            judge_prompts=prompts,
+            reference_answers=references,
+            compare=compare,
+            extra_systems=extra,
+            out_dir=out,
+            concurrency=concurrency,
+            max_tokens=answer_max_tokens,
+            progress=progress,
+        )
+
+    def show(result: EvalResult) -> None:
+        counts = unparseable_counts(result.records)
+        bad = sum(b for b, _ in counts.values())
+        if bad:
+            err.print(f"[yellow]{bad} judgment(s) had no {escape('[[rating]]')}[/yellow]: left out of the scores")
+        title = f"MT-Bench ({len(items)} questions), judge {judge}"
+        extra = {"unparseable judgments": _counts(counts)}
+        publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
+
+    run_eval(options, system, make, show)
+
+
+@eval_app.command("alpaca-eval")
+def alpaca_eval(
+    instructions: Annotated[Path, typer.Argument(help='JSON list of {"instruction", "dataset"?}.')],
+    judge: JudgeOpt,
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="The baseline's outputs (AlpacaEval model-outputs JSON).")
+    ],
+    reference_outputs: Annotated[
+        Path | None,
+        typer.Option("--reference-outputs", help="Precomputed outputs added to MoA's first layer as a proposal."),
+    ] = None,
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_max_tokens: JudgeMaxTokensOpt = JUDGE_MAX_TOKENS,
+    limit: LimitOpt = None,
+    compare: CompareOpt = False,
+    system: SystemOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
+) -> None:
+    """Pairwise win rate against --baseline, each pair judged in both orders (ties count half)."""
+    try:
+        items = load_instructions(instructions)
+        items = items[:limit] if limit else items
+        base = matched_outputs(items, load_outputs(baseline), baseline)
+        refs = matched_outputs(items, load_outputs(reference_outputs), reference_outputs) if reference_outputs else None
+    except EvalInputError as exc:
+        raise fail(str(exc)) from None
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+    )
+
+    async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
+        judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        return await run_alpaca_eval(
+            items,
+            config,
+            judge=judge_cfg,
+            baseline=base,
+            reference_outputs=refs,
+            reference_name=reference_outputs.stem if reference_outputs else "outputs",
+            compare=compare,
+            extra_systems=extra,
+            out_dir=out,
+            concurrency=concurrency,
+            progress=progress,
+        )
+
+    def show(result: EvalResult) -> None:
+        lengths = {name: f"{value:.0f}" for name, value in mean_lengths(result.records).items()}
+        counts = unparseable_counts([{**r, "ratings": r.get("verdicts", [])} for r in result.records])
+        title = f"Win rate against {baseline.stem} ({len(items)} instructions), judge {judge}"
+        extra = {"mean length (chars)": lengths, "unparseable judgments": _counts(counts)}
+        publish(result, out, title, as_json, percent=True, label="win rate %", extra=extra)
+
+    run_eval(options, system, make, show)

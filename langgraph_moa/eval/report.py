@@ -16,7 +16,7 @@ median seconds per item.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,14 +102,22 @@ def best_single(rows: Sequence[Row]) -> str | None:
     return max(singles, key=lambda row: row.score).name if singles else None
 
 
-def markdown_table(rows: Sequence[Row], *, percent: bool = True, score_label: str = "score") -> str:
+def markdown_table(
+    rows: Sequence[Row],
+    *,
+    percent: bool = True,
+    score_label: str = "score",
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
     """The comparison as a markdown table.
 
     Args:
         rows: From :func:`build_rows`.
         percent: Show scores (0-1) as percentages; False shows them as they are (MT-Bench ratings).
         score_label: Header of the score column.
+        extra: More columns: ``{header: {system: cell}}``.
     """
+    extra = extra or {}
 
     def fmt(value: float) -> str:
         return f"{100 * value:.1f}" if percent else f"{value:.2f}"
@@ -119,7 +127,8 @@ def markdown_table(rows: Sequence[Row], *, percent: bool = True, score_label: st
 
     best = best_single(rows)
     head = f"| system | n | {score_label} | 95% CI | vs best single ({best or 'none'}) [95% CI] | tokens | cost $ | p50 s | errors |"
-    lines = [head, "|---|---:|---:|---|---|---:|---:|---:|---:|"]
+    head += "".join(f" {name} |" for name in extra)
+    lines = [head, "|---|---:|---:|---|---|---:|---:|---:|---:|" + "---:|" * len(extra)]
     for row in rows:
         if row.diff is not None:
             d, (lo, hi), n = row.diff
@@ -129,6 +138,7 @@ def markdown_table(rows: Sequence[Row], *, percent: bool = True, score_label: st
         lines.append(
             f"| {row.name} | {row.n} | {fmt(row.score)} | {fmt(row.ci95[0])}-{fmt(row.ci95[1])} | {diff} | "
             f"{row.tokens} | {row.cost_usd:.4f} | {row.latency_p50_s:.2f} | {row.errors} |"
+            + "".join(f" {cells.get(row.name, '')} |" for cells in extra.values())
         )
     return "\n".join(lines) + "\n"
 

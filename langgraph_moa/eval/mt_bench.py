@@ -1,0 +1,351 @@
+"""MT-Bench, as FastChat runs it: two-turn questions, single-answer grading 1-10 by a judge.
+
+Inputs are FastChat's files (``fastchat/llm_judge/data``):
+
+- ``question.jsonl``: ``{"question_id", "category", "turns": [str, ...]}``;
+- ``judge_prompts.jsonl``: the judge prompts; ``single-v1`` and
+  ``single-v1-multi-turn`` grade every category, ``single-math-v1`` and
+  ``single-math-v1-multi-turn`` (which show a reference answer) grade math,
+  reasoning and coding when a reference answer is given;
+- ``reference_answer/gpt-4.jsonl`` (optional): reference answers, in the answer
+  format below.
+
+Answers are generated with FastChat's settings: per-category temperature
+(:data:`CATEGORY_TEMPERATURE`, applied to every call of a system, replacing
+per-model temperatures) and at most 1024 new tokens per call. Turn 2 sees the
+question, the system's turn-1 answer and the follow-up. The judge's rating is
+read from ``[[n]]``; a judgment without one is counted as unparseable and left
+out of the score (the table reports how many). An item's score is the mean of
+its rated turns; a system's score is the mean over items.
+
+Answers are also written in FastChat's answer format
+(``answers/<system>.jsonl``: ``{"question_id", "answer_id", "model_id",
+"choices": [{"index": 0, "turns": [...]}], "tstamp"}``), so FastChat's own
+judge can grade them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from langgraph_moa.config import MoAConfig
+
+from .exact import EvalResult, finish
+from .items import EvalInputError, field, read_jsonl
+from .judge import add_usage, ask_judge, parse_rating
+from .runner import GraphRunner, ProgressSink, ResultStore, run_batch
+from .systems import System, comparison_systems
+
+CATEGORY_TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
+"""FastChat's temperature per category; other categories get 0.7."""
+DEFAULT_TEMPERATURE = 0.7
+MAX_NEW_TOKENS = 1024
+NEED_REFERENCE = frozenset({"math", "reasoning", "coding"})
+"""Categories graded against a reference answer (FastChat's ``NEED_REF_CATS``)."""
+JUDGE_PROMPT_NAMES = ("single-v1", "single-v1-multi-turn", "single-math-v1", "single-math-v1-multi-turn")
+ANSWERS_DIR = "answers"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One MT-Bench question."""
+
+    id: str
+    category: str
+    turns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """One of FastChat's judge prompts."""
+
+    name: str
+    system_prompt: str
+    prompt_template: str
+
+
+def load_questions(path: Path | str) -> list[Question]:
+    """Read FastChat's ``question.jsonl``.
+
+    Raises:
+        EvalInputError: a malformed line or field, naming the file and line.
+    """
+    path = Path(path)
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for number, obj in read_jsonl(path):
+        qid = str(field(path, number, obj, "question_id", (int, str)))
+        category = field(path, number, obj, "category")
+        turns = obj.get("turns")
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise EvalInputError(f"{path}:{number}: field 'turns' must be a non-empty list of non-empty strings")
+        if qid in seen:
+            raise EvalInputError(f"{path}:{number}: question_id {qid} repeats an earlier one")
+        seen.add(qid)
+        questions.append(Question(qid, category, tuple(turns)))
+    if not questions:
+        raise EvalInputError(f"{path}: no questions")
+    return questions
+
+
+def load_reference_answers(path: Path | str) -> dict[str, list[str]]:
+    """Read reference answers in FastChat's answer format: ``{question_id: [turn answers]}``.
+
+    Raises:
+        EvalInputError: a malformed line, naming the file and line.
+    """
+    path = Path(path)
+    out: dict[str, list[str]] = {}
+    for number, obj in read_jsonl(path):
+        qid = str(field(path, number, obj, "question_id", (int, str)))
+        choices = obj.get("choices")
+        turns = (
+            choices[0].get("turns") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        )
+        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+            raise EvalInputError(f"{path}:{number}: expected 'choices': [{{'turns': [str, ...]}}]")
+        out[qid] = turns
+    return out
+
+
+def load_judge_prompts(path: Path | str) -> dict[str, JudgePrompt]:
+    """Read FastChat's ``judge_prompts.jsonl``; the single-answer prompts must be there.
+
+    Raises:
+        EvalInputError: a malformed line, or a needed prompt missing.
+    """
+    path = Path(path)
+    prompts: dict[str, JudgePrompt] = {}
+    for number, obj in read_jsonl(path):
+        name = field(path, number, obj, "name")
+        prompts[name] = JudgePrompt(
+            name=name,
+            system_prompt=str(obj.get("system_prompt", "")),
+            prompt_template=field(path, number, obj, "prompt_template"),
+        )
+    missing = [n for n in JUDGE_PROMPT_NAMES if n not in prompts]
+    if missing:
+        raise EvalInputError(f"{path}: judge prompt(s) {', '.join(missing)} missing (FastChat's judge_prompts.jsonl)")
+    return prompts
+
+
+def find_judge_prompts(questions: Path) -> Path:
+    """``judge_prompts.jsonl`` beside the questions file or one folder up (FastChat's layout).
+
+    Raises:
+        EvalInputError: not found; the message says to pass ``--judge-prompts``.
+    """
+    for folder in (questions.parent, questions.parent.parent):
+        candidate = folder / "judge_prompts.jsonl"
+        if candidate.is_file():
+            return candidate
+    raise EvalInputError(
+        f"no judge_prompts.jsonl beside {questions} or one folder up: pass --judge-prompts FILE "
+        "(FastChat's fastchat/llm_judge/data/judge_prompts.jsonl)"
+    )
+
+
+def with_settings(config: MoAConfig, temperature: float, max_tokens: int) -> MoAConfig:
+    """``config`` with one temperature and token limit for every call (per-model values replaced)."""
+    data = config.model_dump()
+
+    def reset(spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "temperature": None, "max_tokens": None}
+
+    data["proposers"] = [reset(s) for s in data["proposers"]]
+    if data.get("layer_proposers"):
+        data["layer_proposers"] = [[reset(s) for s in layer] for layer in data["layer_proposers"]]
+    data["aggregator"] = reset(data["aggregator"])
+    data.update(temperature=temperature, max_tokens=max_tokens)
+    return MoAConfig.model_validate(data)
+
+
+def judge_prompt_for(
+    question: Question,
+    turn: int,
+    answers: Sequence[str],
+    reference: Sequence[str] | None,
+    prompts: Mapping[str, JudgePrompt],
+) -> tuple[JudgePrompt, str]:
+    """The judge prompt of ``turn`` (0-based) and its filled-in text, as FastChat builds them."""
+    math = question.category in NEED_REFERENCE and reference is not None
+    if turn == 0:
+        prompt = prompts["single-math-v1" if math else "single-v1"]
+        values = {"question": question.turns[0], "answer": answers[0]}
+        if math:
+            values["ref_answer_1"] = reference[0]  # type: ignore[index]
+    else:
+        prompt = prompts["single-math-v1-multi-turn" if math else "single-v1-multi-turn"]
+        values = {
+            "question_1": question.turns[0],
+            "answer_1": answers[0],
+            "question_2": question.turns[1],
+            "answer_2": answers[1],
+        }
+        if math:
+            values["ref_answer_1"], values["ref_answer_2"] = reference[0], reference[1]  # type: ignore[index]
+    return prompt, prompt.prompt_template.format(**values)
+
+
+def mt_bench_answerer(
+    runner: GraphRunner,
+    judge: MoAConfig,
+    prompts: Mapping[str, JudgePrompt],
+    references: Mapping[str, list[str]],
+    max_tokens: int,
+) -> Any:  # returns runner.Answer
+    """The ``answer(system, question)`` of MT-Bench: answer every turn, then judge every turn."""
+
+    async def answer(system: System, question: Question) -> dict[str, Any]:
+        assert system.config is not None
+        temperature = CATEGORY_TEMPERATURE.get(question.category, DEFAULT_TEMPERATURE)
+        config = with_settings(system.config, temperature, max_tokens)
+        history: list[BaseMessage] = []
+        answers: list[str] = []
+        runs = []
+        for text in question.turns:
+            history.append(HumanMessage(content=text))
+            run = await runner.run(config, history)
+            history.append(AIMessage(content=run.answer))
+            answers.append(run.answer)
+            runs.append(run)
+        reference = references.get(question.id)
+        graded_with_reference = question.category in NEED_REFERENCE and reference is not None
+        ratings: list[float | None] = []
+        judgments: list[dict[str, Any]] = []
+        for turn in range(min(2, len(question.turns))):
+            prompt, text = judge_prompt_for(question, turn, answers, reference, prompts)
+            judgment = await ask_judge(runner, judge, prompt.system_prompt, text)
+            ratings.append(parse_rating(judgment.text))
+            judgments.append(
+                {
+                    "prompt": prompt.name,
+                    "judgment": judgment.text,
+                    "usage": judgment.usage,
+                    "cost_usd": judgment.cost_usd,
+                }
+            )
+        rated = [r for r in ratings if r is not None]
+        return {
+            "system": system.name,
+            "id": question.id,
+            "category": question.category,
+            "temperature": temperature,
+            "turns": answers,
+            "response": answers[-1],
+            "ratings": ratings,
+            "unparseable": len(ratings) - len(rated),
+            "graded_with_reference": graded_with_reference,
+            "needs_reference_but_none": question.category in NEED_REFERENCE and reference is None,
+            "score": sum(rated) / len(rated) if rated else None,
+            "error": None,
+            "judgments": judgments,
+            "judge_usage": add_usage(*(j["usage"] for j in judgments)),
+            "judge_cost_usd": sum(j["cost_usd"] for j in judgments),
+            "proposals": [run.proposals for run in runs],
+            "failures": [run.failures for run in runs],
+            "usage": add_usage(*(run.record()["usage"] for run in runs)),
+            "usage_calls": [call for run in runs for call in run.usage],
+            "cost_usd": sum(run.cost_usd for run in runs),
+            "latency_s": round(sum(run.latency_s for run in runs), 3),
+        }
+
+    return answer
+
+
+async def run_mt_bench(
+    questions: Sequence[Question],
+    config: MoAConfig,
+    *,
+    judge: MoAConfig,
+    judge_prompts: Mapping[str, JudgePrompt],
+    reference_answers: Mapping[str, list[str]] | None = None,
+    compare: bool = False,
+    extra_systems: Mapping[str, MoAConfig] | None = None,
+    out_dir: Path | str | None = None,
+    concurrency: int = 4,
+    max_tokens: int = MAX_NEW_TOKENS,
+    models: dict[str, Any] | None = None,
+    progress: ProgressSink | None = None,
+) -> EvalResult:
+    """Answer and grade MT-Bench ``questions`` with MoA (and, with ``compare``, each proposer alone).
+
+    Args:
+        questions: From :func:`load_questions`.
+        config: The MoA configuration (system ``moa``).
+        judge: The judge's configuration (:func:`~langgraph_moa.eval.judge.judge_config`).
+        judge_prompts: From :func:`load_judge_prompts`.
+        reference_answers: From :func:`load_reference_answers`; math, reasoning and
+            coding questions without one are graded with the plain prompt and
+            flagged (``needs_reference_but_none``).
+        compare: Also each distinct proposer alone.
+        extra_systems: More whole configurations by name.
+        out_dir: Output directory (resumable); FastChat answer files go to ``answers/``.
+        concurrency: (system, question) pairs in flight.
+        max_tokens: New tokens per call (FastChat: 1024).
+        models: Ready chat models by name, as for :func:`~langgraph_moa.create_moa_graph`.
+        progress: Receives progress.
+    """
+    systems = comparison_systems(config, compare=compare, extra=extra_systems)
+    store = ResultStore(Path(out_dir) if out_dir is not None else None)
+    store.check_run("mt-bench", systems)
+    runner = GraphRunner(models)
+    answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens)
+    await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)
+    result = finish("mt-bench", systems, store, [q.id for q in questions])
+    if store.out_dir is not None:
+        write_answers(store.out_dir / ANSWERS_DIR, result.records)
+    return result
+
+
+def write_answers(folder: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Write each system's answers in FastChat's answer format, one file per system."""
+    folder.mkdir(parents=True, exist_ok=True)
+    by_system: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if not record.get("error") and record.get("turns"):
+            by_system.setdefault(record["system"], []).append(record)
+    for system, rows in by_system.items():
+        rows.sort(key=lambda r: (int(r["id"]) if str(r["id"]).isdigit() else 0, str(r["id"])))
+        lines = []
+        for r in rows:
+            qid: int | str = int(r["id"]) if str(r["id"]).isdigit() else r["id"]
+            answer_id = hashlib.sha256(f"{system}/{r['id']}".encode()).hexdigest()[:22]
+            entry = {
+                "question_id": qid,
+                "answer_id": answer_id,
+                "model_id": system,
+                "choices": [{"index": 0, "turns": r["turns"]}],
+                "tstamp": time.time(),
+            }
+            lines.append(json.dumps(entry, ensure_ascii=False))
+        safe = system.replace("/", "_").replace(":", "_")
+        (folder / f"{safe}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def unparseable_counts(records: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """``{system: (unparseable judgments, judgments)}``."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        if r.get("error"):
+            continue
+        bad, total = out.get(r["system"], (0, 0))
+        out[r["system"]] = (bad + int(r.get("unparseable", 0)), total + len(r.get("ratings", [])))
+    return out
