@@ -44,14 +44,15 @@ from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
@@ -204,6 +205,20 @@ class ChatMoA(BaseChatModel):
             return cfg
         return _with(cfg, aggregator_tools=list(tools), aggregator_tool_choice=kwargs.get("tool_choice"))
 
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        cfg = self._run_config(kwargs)
+        state: dict[str, Any] = {}
+        for mode, data in self._sync_events({"messages": list(messages)}, cfg):
+            if mode == "values":
+                state = data
+        return self._result(state, stop, cfg)
+
     async def _agenerate(
         self,
         messages: list[BaseMessage],
@@ -212,10 +227,72 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         cfg = self._run_config(kwargs)
-        graph_input = {"messages": list(messages)}
-        state = await _isolated(self._graph.ainvoke(graph_input, context=cfg))
+        state = await _isolated(self._graph.ainvoke({"messages": list(messages)}, context=cfg))
+        return self._result(state, stop, cfg)
+
+    def _result(self, state: Mapping[str, Any], stop: list[str] | None, cfg: MoAConfig) -> ChatResult:
         answer = _truncate(state["messages"][-1], stop or self.stop)
         return ChatResult(generations=[ChatGeneration(message=_with_details(answer, state, cfg))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        cfg = self._run_config(kwargs)
+        answer = _Answer(stop or self.stop, cfg)
+        for event in self._sync_events({"messages": list(messages)}, cfg):
+            if (chunk := answer.feed(*event)) is not None:
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        for chunk, notify in answer.finish():
+            if run_manager and notify:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _sync_events(self, graph_input: dict[str, Any], cfg: MoAConfig) -> Iterator[tuple[str, Any]]:
+        """The graph's sync ``stream`` (``messages`` and ``values``), run on a thread of its own.
+
+        The caller waits on a queue, so Ctrl-C reaches it at once. A blocking call cannot
+        be cancelled: when the caller stops (Ctrl-C, an error, or closing the stream),
+        the run stops at the aggregator's next token and starts no new model call.
+        Closing waits for that; an interrupt does not.
+        """
+        closing = _StopOnClose()
+        items: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def run() -> None:
+            try:
+                stream_mode = ["messages", "values"]
+                for event in self._graph.stream(
+                    graph_input, {"callbacks": [closing]}, context=cfg, stream_mode=stream_mode
+                ):
+                    items.put(("item", event))
+            except BaseException as exc:  # handed to the caller, which re-raises it
+                items.put(("error", exc))
+            else:
+                items.put(("end", None))
+
+        worker = threading.Thread(target=_detached_context().run, args=(run,), name="moa-run", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = items.get()
+                if kind == "item":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        except GeneratorExit:
+            closing.closed.set()
+            worker.join()
+            raise
+        finally:
+            closing.closed.set()
 
     async def _astream(
         self,
@@ -225,77 +302,101 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         cfg = self._run_config(kwargs)
-        cut = _StopCutter(stop or self.stop)
-        final: dict[str, Any] = {}
-        streamed = False
+        answer = _Answer(stop or self.stop, cfg)
         stream = self._graph.astream({"messages": list(messages)}, context=cfg, stream_mode=["messages", "values"])
         async with aclosing(_isolated_iter(stream)) as events:  # type: ignore[type-var]  # closing this stream stops the run
-            async for mode, data in events:
-                if mode == "values":
-                    final = data
-                    continue
-                token, metadata = data
-                if not is_aggregator_token(metadata) or not isinstance(token, AIMessageChunk):
-                    continue
-                text = cut.feed(token.text) if isinstance(token.content, str) else token.text
-                if text is None:
-                    continue
-                chunk = AIMessageChunk(content=text, tool_call_chunks=token.tool_call_chunks, id=token.id)
-                if not text and not chunk.tool_call_chunks:
-                    continue
-                streamed = True
-                if run_manager:
-                    await run_manager.on_llm_new_token(text, chunk=ChatGenerationChunk(message=chunk))
-                yield ChatGenerationChunk(message=chunk)
-        tail = cut.flush()
-        if not streamed and final.get("messages"):
+            async for event in events:
+                if (chunk := answer.feed(*event)) is not None:
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+        for chunk, notify in answer.finish():
+            if run_manager and notify:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+class _Answer:
+    """Turns the graph's ``messages`` and ``values`` stream into ChatMoA's chunks.
+
+    Only the aggregator's tokens are kept, cut before the first stop sequence;
+    the last chunk carries the run's usage and the MoA details.
+    """
+
+    def __init__(self, stop: Sequence[str] | None, cfg: MoAConfig) -> None:
+        self.stop = stop
+        self.cfg = cfg
+        self.cut = _StopCutter(stop)
+        self.final: dict[str, Any] = {}
+        self.streamed = False
+
+    def feed(self, mode: str, data: Any) -> ChatGenerationChunk | None:
+        """The chunk to send for one stream event, if any."""
+        if mode == "values":
+            self.final = data
+            return None
+        token, metadata = data
+        if not is_aggregator_token(metadata) or not isinstance(token, AIMessageChunk):
+            return None
+        text = self.cut.feed(token.text) if isinstance(token.content, str) else token.text
+        if text is None:
+            return None
+        chunk = AIMessageChunk(content=text, tool_call_chunks=token.tool_call_chunks, id=token.id)
+        if not text and not chunk.tool_call_chunks:
+            return None
+        self.streamed = True
+        return ChatGenerationChunk(message=chunk)
+
+    def finish(self) -> list[tuple[ChatGenerationChunk, bool]]:
+        """The closing chunks, each with whether it is a new token to report."""
+        out: list[tuple[ChatGenerationChunk, bool]] = []
+        tail = self.cut.flush()
+        if not self.streamed and self.final.get("messages"):
             # an aggregator that did not stream its tokens (a ready model or agent without
             # streaming): its whole answer is the last chunk
-            answer = _truncate(final["messages"][-1], stop or self.stop)
+            answer = _truncate(self.final["messages"][-1], self.stop)
             tail = answer.text
             if answer.tool_calls:
-                yield ChatGenerationChunk(
-                    message=AIMessageChunk(
-                        content="",
-                        tool_call_chunks=[
-                            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-                            for i, c in enumerate(answer.tool_calls)
-                        ],
-                    )
-                )
-        details = _with_details(AIMessage(content=""), final, cfg)
+                calls: list[ToolCallChunk] = [
+                    {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                    for i, c in enumerate(answer.tool_calls)
+                ]
+                out.append((ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=calls)), False))
+        details = _with_details(AIMessage(content=""), self.final, self.cfg)
         last = AIMessageChunk(
             content=tail,
             usage_metadata=details.usage_metadata,
             response_metadata=details.response_metadata,
             chunk_position="last",
         )
-        if run_manager and tail:
-            await run_manager.on_llm_new_token(tail, chunk=ChatGenerationChunk(message=last))
-        yield ChatGenerationChunk(message=last)
+        out.append((ChatGenerationChunk(message=last), bool(tail)))
+        return out
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        # The graph is async; a sync call runs it on the shared loop of a background thread,
-        # which works whether or not the caller's thread already runs a loop.
-        return _run_sync(self._agenerate(messages, stop, **kwargs))
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for chunk in _iterate_sync(lambda: self._astream(messages, stop, **kwargs)):
-            if run_manager and chunk.text:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+class _StopOnClose(BaseCallbackHandler):
+    """Stops a sync run whose stream was closed.
+
+    Blocking calls cannot be cancelled, so the aggregator's next token and any new
+    model call raise instead.
+    """
+
+    raise_error = True
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def _check(self) -> None:
+        if self.closed.is_set():
+            raise RuntimeError("stopping the run: its ChatMoA call was closed or interrupted")
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
+        self._check()
 
 
 _OVERRIDES = ("temperature", "max_tokens", "timeout", "max_retries")
@@ -385,10 +486,13 @@ class _StopCutter:
 
 
 def _detached_context() -> contextvars.Context:
-    """The current context without the enclosing runnable's config (no parent graph)."""
-    ctx = contextvars.copy_context()
-    ctx.run(var_child_runnable_config.set, None)
-    return ctx
+    """A copy of the current context without the enclosing runnable's config (no parent graph).
+
+    ``set_config_context`` sets the config runnables inherit; an empty one makes the
+    graph run on its own, as if called from outside any run.
+    """
+    with set_config_context(RunnableConfig()) as ctx:
+        return ctx.run(contextvars.copy_context)  # taken before the context manager restores it
 
 
 async def _isolated(coro: Any) -> Any:
@@ -431,59 +535,3 @@ async def _isolated_iter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
                 return
     finally:
         task.cancel()  # not awaited: closing the graph's stream may take a moment (see the note above)
-
-
-_SYNC_LOOP: asyncio.AbstractEventLoop | None = None
-_SYNC_LOCK = threading.Lock()
-
-
-def _sync_loop() -> asyncio.AbstractEventLoop:
-    """One event loop, in a daemon thread, for every sync call of the process.
-
-    Sync calls share it, so ready models and HTTP clients (bound to the loop
-    that opened their connections) keep working from one call to the next.
-    """
-    global _SYNC_LOOP
-    with _SYNC_LOCK:
-        if _SYNC_LOOP is None or _SYNC_LOOP.is_closed():
-            _SYNC_LOOP = asyncio.new_event_loop()
-            threading.Thread(target=_SYNC_LOOP.run_forever, name="moa-sync", daemon=True).start()
-        return _SYNC_LOOP
-
-
-def _run_sync(coro: Any) -> Any:
-    """Run ``coro`` on the sync loop and wait; an interrupt (Ctrl-C) cancels it."""
-    future = asyncio.run_coroutine_threadsafe(coro, _sync_loop())
-    try:
-        return future.result()
-    finally:
-        future.cancel()  # no-op when it finished; stops the run when the wait was interrupted
-
-
-def _iterate_sync(make: Callable[[], AsyncIterator[Any]]) -> Iterator[Any]:
-    """Iterate an async iterator from sync code; closing the generator cancels it."""
-    items: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-    async def drain() -> None:
-        try:
-            async for item in make():
-                items.put(("item", item))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            items.put(("error", exc))
-        else:
-            items.put(("end", None))
-
-    future = asyncio.run_coroutine_threadsafe(drain(), _sync_loop())
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        future.cancel()

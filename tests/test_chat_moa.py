@@ -4,6 +4,11 @@ sequences, call arguments, usage, and aggregators or proposers that are not plai
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +27,17 @@ def _prompt_words(server: SimulatedOpenAIServer, model: str) -> int:
     return sum(_usage(r["messages"], "")["prompt_tokens"] for r in server.requests_for(model))
 
 
-def test_sync_calls_share_one_loop_so_ready_models_keep_working(server: SimulatedOpenAIServer) -> None:
+def _eventually(condition: Any, seconds: float = 3.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_sync_calls_reuse_ready_models(server: SimulatedOpenAIServer) -> None:
     ready = ChatOpenAI(model="ready", base_url=server.base_url, api_key="x")
     llm = ChatMoA(config=sim_config(server, ["a", "ready"]), models={"openai:ready": ready})
     answers = [llm.invoke("hi").text for _ in range(3)] + ["".join(c.text for c in llm.stream("hi"))]
@@ -42,8 +57,26 @@ def test_closing_a_sync_stream_cancels_the_run(server: SimulatedOpenAIServer) ->
     server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
     stream = ChatMoA(config=sim_config(server, ["a"])).stream("hi")
     assert next(c for c in stream if c.text)
-    stream.close()
-    assert wait_idle(server, 1.5)  # the aggregator's 20 s answer was abandoned
+    stream.close()  # the aggregator's 20 s answer is cut, not waited for
+    assert _eventually(lambda: server.abandoned("agg") == 1) and server.calls() == 2
+    assert wait_idle(server, 1.5)
+
+
+def test_ctrl_c_stops_a_sync_invoke(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
+    script = (
+        "import sys\nfrom langgraph_moa import ChatMoA, MoAConfig\n"
+        "config = MoAConfig(proposers=['openai:a'], aggregator='openai:agg', base_url=sys.argv[1])\n"
+        "try:\n    ChatMoA(config=config).invoke('hi')\nexcept KeyboardInterrupt:\n    sys.exit(42)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, server.base_url], cwd=Path(__file__).parents[1])
+    try:
+        assert _eventually(lambda: server.calls("agg") == 1, seconds=30)  # the aggregator is answering
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 42  # the 20 s answer was not waited for
+    finally:
+        process.kill()
+    assert _eventually(lambda: server.abandoned("agg") == 1)  # and its request was closed
 
 
 async def test_closing_astream_stops_the_run(server: SimulatedOpenAIServer) -> None:

@@ -180,6 +180,23 @@ async def test_chat_moa_streams_into_a_parent_graph_once(server: SimulatedOpenAI
     assert namespaces == {""}  # the MoA run did not become a subgraph of this one
 
 
+def test_chat_moa_streams_into_a_sync_parent_graph_once(server: SimulatedOpenAIServer) -> None:
+    llm = ChatMoA(config=sim_config(server, ["a", "b"]))
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("call", call)
+    builder.add_edge(START, "call")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    tokens = [chunk.text for chunk, meta in graph.stream(user("hi"), THREAD, stream_mode="messages") if chunk.text]
+    assert "".join(tokens) == "agg answer to: hi [refs=2]"  # once, and no proposer tokens
+    assert list(graph.get_state(THREAD).values) == ["messages"]  # MoA's own keys stay in its own run
+    namespaces = {c.config["configurable"]["checkpoint_ns"] for c in graph.checkpointer.list(THREAD)}
+    assert namespaces == {""}  # the MoA run did not become a subgraph of this one
+
+
 async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(server: SimulatedOpenAIServer) -> None:
     bound = ChatOpenAI(model="tooled", base_url=server.base_url, api_key="x").bind_tools([lookup_population])
     graph = create_moa_graph(models={"openai:tooled": bound}).compile()
