@@ -79,6 +79,14 @@ def mt_server(server: SimulatedOpenAIServer) -> MoAConfig:
     return MoAConfig(proposers=["openai:good", "openai:bad"], aggregator="openai:agg", base_url=server.base_url)
 
 
+def test_first_per_category() -> None:
+    from langgraph_moa.eval.mt_bench import Question, first_per_category
+
+    qs = [Question(str(i), c, ("t",)) for i, c in enumerate(["a", "a", "b", "a", "b", "c"])]
+    assert [q.id for q in first_per_category(qs, 1)] == ["0", "2", "5"]
+    assert [q.id for q in first_per_category(qs, 2)] == ["0", "1", "2", "4", "5"]
+
+
 def test_rating_and_verdict_parsing() -> None:
     assert parse_rating("so [[7]]") == 7.0 and parse_rating("Rating: [8.5]") == 8.5
     assert parse_rating("none") is None and parse_rating("[[42]]") is None

@@ -48,6 +48,7 @@ from .judge import JUDGE_MAX_TOKENS, judge_config
 from .mt_bench import (
     MAX_NEW_TOKENS,
     find_judge_prompts,
+    first_per_category,
     load_judge_prompts,
     load_questions,
     load_reference_answers,
@@ -325,6 +326,9 @@ def mt_bench(
         int, typer.Option("--answer-max-tokens", min=1, help="New tokens per call (FastChat: 1024).")
     ] = MAX_NEW_TOKENS,
     limit: LimitOpt = None,
+    per_category: Annotated[
+        int | None, typer.Option("--per-category", min=1, help="Only the first N questions of each category.")
+    ] = None,
     compare: CompareOpt = False,
     system: SystemOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -348,6 +352,8 @@ def mt_bench(
         references = load_reference_answers(reference_answers) if reference_answers else {}
     except EvalInputError as exc:
         raise fail(str(exc)) from None
+    if per_category:
+        items = first_per_category(items, per_category)
     items = items[:limit] if limit else items
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf

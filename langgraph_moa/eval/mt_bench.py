@@ -105,6 +105,17 @@ def load_questions(path: Path | str) -> list[Question]:
     return questions
 
 
+def first_per_category(questions: Sequence[Question], count: int) -> list[Question]:
+    """The first ``count`` questions of each category, in file order."""
+    taken: dict[str, int] = {}
+    out = []
+    for question in questions:
+        taken[question.category] = taken.get(question.category, 0) + 1
+        if taken[question.category] <= count:
+            out.append(question)
+    return out
+
+
 def load_reference_answers(path: Path | str) -> dict[str, list[str]]:
     """Read reference answers in FastChat's answer format: ``{question_id: [turn answers]}``.
 
