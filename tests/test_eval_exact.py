@@ -242,6 +242,7 @@ def test_cli_compare_json_table_plot_and_resume(server: SimulatedOpenAIServer, t
     assert (out / "score_vs_cost.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "summary.md").read_text()
     assert "vs best single (openai:p1)" in table and "| moa | 4 | 75.0 |" in table and "-25.0 [" in table
+    assert "moa vs openai:p1: they disagree on 25% of the items;" in table and "needs about" in table
     calls = server.calls()
     result = moa("eval", "exact", str(file), "--compare", "--out", str(out), *sim(server, "p1", "p2"))
     assert result.returncode == 0 and server.calls() == calls  # resumed: nothing asked again

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .stats import bootstrap_ci, mean, median, paired_difference
+from .stats import bootstrap_ci, items_for_difference, mean, median, paired_difference
 from .systems import System
 
 
@@ -39,7 +39,7 @@ class Row:
     latency_p50_s: float
     errors: int
     diff: tuple[float, tuple[float, float], int] | None = None
-    notes: str = ""
+    discordant: float | None = None
 
 
 def item_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -75,6 +75,11 @@ def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> 
         for row in rows:
             if row.name != best.name:
                 row.diff = paired_difference(scores[row.name], scores[best.name])
+                common = [k for k in scores[row.name] if k in scores[best.name]]
+                binary = all(v in (0.0, 1.0) for v in [*scores[row.name].values(), *scores[best.name].values()])
+                if common and binary:  # McNemar's sample size holds for right/wrong scores
+                    differ = sum(1 for k in common if scores[row.name][k] != scores[best.name][k])
+                    row.discordant = differ / len(common)
     return rows
 
 
@@ -140,6 +145,14 @@ def markdown_table(
             f"{row.tokens} | {row.cost_usd:.4f} | {row.latency_p50_s:.2f} | {row.errors} |"
             + "".join(f" {cells.get(row.name, '')} |" for cells in extra.values())
         )
+    if percent:
+        for row in rows:
+            if row.discordant:
+                need = items_for_difference(0.05, row.discordant)
+                lines.append(
+                    f"\n{row.name} vs {best}: they disagree on {100 * row.discordant:.0f}% of the items; telling a "
+                    f"5-point difference from noise (80% power, 5% level) needs about {need} paired items."
+                )
     return "\n".join(lines) + "\n"
 
 
