@@ -182,3 +182,15 @@ def test_postgres_checkpoints_hold_no_key(echoing: SimulatedOpenAIServer) -> Non
             for row in conn.execute(f"SELECT * FROM {table}").fetchall()
         ]
     assert dumped and not [row for row in dumped if CANARY in row]
+
+
+def test_a_connection_error_names_its_endpoint_without_credentials() -> None:
+    import httpx
+    import openai
+
+    from langgraph_moa.providers.redaction import describe_error
+
+    request = httpx.Request("POST", "http://user:hunter22secret@10.0.0.7:8080/v1/chat/completions?api_key=abcdef123456")
+    error_type, message = describe_error(openai.APIConnectionError(request=request))
+    assert error_type == "APIConnectionError"
+    assert message == "Connection error (http://10.0.0.7:8080/v1/chat/completions)"
