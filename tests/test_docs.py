@@ -1,6 +1,7 @@
 """Every Python and shell snippet of README.md and docs/ runs, against the simulated OpenAI-compatible server.
 
-Each snippet runs on its own, in a subprocess, in a temporary directory, with
+Each snippet runs on its own (shell snippets in a subprocess each; Python
+snippets one after another in one subprocess, each in a fresh namespace), with
 the provider endpoints pointed at the simulator (``OPENAI_BASE_URL``,
 ``TOGETHER_API_BASE``, with placeholder keys) and a local Ollama's address
 (``http://127.0.0.1:11434/v1``) mapped to it too. A snippet preceded by the
@@ -16,6 +17,7 @@ and every relative link of the documents leads to a file that exists.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -107,14 +109,59 @@ def moa_serve(snippet_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
         process.wait(timeout=20)
 
 
+# Python snippets run one after another in one interpreter (each in a namespace of its own), which saves
+# an interpreter start and the langchain imports per snippet.
+_RUNNER = """
+import contextlib, io, json, sys, traceback
+results = {}
+for name, code in json.load(open(sys.argv[1])).items():
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, name, "exec"), {"__name__": "__main__"})
+        results[name] = None
+    except BaseException:
+        results[name] = traceback.format_exc()
+json.dump(results, open(sys.argv[2], "w"))
+"""
+
+
+def _prepared(code: str, marker: str, sim: SimulatedOpenAIServer, serve_address: str) -> str:
+    code = code.replace(OLLAMA, sim.base_url)
+    return code.replace("127.0.0.1:8000", serve_address) if marker == "moa-serve" else code
+
+
+@pytest.fixture(scope="module")
+def python_results(
+    snippet_env: dict[str, str], sim: SimulatedOpenAIServer, moa_serve: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str | None]:
+    """Run every Python snippet that is not skipped; ``{id: None, or the traceback}``."""
+    work = tmp_path_factory.mktemp("python-snippets")
+    todo = {
+        param.id: _prepared(code, marker, sim, moa_serve)
+        for param in snippets()
+        if not param.marks
+        for lang, code, marker in [param.values]
+        if lang == "python"
+    }
+    (work / "snippets.json").write_text(json.dumps(todo))
+    command = [sys.executable, "-c", _RUNNER, "snippets.json", "results.json"]
+    done = subprocess.run(
+        command, env=snippet_env, cwd=work, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads((work / "results.json").read_text())
+
+
 @pytest.mark.parametrize(("lang", "code", "marker"), snippets())
 def test_snippet_runs(
     lang: str, code: str, marker: str, snippet_env: dict[str, str], sim: SimulatedOpenAIServer, request, tmp_path: Path
 ) -> None:
-    code = code.replace(OLLAMA, sim.base_url)
-    if marker == "moa-serve":
-        code = code.replace("127.0.0.1:8000", request.getfixturevalue("moa_serve"))
-    command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-e", "-o", "pipefail", "-c", code]
+    if lang == "python":
+        failure = request.getfixturevalue("python_results")[request.node.callspec.id]
+        assert failure is None, f"the snippet failed:\n{code}\n---\n{failure}"
+        return
+    serve_address = request.getfixturevalue("moa_serve") if marker == "moa-serve" else ""
+    command = ["bash", "-e", "-o", "pipefail", "-c", _prepared(code, marker, sim, serve_address)]
     done = subprocess.run(
         command, env=snippet_env, cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=180
     )
