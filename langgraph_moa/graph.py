@@ -1,8 +1,9 @@
 """Build the Mixture-of-Agents graph.
 
 ``create_moa_graph()`` returns the uncompiled ``StateGraph`` so you choose the
-checkpointer, store and name at ``compile()``; ``graph`` is a compiled default
-for ``langgraph.json`` (``langgraph dev``, LangGraph Studio, the LangGraph API).
+checkpointer, store and name at ``compile()``; ``graph`` is a compiled default,
+which :mod:`langgraph_moa.studio` serves for ``langgraph.json`` (``langgraph dev``,
+LangGraph Studio, the LangGraph API).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def create_moa_graph(
 
 
 graph = create_moa_graph(allowed_base_urls=allowed_base_urls_from_env()).compile(name="moa")
-"""The compiled default graph for ``langgraph.json`` (no checkpointer: the LangGraph
-server provides one). Its runs are configured by the server's clients, so a
+"""The compiled default graph, served for ``langgraph.json`` by :func:`langgraph_moa.studio.make_graph`
+(no checkpointer: the LangGraph server provides one). Its runs are configured by the server's clients, so a
 ``base_url`` in their config must be loopback or under a prefix listed in the
 server's ``MOA_ALLOWED_BASE_URLS``."""

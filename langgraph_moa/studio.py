@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import importlib.util
+import logging
 import os
 import threading
 from concurrent.futures import Future
@@ -32,6 +33,7 @@ from langgraph_moa.presets import PRESET_FACTORIES
 from langgraph_moa.state import InputState, MoAState
 
 LOCAL_PRESET = "local"
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _started: Future[dict[str, str]] | None = None
@@ -65,6 +67,10 @@ def local_urls(*, start: bool) -> dict[str, str]:
             if not start:
                 raise LocalModelError("the local model's server is not running; start a new run to start it")
             _started = Future()
+            logger.warning(
+                "starting the bundled SmolLM2-135M-Instruct on llama.cpp for the local preset. "
+                "A 135M-parameter model shows that the pipeline runs; its answers say nothing about MoA's quality."
+            )
             thread = threading.Thread(target=_serve_bundled_model, args=(_started,), name="moa-llama-cpp", daemon=True)
             thread.start()
             atexit.register(_stop_servers)
