@@ -19,7 +19,15 @@ from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.presets import PRESETS, get_preset
 from langgraph_moa.pricing import DEFAULT_PRICES, ModelPrice, estimate_cost
 from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
-from langgraph_moa.state import Failure, InputState, MoAState, Proposal, UsageRecord, UsageSummary
+from langgraph_moa.state import (
+    Failure,
+    InputState,
+    MoAState,
+    Proposal,
+    ProvisionalAnswer,
+    UsageRecord,
+    UsageSummary,
+)
 
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE",
@@ -39,6 +47,7 @@ __all__ = [
     "ModelPrice",
     "ModelSpec",
     "Proposal",
+    "ProvisionalAnswer",
     "StragglerTimeout",
     "UsageRecord",
     "UsageSummary",

@@ -162,6 +162,13 @@ class MoAConfig(BaseModel):
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Extra or overriding prices per 'provider:model', $ per 1M tokens."
     )
+    provisional_answers: bool = Field(
+        default=False,
+        description="With 3 or more layers: while each later proposer layer runs, the aggregator writes a "
+        "provisional answer from the previous layer's proposals, streamed on the custom stream "
+        "(provisional_token events) and kept in state as provisional_answers with the models it was built "
+        "from. Shows an answer after the first layer; costs one more aggregator call per extra layer.",
+    )
     review: bool = Field(
         default=False,
         description="Pause before the final aggregation (a LangGraph interrupt) so a person or a parent graph "

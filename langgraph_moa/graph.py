@@ -20,6 +20,7 @@ from langgraph_moa.nodes import (
     JOIN_NODE,
     PREPARE_NODE,
     PROPOSER_NODE,
+    PROVISIONAL_NODE,
     REVIEW_NODE,
     make_aggregate,
     make_join_layer,
@@ -29,6 +30,7 @@ from langgraph_moa.nodes import (
     route_layer,
 )
 from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
+from langgraph_moa.provisional import make_provisional
 from langgraph_moa.state import InputState, MoAState
 
 
@@ -43,7 +45,8 @@ def create_moa_graph(
 
         START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> [review] -> aggregate -> END
 
-    (``review`` runs only when ``MoAConfig.review`` is set.)
+    (``review`` runs only when ``MoAConfig.review`` is set; ``provisional``, beside
+    the proposers of layers 2 and up, only with ``MoAConfig.provisional_answers``.)
 
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
@@ -106,11 +109,13 @@ def create_moa_graph(
     builder.add_node(PROPOSER_NODE, make_propose(resolve))
     builder.add_node(JOIN_NODE, make_join_layer())
     builder.add_node(REVIEW_NODE, make_review())
+    builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
     builder.add_edge(START, PREPARE_NODE)
-    targets = [PROPOSER_NODE, REVIEW_NODE, AGGREGATOR_NODE]
+    targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE]
     builder.add_conditional_edges(PREPARE_NODE, route_layer, targets)
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
+    builder.add_edge(PROVISIONAL_NODE, JOIN_NODE)
     builder.add_conditional_edges(JOIN_NODE, route_layer, targets)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)

@@ -61,6 +61,7 @@ from langgraph_moa.state import (
     MoAState,
     Proposal,
     ProposerInput,
+    ProvisionalInput,
     UsageRecord,
     UsageSummary,
     total_usage,
@@ -72,6 +73,7 @@ PROPOSER_NODE = "propose"
 JOIN_NODE = "join_layer"
 AGGREGATOR_NODE = "aggregate"
 PREPARE_NODE = "prepare"
+PROVISIONAL_NODE = "provisional"
 REVIEW_NODE = "review"
 
 
@@ -317,6 +319,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
             "proposals": Overwrite([]),
             "failures": Overwrite([]),
             "usage": Overwrite([]),
+            "provisional_answers": Overwrite([]),
             "usage_summary": summarize_usage([], cfg),
         }
 
@@ -332,7 +335,7 @@ def route_layer(
     if layer >= cfg.layers:
         return "review" if cfg.review and cfg.layers > 1 else "aggregate"
     references = references_of(state, layer - 1)
-    return [
+    sends = [
         Send(
             PROPOSER_NODE,
             ProposerInput(
@@ -345,6 +348,17 @@ def route_layer(
         )
         for slot in range(len(cfg.proposers_for(layer)))
     ]
+    if cfg.provisional_answers and layer >= 2:  # see provisional.py
+        built_from = [p["model"] for p in state.get("proposals", []) if p["layer"] == layer - 1]
+        payload = ProvisionalInput(
+            layer=layer - 1,
+            messages=state["messages"],
+            references=references,
+            built_from=built_from,
+            config_fingerprint=state["config_fingerprint"],
+        )
+        sends.append(Send(PROVISIONAL_NODE, payload))
+    return sends
 
 
 def _layer_cutoff(

@@ -47,10 +47,24 @@ class UsageRecord(TypedDict):
     layer: int
     slot: int
     model: str
-    role: Literal["proposer", "aggregator"]
+    role: Literal["proposer", "aggregator", "provisional"]
     input_tokens: int
     output_tokens: int
     reported: bool
+
+
+class ProvisionalAnswer(TypedDict):
+    """An answer written early from an earlier layer's proposals (``MoAConfig.provisional_answers``).
+
+    ``layer`` is the proposer layer whose proposals it synthesises; ``built_from``
+    names their models, in reference order. Never the run's answer.
+    """
+
+    layer: int
+    slot: int
+    model: str
+    content: str
+    built_from: list[str]
 
 
 def _merge_by_slot(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
@@ -87,6 +101,8 @@ class MoAState(InputState, total=False):
         proposals: Successful proposals of this turn, sorted by (layer, slot).
         failures: Failed proposer calls of this turn, sorted by (layer, slot).
         usage: One record per model call of this turn, in completion order.
+        provisional_answers: With ``MoAConfig.provisional_answers``: the answers
+            written early from each proposer layer but the last, by layer.
         usage_summary: ``usage`` summed per layer, per model and in total, with
             a cost estimate; written with the final answer.
     """
@@ -96,6 +112,7 @@ class MoAState(InputState, total=False):
     proposals: Annotated[list[Proposal], _merge_by_slot]
     failures: Annotated[list[Failure], _merge_by_slot]
     usage: Annotated[list[UsageRecord], _append]
+    provisional_answers: Annotated[list[ProvisionalAnswer], _merge_by_slot]
     usage_summary: UsageSummary
 
 
@@ -106,6 +123,16 @@ class ProposerInput(TypedDict):
     slot: int
     messages: list[AnyMessage]
     references: list[str]
+    config_fingerprint: str
+
+
+class ProvisionalInput(TypedDict):
+    """What the fan-out sends to the ``provisional`` task: an earlier layer's proposals."""
+
+    layer: int
+    messages: list[AnyMessage]
+    references: list[str]
+    built_from: list[str]
     config_fingerprint: str
 
 

@@ -36,6 +36,7 @@ CORE = [
     "errors.py",
     "paths.py",
     "stragglers.py",
+    "provisional.py",
     "providers",
 ]
 
