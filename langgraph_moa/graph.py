@@ -41,7 +41,7 @@ def create_moa_graph(
 ) -> StateGraph[MoAState, MoAConfig, InputState, MoAState]:
     """Create the Mixture-of-Agents graph (uncompiled).
 
-    The graph has five nodes::
+    The graph has six nodes::
 
         START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> [review] -> aggregate -> END
 

@@ -24,12 +24,13 @@ def fakes(*names: str, **kw) -> dict[str, EchoModel]:
 
 def test_graph_shape_is_fan_out_join_aggregate() -> None:
     builder = create_moa_graph()
-    assert set(builder.nodes) == {"prepare", "propose", "join_layer", "review", "aggregate"}
+    assert set(builder.nodes) == {"prepare", "propose", "provisional", "join_layer", "review", "aggregate"}
     drawn = builder.compile().get_graph()
     edges = {(e.source, e.target) for e in drawn.edges}
     assert ("prepare", "propose") in edges and ("propose", "join_layer") in edges
     assert ("join_layer", "propose") in edges and ("join_layer", "aggregate") in edges
     assert ("join_layer", "review") in edges and ("review", "aggregate") in edges
+    assert ("join_layer", "provisional") in edges and ("provisional", "join_layer") in edges
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3, 4])
