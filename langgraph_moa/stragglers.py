@@ -22,6 +22,10 @@ provider error, so the layer goes on, the run stays resumable, and siblings
 that finished are never re-run. The cut-off applies to async runs (``ainvoke``,
 ``astream``): a sync run's blocking calls cannot be cancelled, so it has none.
 
+Sync runs (``invoke``/``stream``) make blocking calls, which cannot be
+cancelled from outside: there the option has no effect (each call still has
+its own ``timeout``).
+
 By construction a cut-off never leaves fewer than ``min_proposals``: the deadline
 exists only after ``min_proposals`` proposers have succeeded, and a proposer
 counts as succeeded only once its answer is complete, after which nothing cuts
@@ -91,7 +95,11 @@ class LayerCutoff:
         self.succeeded += 1
         if self.deadline is not None or self.succeeded < self.needed:
             return False
-        self.deadline = asyncio.get_running_loop().time() + self.grace
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a sync run (invoke/stream): a blocking call cannot be cancelled, so no cut-off
+            return False
+        self.deadline = loop.time() + self.grace
         for timeout in self._running:
             when = timeout.when()
             timeout.reschedule(self.deadline if when is None else min(when, self.deadline))

@@ -83,3 +83,17 @@ async def test_provisional_answers_are_reset_by_the_next_turn(server: SimulatedO
     assert len(state["provisional_answers"]) == 1
     _, _, state = await run(graph, three_layers(server), thread)
     assert state["provisional_answers"] == []
+
+
+def test_provisional_answers_under_sync_invoke(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    events = []
+    for mode, chunk in graph.stream(
+        user("q"), context=three_layers(server, provisional_answers=True), stream_mode=["custom", "values"]
+    ):
+        if mode == "custom":
+            events.append(chunk["event"])
+        else:
+            state = chunk
+    assert "provisional_token" in events and state["provisional_answers"][0]["content"] == "agg answer to: q [refs=3]"
+    assert state["messages"][-1].content == "agg answer to: q [refs=2]"

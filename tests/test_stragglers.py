@@ -157,3 +157,11 @@ async def test_registry_forgets_a_layer_when_its_tasks_are_done() -> None:
     assert len(registry) == 2
     registry.leave(("ckpt", "", 1), a)
     assert len(registry) == 1
+
+
+def test_a_sync_run_with_the_option_awaits_every_proposer(server: SimulatedOpenAIServer) -> None:
+    # blocking calls cannot be cancelled: under invoke the option changes nothing and breaks nothing
+    server.set_behavior("p1", ModelBehavior(latency=0.3))
+    graph = create_moa_graph().compile()
+    state = graph.invoke(user("q"), context=sim_config(server, ["p0", "p1"], straggler_timeout=0.01))
+    assert state["failures"] == [] and len(state["proposals"]) == 2
