@@ -267,6 +267,44 @@ def test_null_stands_for_the_default(api: str) -> None:
     assert answer.json()["choices"][0]["message"]["content"] == "agg answer to: nulls [refs=2]"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_tokens", True),
+        ("max_tokens", "10"),
+        ("max_completion_tokens", 1.5),
+        ("stream", "true"),
+        ("stream", 1),
+        ("n", "1"),
+        ("store", "false"),
+        ("temperature", "0.5"),
+        ("stream_options", {"include_usage": "yes"}),
+    ],
+)
+def test_loosely_typed_values_get_400(api: str, sim: SimulatedOpenAIServer, field: str, value: object) -> None:
+    """OpenAI refuses `"max_tokens": true`; so does this server, instead of running it as max_tokens=1."""
+    sim.reset()
+    answer = httpx.post(f"{api}/chat/completions", json={"model": "sim", "messages": ask("x"), field: value})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"].split(".")[0] == field and "valid" in answer.json()["error"]["message"]
+    assert sim.calls() == 0
+
+
+def test_two_host_headers_get_400(api: str) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("GET", "/health", skip_host=True)
+    conn.putheader("Host", "127.0.0.1")
+    conn.putheader("Host", "evil.example")
+    conn.endheaders()
+    answer = conn.getresponse()
+    assert answer.status == 400 and b"more than one Host header" in answer.read()
+    conn.close()
+
+
 def test_unknown_model_gets_404_listing_the_served_ids(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=ask("x"))

@@ -41,7 +41,8 @@ class RequestGuard:
 
     - ``Host`` must be one of ``allowed_hosts`` (``"*"`` allows any), so a web
       page whose name was rebound to a loopback address cannot reach a server
-      bound to loopback (DNS rebinding);
+      bound to loopback (DNS rebinding); a request with two ``Host`` headers
+      is refused (400) whatever they say;
     - a body must be declared ``application/json`` (415 otherwise): browsers send
       ``text/plain`` and form bodies cross-site without asking the server first;
     - the body is counted as it is read, with or without ``Content-Length``, and
@@ -63,6 +64,15 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        if sum(1 for name, _ in scope.get("headers") or [] if name == b"host") > 1:
+            error = OpenAIError(
+                400,
+                "the request has more than one Host header; send exactly one",
+                type="invalid_request_error",
+                code="invalid_host",
+            )
+            await _send_error(send, error)
+            return
         if self._hosts is not None and _host_name(headers.get(b"host", b"")) not in self._hosts:
             error = OpenAIError(
                 400,

@@ -389,7 +389,7 @@ def _parse(body: bytes) -> ChatCompletionRequest:
             "response_format": 'response_format: MoA cannot guarantee JSON output; send {"type": "text"} '
             "or leave it out, and ask for JSON in the messages if you need it",
         }
-        if loc[0] in known:
+        if loc[0] in known and not first["type"].endswith("_type"):  # a wrong type gets the generic message
             raise _bad_request(known[loc[0]], param=loc[0]) from None
         message = describe_validation_error(exc).replace("invalid MoA configuration", "invalid request", 1)
         raise _bad_request(message, param=".".join(loc)) from None

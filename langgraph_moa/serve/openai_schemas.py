@@ -24,7 +24,7 @@ from pydantic import (
 class TextPart(BaseModel):
     """A text part of a message's content."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: Literal["text"]
     text: str
@@ -33,7 +33,7 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     """One message of the conversation, in OpenAI's format (text only)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
@@ -58,7 +58,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     """``stream_options``: ``include_usage`` adds a last chunk with ``usage``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
@@ -77,10 +77,12 @@ class ChatCompletionRequest(BaseModel):
     Parameters MoA has no use for (``top_p``, ``stop``, ``user``, penalties, ...)
     are accepted and ignored, as many clients send them; ``null`` stands for a
     parameter's default. ``n`` above 1, tools and functions, a JSON
-    ``response_format`` and non-text content are refused with 400.
+    ``response_format`` and non-text content are refused with 400. Values are
+    checked strictly, as OpenAI does: ``"max_tokens": true`` or ``"stream":
+    "true"`` is a 400, not a 1 or a ``True`` (an integer is accepted for a float).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
