@@ -691,6 +691,15 @@ def serve(
             "names when --host is loopback, any name otherwise.",
         ),
     ] = None,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            "--graceful-timeout",
+            min=0,
+            help="On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish before they are "
+            "cancelled; the exit status is 0 if all finished, 1 if some were cancelled.",
+        ),
+    ] = 25,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve MoA as an OpenAI-compatible API (/v1) and LangServe routes (/moa).
@@ -713,6 +722,7 @@ def serve(
             load_assistants,
             loopback_host,
         )
+        from langgraph_moa.serve.shutdown import keep_streams_during_grace
     except ImportError as exc:
         raise _fail(f"serving needs the serve extra: pip install 'langgraph-moa[serve]' ({exc})") from None
     if db is not None and checkpoint_url:
@@ -776,7 +786,17 @@ def serve(
             err.print(f"  {len(keys)} API key(s) accepted")
         else:
             err.print("  [yellow]no API keys[/yellow]: anyone who can reach the port can use your provider keys")
-        uvicorn.run(app_, host=host, port=port, log_level=log_level)
+        keep_streams_during_grace()
+        # uvicorn handles the signals while it serves, then raises them again: they have done their work by then
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, lambda *_: None)
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout)
+        cancelled = app_.state.in_flight.cancelled
+        if cancelled:
+            raise _fail(
+                f"{cancelled} request(s) were cancelled at shutdown: they did not finish within "
+                f"--graceful-timeout {graceful_timeout} s"
+            )
 
 
 @app.command()

@@ -95,7 +95,7 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
     finally:
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=15)
-    assert proc.returncode == 143, stderr  # shut down cleanly, then exit as SIGTERM asked (128 + 15)
+    assert proc.returncode == 0, stderr  # SIGTERM with nothing in flight: a clean drain
     assert "serving default, solo, moa" in stderr and "1 API key(s)" in stderr
     assert "left out of /v1/models until their provider keys are set: moa, moa-lite" in stderr
     logged = stdout + stderr
@@ -379,3 +379,90 @@ def test_the_sqlite_tables_exist_from_start_up(tmp_path: Path) -> None:
         with sqlite3.connect(db) as connection:
             tables = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
     assert {"checkpoints", "writes"} <= tables
+
+
+def _start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--log-level", "info", *args]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "moa serve did not start"
+        try:
+            if httpx.get(base + "/health").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals(tmp_path: Path) -> None:
+    """--graceful-timeout: a run that finishes in time is answered (exit 0); one that cannot is cancelled (exit 1)."""
+    import threading
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from langgraph_moa import create_moa_graph
+
+    behaviors = {"slowagg": ModelBehavior(latency=1.5), "hang": ModelBehavior(hang=True)}
+    with SimulatedOpenAIServer(behaviors) as sim:
+        assistants = tmp_path / "assistants.json"
+        models = {"base_url": sim.base_url, "timeout": 600}
+        assistants.write_text(
+            json.dumps(
+                {
+                    "finishing": {"proposers": ["openai:p1"], "aggregator": "openai:slowagg", **models},
+                    "stuck": {"proposers": ["openai:p1", "openai:hang"], "aggregator": "openai:agg", **models},
+                }
+            )
+        )
+        env = {**os.environ, "LANGSMITH_TRACING": "false"}
+        env.pop("MOA_API_KEYS", None)
+        db = tmp_path / "serve.sqlite"
+        outcomes: list[object] = []
+
+        def ask(base: str, model: str) -> None:
+            body = {"model": model, "messages": [{"role": "user", "content": "q"}], "store": True}
+            try:
+                outcomes.append(httpx.post(base + "/v1/chat/completions", json=body, timeout=60).status_code)
+            except httpx.TransportError as exc:
+                outcomes.append(type(exc).__name__)
+
+        for model, grace in (("finishing", "20"), ("stuck", "1")):
+            proc, base = _start_serve(
+                ["--assistants", str(assistants), "--db", str(db), "--graceful-timeout", grace], env
+            )
+            try:
+                sim.reset()
+                asking = threading.Thread(target=ask, args=(base, model))
+                asking.start()
+                upstream = "slowagg" if model == "finishing" else "hang"
+                deadline = time.monotonic() + 30
+                while sim.calls(upstream) == 0 and time.monotonic() < deadline:  # the run is under way
+                    time.sleep(0.02)
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                with pytest.raises(httpx.TransportError):  # no new connection is accepted meanwhile
+                    httpx.get(base + "/health", timeout=5)
+                asking.join(timeout=60)
+                _, stderr = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            if model == "finishing":
+                assert outcomes == [200] and proc.returncode == 0, stderr
+            else:
+                assert outcomes[-1] == 503, outcomes  # cancelled once the grace was over, answered: send it again
+                assert proc.returncode == 1 and "1 request(s) were cancelled at shutdown" in stderr, stderr
+                assert wait_idle(sim, 2.0), "the hanging upstream request was left open"
+
+    # the cancelled stored run kept the proposal that had finished
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        graph = create_moa_graph().compile(checkpointer=saver)
+        threads = {c.config["configurable"]["thread_id"] for c in saver.list(None)}
+        unfinished = [graph.get_state({"configurable": {"thread_id": t}}) for t in threads]
+        unfinished = [s for s in unfinished if s.next]
+    assert len(threads) == 2 and len(unfinished) == 1
+    kept = [t.result for t in unfinished[0].tasks if t.result]
+    assert [p["model"] for r in kept for p in r.get("proposals", [])] == ["openai:p1"]

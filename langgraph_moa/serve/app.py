@@ -17,7 +17,10 @@
   ``application/json`` (415) and at most ``max_request_bytes`` long, counted
   as it is read (413);
 - cancellation: a LangServe request whose client disconnects is cancelled
-  with its upstream calls, as ``/v1`` requests are.
+  with its upstream calls, as ``/v1`` requests are;
+- ``app.state.in_flight`` (:class:`~langgraph_moa.serve.shutdown.InFlight`):
+  the requests in flight and those a shutdown cancelled; the checkpointer is
+  closed once the cancelled runs have written their state.
 
 ``moa serve`` runs it with uvicorn; to run it yourself::
 
@@ -54,6 +57,7 @@ from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, loopback_host
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
 from langgraph_moa.serve.openai_errors import OpenAIError, error_for
+from langgraph_moa.serve.shutdown import CountInFlight, InFlight
 
 __all__ = [
     "API_KEYS_VARIABLE",
@@ -68,6 +72,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_UNWIND_SECONDS = 5.0  # how long the checkpointer waits, at shutdown, for cancelled runs to write their state
 
 API_KEYS_VARIABLE = "MOA_API_KEYS"
 """Environment variable with the accepted API keys, comma-separated."""
@@ -228,6 +234,8 @@ def create_app(
     stateless = graph.compile(name="moa")
     stored = graph.compile(name="moa")  # its checkpointer is set while the app runs
 
+    in_flight = InFlight()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _open_saver(checkpoint) as saver:
@@ -236,10 +244,14 @@ def create_app(
             try:
                 yield
             finally:
+                # runs cancelled at the end of a graceful shutdown write their checkpoint as they unwind
+                if not await in_flight.wait_idle(_UNWIND_SECONDS):
+                    logger.warning("closing the checkpointer with %d run(s) still unwinding", in_flight.active)
                 stored.checkpointer = None
 
     app = FastAPI(title="Mixture-of-Agents", version="1", lifespan=lifespan)
     app.state.store_graph = stored
+    app.state.in_flight = in_flight
     limit = ProviderConcurrencyLimit(settings.provider_concurrency)  # one bound for both ways in
     app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored, limit=limit))
 
@@ -252,9 +264,10 @@ def create_app(
         assistant = settings.default_assistant or "moa"
         app.add_middleware(CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant))
     _add_error_handlers(app, settings.default_assistant or "moa")
-    app.add_middleware(  # added last, so it runs first
+    app.add_middleware(
         RequestGuard, keys=settings.api_keys, max_bytes=settings.max_request_bytes, allowed_hosts=settings.allowed_hosts
     )
+    app.add_middleware(CountInFlight, in_flight=in_flight)  # added last, so it runs first
     return app
 
 

@@ -516,6 +516,9 @@ def create_openai_router(
             run_config["configurable"] = {"thread_id": completion_id}
         inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain() for m in body.messages])}
         run = _Run(run_graph, inputs, run_config, config, body.stream)
+        in_flight = getattr(request.app.state, "in_flight", None)
+        if in_flight is not None:  # a stored run cancelled by a shutdown still writes its checkpoint
+            in_flight.track(run.task)
         if body.stream:
             return await _stream(run, request, body, config, completion_id, created)
         event = await run.next(request)
