@@ -3,9 +3,10 @@
 ``moa ask PROMPT`` streams the final answer to stdout and layer progress to
 stderr; ``--json`` prints one JSON object instead. ``moa chat`` keeps each
 ``--thread``'s history in a SQLite checkpoint, so a chat continues after the
-process exits. ``moa presets`` lists the presets. The exit status is 0 on
-success, 1 when the run fails, 2 for bad options; the reason is one line on
-stderr.
+process exits; a second ``moa chat`` on a thread that one already holds is
+refused, so no turn of either is lost. ``moa presets`` lists the presets. The
+exit status is 0 on success, 1 when the run fails, 2 for bad options; the
+reason is one line on stderr.
 
 Exit status: 0 on success; 1 when the run fails (a layer or the aggregator
 failed, a key is missing, the local model cannot start); 2 for a bad option or
@@ -17,14 +18,15 @@ with ``error:``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -549,10 +551,62 @@ async def _drop_unanswered_turn(graph: Any, run_config: RunnableConfig) -> None:
         await graph.aupdate_state(run_config, {"messages": unanswered}, as_node=AGGREGATOR_NODE)
 
 
+_HELD_THREADS: set[tuple[str, str]] = set()  # (db, thread) chats of this process
+
+
+@contextmanager
+def thread_lock(db: Path, thread: str) -> Iterator[None]:
+    """Hold ``thread`` of ``db`` for one chat: a second writer would lose a turn of the history.
+
+    An OS lock on one byte of ``<db>.lock`` (chosen by the thread's hash) is
+    held while the chat runs and is released when the process ends, however it
+    ends.
+
+    Raises:
+        CLIError: another chat holds the thread.
+    """
+    key = (str(db.resolve()), thread)
+    busy = CLIError(
+        f"thread {thread!r} of {db} is open in another moa chat; finish that chat first, or use another --thread"
+    )
+    if key in _HELD_THREADS:
+        raise busy
+    offset = int.from_bytes(hashlib.sha256(thread.encode()).digest()[:5], "big")  # one byte per thread
+    with open(f"{db}.lock", "a+b") as lock:
+        try:
+            _lock_byte(lock, offset)
+        except OSError:
+            raise busy from None
+        _HELD_THREADS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_THREADS.discard(key)
+            _lock_byte(lock, offset, unlock=True)
+
+
+def _lock_byte(file: Any, offset: int, *, unlock: bool = False) -> None:
+    """Lock (or unlock) one byte of ``file`` without waiting; OSError if another process holds it."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        file.seek(offset)
+        msvcrt.locking(file.fileno(), msvcrt.LK_UNLCK if unlock else msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.lockf(file, fcntl.LOCK_UN if unlock else fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+
+
 async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with thread_lock(db, thread):  # two chats on one thread would each write a history missing the other's turn
+        await _chat_turns(config, thread, db, interactive)
+
+
+async def _chat_turns(config: MoAConfig, thread: str, db: Path, interactive: bool) -> None:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    db.parent.mkdir(parents=True, exist_ok=True)
     failed_turns = 0
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         graph = create_moa_graph().compile(checkpointer=saver, name="moa")
@@ -623,7 +677,10 @@ def chat(
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
 ) -> None:
-    """Chat over several turns; one line of stdin is one turn. History persists per --thread."""
+    """Chat over several turns; one line of stdin is one turn. History persists per --thread.
+
+    One chat at a time per thread: a second one on the same --thread and --db is refused.
+    """
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )

@@ -238,3 +238,35 @@ async def test_a_terminal_shows_the_seconds_waited_for_the_first_token() -> None
     quiet = Progress(Console(file=plain, force_terminal=False))
     quiet({"event": "aggregator_started", "layer": 2, "model": "openai:agg"})
     assert "waiting" not in plain.getvalue() and quiet._status is None  # logs get no spinner
+
+
+def test_two_chats_on_one_thread_never_lose_a_turn(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    """The second `moa chat` on a thread that another one holds is refused, before it reads any question."""
+    db = tmp_path / "c.sqlite"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "langgraph_moa", "chat", "--thread", "t", "--db", str(db), *sim_args(server, "p")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=moa_env(),
+    )
+    assert first.stdin is not None and first.stderr is not None
+    try:
+        assert "(0 earlier message(s))" in first.stderr.readline()  # it holds the thread, waiting at the prompt
+        second = moa("chat", "--thread", "t", "--db", str(db), *sim_args(server, "p"), stdin="second question\n")
+        assert second.returncode == 1
+        assert second.stderr.strip() == (
+            f"error: thread 't' of {db} is open in another moa chat; finish that chat first, or use another --thread"
+        )
+        other = moa("chat", "--thread", "u", "--db", str(db), *sim_args(server, "p"), stdin="other thread\n")
+        assert other.returncode == 0, other.stderr  # another thread of the same file is free
+        stdout, stderr = first.communicate("first question\n", timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert stdout.strip() == "agg answer to: first question [refs=1]"
+    again = moa("chat", "--thread", "t", "--db", str(db), *sim_args(server, "p"), stdin="third question\n")
+    assert again.returncode == 0 and "(2 earlier message(s))" in again.stderr  # free again; nothing was lost
+    assert server.calls("agg") == 3 and "second question" not in json.dumps(server.requests)
