@@ -129,7 +129,7 @@ def _key_variables(spec: ModelSpec) -> list[str]:
 
 def _redacted_text(answer: AIMessage, spec: ModelSpec) -> str:
     """The answer's text without secrets: see :func:`~langgraph_moa.providers.redact`."""
-    return redact(answer.text, variables=_key_variables(spec))
+    return redact(answer.text, variables=_key_variables(spec), shapes=False)
 
 
 def _redacted_answer(answer: AIMessage, spec: ModelSpec) -> AIMessage:
@@ -137,12 +137,12 @@ def _redacted_answer(answer: AIMessage, spec: ModelSpec) -> AIMessage:
     variables = _key_variables(spec)
     content: Any = answer.content
     if isinstance(content, str):
-        content = redact(content, variables=variables)
+        content = redact(content, variables=variables, shapes=False)
     else:
         content = [
-            redact(part, variables=variables)
+            redact(part, variables=variables, shapes=False)
             if isinstance(part, str)
-            else {**part, "text": redact(part["text"], variables=variables)}
+            else {**part, "text": redact(part["text"], variables=variables, shapes=False)}
             if isinstance(part, dict) and isinstance(part.get("text"), str)
             else part
             for part in content

@@ -156,10 +156,20 @@ def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.Monke
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     text = f"the key is {CANARY} and Authorization: Bearer {CANARY}\nsk-abcdefghijklmnop done"
     for size in (1, 3, 7, len(text)):
-        redactor = StreamRedactor()
         pieces = [text[i : i + size] for i in range(0, len(text), size)]
-        shown = "".join(redactor.feed(p) for p in pieces) + redactor.flush()
+        answer = StreamRedactor()  # an answer: by value, so its words stay
+        shown = "".join(answer.feed(p) for p in pieces) + answer.flush()
+        assert shown == "the key is *** and Authorization: Bearer ***\nsk-abcdefghijklmnop done", size
+        error = StreamRedactor(shapes=True)  # key-shaped tokens too
+        shown = "".join(error.feed(p) for p in pieces) + error.flush()
         assert shown == "the key is *** and Authorization: Bearer ***\n*** done", size
+
+
+def test_an_answer_about_bearer_tokens_keeps_its_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    answer = "Send 'Authorization: Bearer <token>': the Bearer authentication scheme of RFC 6750."
+    redactor = StreamRedactor()
+    assert "".join(redactor.feed(c) for c in answer) + redactor.flush() == answer
 
 
 @pytest.mark.postgres

@@ -16,14 +16,19 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._\-]{8,}")
 _SECRET_NAME = re.compile(r"(?i)(KEY|KEYS|TOKEN|SECRET|PASSWORD)$")
 
 
-def redact(text: str, *, variables: Iterable[str] = ()) -> str:
+def redact(text: str, *, variables: Iterable[str] = (), shapes: bool = True) -> str:
     """Remove secrets from ``text``.
 
     Removed: the values of the known provider key variables, of every environment
     variable whose name ends in KEY, KEYS, TOKEN, SECRET or PASSWORD (and their
     comma-separated parts), of ``variables`` (e.g. a model's ``api_key_env``),
-    and key-shaped tokens (``sk-...``, ``Bearer ...``). A value is also removed in
-    its JSON-escaped form, so ``text`` may be a JSON document.
+    and, unless ``shapes`` is false, key-shaped tokens (``sk-...``, ``Bearer ...``).
+    A value is also removed in its JSON-escaped form, so ``text`` may be a JSON
+    document.
+
+    Model answers are redacted with ``shapes=False``: a key sent to a provider
+    is one of those values, and an answer about "Bearer authentication" must
+    keep its words.
     """
     names = {*API_KEY_VARIABLES.values(), *variables, *(n for n in os.environ if _SECRET_NAME.search(n))}
     values: set[str] = set()
@@ -34,7 +39,7 @@ def redact(text: str, *, variables: Iterable[str] = ()) -> str:
     for value in sorted((v for v in values if len(v) >= 6), key=len, reverse=True):
         if value in text:
             text = text.replace(value, "***")
-    return _BEARER.sub(r"\1***", _KEY_SHAPED.sub("***", text))
+    return _BEARER.sub(r"\1***", _KEY_SHAPED.sub("***", text)) if shapes else text
 
 
 _TRAILING_BEARER = re.compile(r"(?i)\bbearer\s*$")
@@ -42,6 +47,8 @@ _TRAILING_BEARER = re.compile(r"(?i)\bbearer\s*$")
 
 class StreamRedactor:
     """:func:`redact` for a text that arrives in pieces (a streamed answer).
+
+    Like model answers, streams are redacted by value only unless ``shapes``.
 
     A secret split across pieces is still removed: the text after the last
     whitespace is held back until more text shows where its word ends (or
@@ -55,8 +62,9 @@ class StreamRedactor:
         ```
     """
 
-    def __init__(self, *, variables: Iterable[str] = (), hold: int = 512) -> None:
+    def __init__(self, *, variables: Iterable[str] = (), shapes: bool = False, hold: int = 512) -> None:
         self._variables = tuple(variables)
+        self._shapes = shapes
         self._hold = hold
         self._pending = ""
 
@@ -64,17 +72,17 @@ class StreamRedactor:
         """Add ``piece``; return the redacted text that is certain by now (possibly ``""``)."""
         text = self._pending + piece
         cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"), text.rfind("\r")) + 1
-        bearer = _TRAILING_BEARER.search(text, 0, cut)
+        bearer = _TRAILING_BEARER.search(text, 0, cut) if self._shapes else None
         if bearer:  # "Bearer " with its token still to come
             cut = bearer.start()
         cut = max(cut, len(text) - self._hold)
         self._pending = text[cut:]
-        return redact(text[:cut], variables=self._variables) if cut else ""
+        return redact(text[:cut], variables=self._variables, shapes=self._shapes) if cut else ""
 
     def flush(self) -> str:
         """The redacted text held back; call once the stream has ended."""
         text, self._pending = self._pending, ""
-        return redact(text, variables=self._variables) if text else ""
+        return redact(text, variables=self._variables, shapes=self._shapes) if text else ""
 
 
 def describe_error(exc: BaseException, *, variables: Iterable[str] = ()) -> tuple[str, str]:

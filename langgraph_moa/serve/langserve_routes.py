@@ -257,7 +257,8 @@ class GraphSerializer(WellKnownLCSerializer):
 
     def dumps(self, obj: Any) -> bytes:
         """Dump ``obj`` to a JSON byte string, secrets removed."""
-        return redact(orjson.dumps(obj, default=_encode).decode()).encode()
+        # by value: failure messages were redacted when recorded, and answers keep words such as "Bearer"
+        return redact(orjson.dumps(obj, default=_encode).decode(), shapes=False).encode()
 
 
 def _base_configurable(graph: Runnable) -> dict[str, Any]:
