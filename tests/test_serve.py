@@ -466,3 +466,75 @@ def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals
     assert len(threads) == 2 and len(unfinished) == 1
     kept = [t.result for t in unfinished[0].tasks if t.result]
     assert [p["model"] for r in kept for p in r.get("proposals", [])] == ["openai:p1"]
+
+
+@pytest.mark.postgres
+def test_two_servers_share_one_postgres_and_a_killed_one_loses_nothing_stored(tmp_path: Path) -> None:
+    """Replicas on one database: what one stores the other reads; a client retries a killed replica's request."""
+    import psycopg
+
+    url = os.environ.get("MOA_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("set MOA_TEST_POSTGRES_URL=postgresql://... to run the PostgreSQL test")
+    with SimulatedOpenAIServer({"slowagg": ModelBehavior(latency=3.0)}) as sim:
+        assistants = tmp_path / "assistants.json"
+        models = {"base_url": sim.base_url}
+        assistants.write_text(
+            json.dumps(
+                {
+                    "sim": {"proposers": ["openai:p1", "openai:p2"], "aggregator": "openai:agg", **models},
+                    "slow": {"proposers": ["openai:p1"], "aggregator": "openai:slowagg", **models},
+                }
+            )
+        )
+        env = {**os.environ, "LANGSMITH_TRACING": "false"}
+        env.pop("MOA_API_KEYS", None)
+        args = ["--assistants", str(assistants), "--checkpoint-url", url]
+        first, first_url = _start_serve(args, env)
+        second, second_url = _start_serve(args, env)
+        try:
+            ask = {"model": "sim", "messages": [{"role": "user", "content": "replicated"}], "store": True}
+            stored = httpx.post(first_url + "/v1/chat/completions", json=ask, timeout=30).json()
+            read = httpx.get(f"{second_url}/v1/chat/completions/{stored['id']}", timeout=30).json()
+            assert read["choices"][0]["message"]["content"] == "agg answer to: replicated [refs=2]"
+            assert read["moa"]["proposals"] == stored["moa"]["proposals"]
+
+            # a replica killed mid-request: the client's retry on the other one succeeds
+            slow = {"model": "slow", "messages": [{"role": "user", "content": "killed"}], "store": True}
+            outcome: list[object] = []
+
+            def request_first() -> None:
+                try:
+                    outcome.append(httpx.post(first_url + "/v1/chat/completions", json=slow, timeout=30).status_code)
+                except httpx.TransportError as exc:
+                    outcome.append(type(exc).__name__)
+
+            import threading
+
+            asking = threading.Thread(target=request_first)
+            asking.start()
+            deadline = time.monotonic() + 30
+            while sim.calls("slowagg") == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first.kill()
+            asking.join(timeout=30)
+            assert outcome and outcome[0] not in (200,), outcome
+            retried = httpx.post(second_url + "/v1/chat/completions", json=slow, timeout=30)
+            assert retried.status_code == 200
+            assert retried.json()["choices"][0]["message"]["content"] == "slowagg answer to: killed [refs=1]"
+
+            # nothing stored is corrupted: every thread reads back through the survivor, finished or not
+            with psycopg.connect(url) as conn:
+                threads = [row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")]
+            answers = {t: httpx.get(f"{second_url}/v1/chat/completions/{t}", timeout=30) for t in threads}
+            assert {stored["id"], retried.json()["id"]} <= set(threads)
+            assert all(a.status_code in (200, 404) for a in answers.values()), answers
+            assert (
+                answers[stored["id"]].json()["choices"][0]["message"]["content"]
+                == read["choices"][0]["message"]["content"]
+            )
+        finally:
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
