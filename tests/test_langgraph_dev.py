@@ -71,6 +71,8 @@ def _config_in(workdir: Path) -> Path:
             spec["path"] = absolute(spec["path"])
     if isinstance(config.get("env"), str):
         config["env"] = absolute(config["env"])
+    if config.get("http", {}).get("app"):
+        config["http"]["app"] = absolute(config["http"]["app"])
     target = workdir / "langgraph.json"
     target.write_text(json.dumps(config))
     return target
@@ -181,6 +183,7 @@ def test_langgraph_json_is_valid_and_complete() -> None:
         tracked = subprocess.run(git, capture_output=True, check=False)
         assert tracked.returncode == 0, "langgraph.json and its env file must be committed"
     assert config["graphs"]["moa"]["path"] == "./langgraph_moa/studio.py:make_graph"
+    assert config["http"]["app"] == "./langgraph_moa/serve/agent_server.py:app"  # /v1 beside the LangGraph API
 
 
 def test_a_busy_port_is_detected(sim: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -415,3 +418,30 @@ def test_without_a_key_a_run_uses_the_bundled_local_model(keyless_dev: DevServer
     while started & _llama_servers() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not started & _llama_servers(), "the llama.cpp server outlived langgraph dev"
+
+
+def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
+    dev: DevServer, client: Any, sim: SimulatedOpenAIServer
+) -> None:
+    """langgraph.json mounts /v1 (http.app): one server for Studio, durable threads and OpenAI clients."""
+    import openai
+
+    with openai.OpenAI(base_url=dev.url + "/v1", api_key="unused", max_retries=0, timeout=60) as oa:
+        assert "moa-lite" in [m.id for m in oa.models.list()]
+        answer = oa.chat.completions.create(model="moa-lite", messages=[{"role": "user", "content": "via /v1"}])
+        assert answer.choices[0].message.content == "Qwen/Qwen1.5-72B-Chat answer to: via /v1 [refs=6]"
+        assert len(answer.moa["proposals"]) == 6
+        streamed = oa.chat.completions.create(
+            model="moa-lite", messages=[{"role": "user", "content": "streamed"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+        assert text == "Qwen/Qwen1.5-72B-Chat answer to: streamed [refs=6]"
+        with pytest.raises(openai.NotFoundError):
+            oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    # the LangGraph API of the same server still keeps durable threads
+    thread = client.threads.create()
+    run = client.runs.wait(
+        thread["thread_id"], "moa", input=_ask("on a thread"), config={"configurable": {"preset": "moa-lite"}}
+    )
+    assert run["messages"][-1]["content"] == "Qwen/Qwen1.5-72B-Chat answer to: on a thread [refs=6]"
+    assert client.threads.get_state(thread["thread_id"])["values"]["messages"][0]["content"] == "on a thread"
