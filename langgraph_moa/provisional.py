@@ -35,7 +35,7 @@ from langgraph_moa.context import moa_config_of_run
 from langgraph_moa.errors import ConfigError, EmptyResponseError
 from langgraph_moa.nodes import PROVISIONAL_NODE, fingerprint
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
-from langgraph_moa.providers import ModelResolver, describe_error
+from langgraph_moa.providers import ModelResolver, StreamRedactor, describe_error, redact
 from langgraph_moa.state import ProvisionalAnswer, ProvisionalInput, UsageRecord
 
 
@@ -50,6 +50,16 @@ def _usage(message: AIMessageChunk | None, layer: int, model: str) -> UsageRecor
         output_tokens=int(meta.get("output_tokens", 0)),
         reported=bool(meta),
     )
+
+
+def _key_variables(cfg: MoAConfig) -> list[str]:
+    return [cfg.aggregator.api_key_env] if cfg.aggregator.api_key_env else []
+
+
+def _write_token(write: Any, layer: int, text: str) -> None:
+    """A ``provisional_token`` event, once the redactor has let some text through."""
+    if text:
+        write({"event": "provisional_token", "layer": layer, "text": text})
 
 
 def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[str, Any]]:
@@ -68,6 +78,7 @@ def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[
         if not text.strip():
             raise EmptyResponseError("the model returned no text")
         layer, model = inp["layer"], cfg.aggregator.model
+        text = redact(text, variables=_key_variables(cfg), shapes=False)  # an echoed key never reaches the state
         answer = ProvisionalAnswer(layer=layer, slot=0, model=model, content=text, built_from=inp["built_from"])
         get_stream_writer()({"event": "provisional_answer", **answer})
         return {"provisional_answers": [answer], "usage": [_usage(last, layer, model)]}
@@ -84,12 +95,13 @@ def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[
         try:
             cfg, model, messages = setup(inp, config)
             write({"event": "provisional_started", "layer": inp["layer"], "built_from": inp["built_from"]})
-            text, total = "", None
+            text, total, redactor = "", None, StreamRedactor(variables=_key_variables(cfg))
             for chunk in model.stream(messages):
                 total = chunk if total is None else total + chunk
                 if chunk.text:
                     text += chunk.text
-                    write({"event": "provisional_token", "layer": inp["layer"], "text": chunk.text})
+                    _write_token(write, inp["layer"], redactor.feed(chunk.text))
+            _write_token(write, inp["layer"], redactor.flush())
             return finish(inp, cfg, text, total)
         except ConfigError:
             raise
@@ -101,13 +113,14 @@ def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[
         try:
             cfg, model, messages = setup(inp, config)
             write({"event": "provisional_started", "layer": inp["layer"], "built_from": inp["built_from"]})
-            text, total = "", None
+            text, total, redactor = "", None, StreamRedactor(variables=_key_variables(cfg))
             async with asyncio.timeout(cfg.timeout):
                 async for chunk in model.astream(messages):
                     total = chunk if total is None else total + chunk
                     if chunk.text:
                         text += chunk.text
-                        write({"event": "provisional_token", "layer": inp["layer"], "text": chunk.text})
+                        _write_token(write, inp["layer"], redactor.feed(chunk.text))
+            _write_token(write, inp["layer"], redactor.flush())
             return finish(inp, cfg, text, total)
         except ConfigError:
             raise

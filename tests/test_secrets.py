@@ -67,6 +67,7 @@ ASSISTANTS = {
     "mixed": _config(["ok", "bad"], "agg", min_proposals=1),  # a failure record and an echoed answer
     "proposers-fail": _config(["bad", "limited"], "agg"),
     "aggregator-fails": _config(["ok"], "badagg"),
+    "provisional": _config(["ok"], "agg", layers=3, provisional_answers=True),  # an early answer, kept in state
 }
 
 
