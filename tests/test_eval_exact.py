@@ -199,6 +199,19 @@ async def test_resuming_with_another_configuration_is_refused(server: SimulatedO
         await run_exact(ITEMS[:1], config(server, ["p2"]), out_dir=tmp_path)
 
 
+async def test_a_resume_on_another_endpoint_is_the_same_configuration(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    """The local preset's servers come back on new ports: that must not stop a resume."""
+    keyed(server, p1=False, agg=False)
+    await run_exact(ITEMS[:1], config(server, ["p1"]), out_dir=tmp_path)
+    with SimulatedOpenAIServer(
+        {"p1": ModelBehavior(reply=answer_key(KEY)), "agg": ModelBehavior(reply=answer_key(KEY))}
+    ) as other:
+        result = await run_exact(ITEMS[:2], config(other, ["p1"]), out_dir=tmp_path)
+        assert other.calls() == 2 and result.summary["systems"]["moa"]["n"] == 2
+
+
 async def test_concurrency_bounds_the_pairs_in_flight(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("p1", ModelBehavior(reply=answer_key(KEY), latency=0.2))
     server.set_behavior("agg", ModelBehavior(reply=answer_key(KEY), latency=0.2))

@@ -5,13 +5,15 @@ the output directory (one JSON object per line, flushed), so a killed run loses
 at most the pairs in flight; running again with the same directory skips the
 pairs already there. Pairs that ended in an error are saved too (with
 ``"error"``) and run again on the next resume. ``run.json`` records the suite
-and each system's configuration fingerprint: resuming with another
-configuration under the same system name is refused instead of mixing results.
+and each system's configuration fingerprint (endpoints left out): resuming
+with another configuration under the same system name is refused instead of
+mixing results.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +27,7 @@ from langchain_core.runnables import Runnable
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.nodes import fingerprint, summarize_usage
+from langgraph_moa.nodes import summarize_usage
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.providers import redact
 from langgraph_moa.state import UsageRecord, total_usage
@@ -122,6 +124,24 @@ def layer_cost(record: dict[str, Any], layer: int, config: MoAConfig) -> tuple[d
 # --------------------------------------------------------------------------- the results file
 
 
+def config_fingerprint(config: MoAConfig) -> str:
+    """A hash of what shapes the answers: the configuration without its endpoints.
+
+    Endpoints are left out, so a run on local servers that came back on other
+    ports (the local preset picks free ports) still resumes.
+    """
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "base_url"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    data = json.dumps(strip(config.model_dump(mode="json")), sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
 class ResultStore:
     """``results.jsonl`` (and ``run.json``) of an output directory, or memory only when ``out_dir`` is None."""
 
@@ -154,7 +174,7 @@ class ResultStore:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / RUN_FILE
-        current = {s.name: fingerprint(s.config) if s.config is not None else s.kind for s in systems}
+        current = {s.name: config_fingerprint(s.config) if s.config is not None else s.kind for s in systems}
         saved: dict[str, Any] = {}
         if path.exists():
             try:
