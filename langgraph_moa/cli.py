@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from langgraph_moa.cache import proposal_cache
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.graph import create_moa_graph
@@ -315,9 +316,12 @@ class Progress:
             reason = escape(f"{self._label(event)}: {event['error_type']}: {event['message']}")
             self._finish(event, self.failed, f"[red]failed[/red] {reason}")
         elif kind == "layer_done":
+            cached = f" ({event['cached']} from the cache)" if event.get("cached") else ""
             self.console.print(
-                f"layer {event['layer']} complete: {event['succeeded']} proposal(s), {event['failed']} failed"
+                f"layer {event['layer']} complete: {event['succeeded']} proposal(s){cached}, {event['failed']} failed"
             )
+        elif kind == "strategy":
+            self.console.print(f"layer {event['layer']}: {escape(event['option'])}: {escape(event['reason'])}")
         elif kind == "aggregator_started":
             self.console.print(f"layer {event['layer']}: aggregating with {escape(event['model'])}")
             self.waiting(f"aggregating with {event['model']}: waiting for the first token")
@@ -445,8 +449,8 @@ def _preflight(config: MoAConfig) -> None:
         raise _fail(str(exc)) from None
 
 
-async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None) -> None:
-    graph = create_moa_graph().compile(name="moa")
+async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None, cache: bool = False) -> None:
+    graph = create_moa_graph().compile(name="moa", cache=proposal_cache() if cache else None)
     progress = Progress(err)
     messages: list[Any] = [("system", system)] if system else []
     messages.append(("user", prompt))
@@ -507,6 +511,14 @@ def ask(
     gguf: GgufOpt = None,
     system: Annotated[str | None, typer.Option("--system", help="A system message for every model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every layer.")] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache",
+            help="Reuse proposals of an identical earlier question (a SQLite cache in the data directory). "
+            "With temperature > 0 the cached samples are reused, not drawn again.",
+        ),
+    ] = False,
 ) -> None:
     """Answer PROMPT with Mixture-of-Agents; the answer streams to stdout."""
     if not prompt.strip():
@@ -514,7 +526,7 @@ def ask(
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )
-    _with_config(options, lambda config: _ask(prompt, config, as_json, system))
+    _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 
 
 def default_chat_db() -> Path:

@@ -14,6 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 
+from langgraph_moa.cache import PROPOSAL_CACHE_POLICY, record_failure
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.nodes import (
     AGGREGATOR_NODE,
@@ -106,7 +107,10 @@ def create_moa_graph(
     resolve = ModelResolver(models, allowed_base_urls=allowed_base_urls)
     builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState)
     builder.add_node(PREPARE_NODE, make_prepare(resolve))
-    builder.add_node(PROPOSER_NODE, make_propose(resolve))
+    # the node cache works once the graph is compiled with a cache; failures never enter it
+    builder.add_node(
+        PROPOSER_NODE, make_propose(resolve), cache_policy=PROPOSAL_CACHE_POLICY, error_handler=record_failure
+    )
     builder.add_node(JOIN_NODE, make_join_layer())
     builder.add_node(REVIEW_NODE, make_review())
     builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal, NamedTuple
@@ -50,6 +51,7 @@ from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, Send, interrupt
 
+from langgraph_moa.cache import ProposerFailed, answer_settings
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.context import moa_config_of_run
 from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
@@ -316,11 +318,15 @@ def make_prepare(resolve: ModelResolver) -> Node:
         return {
             "layer": 1,
             "config_fingerprint": fingerprint(cfg),
+            "turn_id": uuid.uuid4().hex,
             "proposals": Overwrite([]),
             "failures": Overwrite([]),
             "usage": Overwrite([]),
             "provisional_answers": Overwrite([]),
             "usage_summary": summarize_usage([], cfg),
+            "stopped_after": None,
+            "dropped": Overwrite([]),
+            "decisions": Overwrite([]),
         }
 
     return prepare
@@ -344,9 +350,11 @@ def route_layer(
                 messages=state["messages"],
                 references=references,
                 config_fingerprint=state["config_fingerprint"],
+                settings=answer_settings(spec, cfg),  # read by the proposal cache's key
+                turn_id=state.get("turn_id", ""),
             ),
         )
-        for slot in range(len(cfg.proposers_for(layer)))
+        for slot, spec in enumerate(cfg.proposers_for(layer))
     ]
     if cfg.provisional_answers and layer >= 2:  # see provisional.py
         built_from = [p["model"] for p in state.get("proposals", []) if p["layer"] == layer - 1]
@@ -404,9 +412,10 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
             write(
                 {"event": "proposer_failed", **where, "error_type": error_type, "message": message, "seconds": seconds}
             )
-            return {
-                "failures": [Failure(layer=layer, slot=slot, model=spec.model, error_type=error_type, message=message)]
-            }
+            # raised, not returned, so the proposal cache never keeps it; the node's
+            # error handler (cache.record_failure) records it without stopping the layer
+            failure = Failure(layer=layer, slot=slot, model=spec.model, error_type=error_type, message=message)
+            raise ProposerFailed(failure) from None
         finally:
             if shared:
                 cutoffs.leave(*shared)
@@ -421,10 +430,12 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
                     "straggler_timeout": shared[1].grace,
                 }
             )
+        usage = _usage_record(calls, layer, slot, spec.model, "proposer")
+        usage["turn_id"] = inp.get("turn_id", "")
         return {
             # a key an upstream echoes back must not reach the state (and so the checkpoints)
             "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=_redacted_text(answer, spec))],
-            "usage": [_usage_record(calls, layer, slot, spec.model, "proposer")],
+            "usage": [usage],
         }
 
     return _sync_and_async(PROPOSER_NODE, propose)
@@ -440,14 +451,29 @@ def make_join_layer() -> Node:
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
         if succeeded < cfg.min_proposals:
             raise LayerFailedError(layer, failures, succeeded, cfg.min_proposals)
-        get_stream_writer()({"event": "layer_done", "layer": layer, "succeeded": succeeded, "failed": len(failures)})
+        cached = sum(1 for r in state.get("usage", []) if r["layer"] == layer and _is_cached(r, state))
+        get_stream_writer()(
+            {"event": "layer_done", "layer": layer, "succeeded": succeeded, "failed": len(failures), "cached": cached}
+        )
         return {"layer": layer + 1}
 
     return join_layer
 
 
-def summarize_usage(records: list[UsageRecord], cfg: MoAConfig) -> UsageSummary:
-    """Sum ``records`` per layer, per model and in total, and estimate their cost."""
+def _is_cached(record: UsageRecord, state: Mapping[str, Any]) -> bool:
+    """Whether ``record`` was replayed from the proposal cache (made by an earlier turn)."""
+    return record.get("turn_id", state.get("turn_id")) != state.get("turn_id")
+
+
+def summarize_usage(records: list[UsageRecord], cfg: MoAConfig, turn_id: str | None = None) -> UsageSummary:
+    """Sum ``records`` per layer, per model and in total, and estimate their cost.
+
+    Records made by another turn than ``turn_id`` (replayed from the proposal
+    cache) are counted in ``cached_calls`` and left out of the tokens and cost.
+    """
+    turn = {"turn_id": turn_id}
+    cached = [r for r in records if turn_id is not None and _is_cached(r, turn)]
+    records = [r for r in records if not (turn_id is not None and _is_cached(r, turn))]
     cost = estimate_cost(records, cfg.prices)
     return UsageSummary(
         total=total_usage(records),
@@ -456,6 +482,7 @@ def summarize_usage(records: list[UsageRecord], cfg: MoAConfig) -> UsageSummary:
         cost_usd=round(float(cost["total_usd"]), 8),  # type: ignore[arg-type]
         unpriced_models=list(cost["unpriced"]),  # type: ignore[call-overload]
         unreported_calls=sum(1 for r in records if not r["reported"]),
+        cached_calls=len(cached),
     )
 
 
@@ -478,12 +505,12 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         except Exception as exc:
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None
-        usage = [_usage_record(calls, layer, 0, spec.model, "aggregator")]
+        record = _usage_record(calls, layer, 0, spec.model, "aggregator")  # never cached: no turn_id
         answer = _redacted_answer(answer, spec)
         return {
             "messages": [answer],
-            "usage": usage,
-            "usage_summary": summarize_usage([*state.get("usage", []), *usage], cfg),
+            "usage": [record],
+            "usage_summary": summarize_usage([*state.get("usage", []), record], cfg, state.get("turn_id")),
         }
 
     return _sync_and_async(AGGREGATOR_NODE, aggregate)

@@ -11,7 +11,7 @@ resets them when a new turn starts, so references of one turn never reach the ne
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -42,15 +42,35 @@ class UsageRecord(TypedDict):
 
     ``reported`` is False when the provider sent no usage (llama.cpp's server,
     for one, sends none on streamed calls); the token counts are then 0.
+    ``turn_id`` names the turn that made the call: a record replayed from the
+    proposal cache carries an earlier turn's id (the call cost nothing now).
     """
 
     layer: int
     slot: int
     model: str
-    role: Literal["proposer", "aggregator", "provisional"]
+    role: Literal["proposer", "aggregator", "provisional", "ranker"]
     input_tokens: int
     output_tokens: int
     reported: bool
+    turn_id: NotRequired[str]
+
+
+class Decision(TypedDict):
+    """What a cost-saving option did (see ``docs/strategies.md``), one record per action.
+
+    ``option`` is ``"early_stop"``, ``"keep_top"`` or ``"max_cost_usd"``; ``layer``
+    the proposer layer it acted after (0: before the first); ``action`` what it
+    did (``"stopped"``, ``"continued"``, ``"kept"``, ``"skipped_layers"``);
+    ``reason`` a sentence; ``detail`` the numbers behind it (agreement, kept
+    slots, cost estimates).
+    """
+
+    option: str
+    layer: int
+    action: str
+    reason: str
+    detail: dict[str, Any]
 
 
 class ProvisionalAnswer(TypedDict):
@@ -105,10 +125,19 @@ class MoAState(InputState, total=False):
             written early from each proposer layer but the last, by layer.
         usage_summary: ``usage`` summed per layer, per model and in total, with
             a cost estimate; written with the final answer.
+        turn_id: A fresh id per turn (what tells a cached call from a new one).
+        stopped_after: The proposer layer after which the remaining proposer
+            layers were skipped (early stop or budget), else None.
+        dropped: Proposals that ``keep_top`` left out of the references.
+        decisions: What the cost-saving options did this turn, in order.
     """
 
     layer: int
     config_fingerprint: str
+    turn_id: str
+    stopped_after: int | None
+    dropped: Annotated[list[Proposal], _merge_by_slot]
+    decisions: Annotated[list[Decision], _append]
     proposals: Annotated[list[Proposal], _merge_by_slot]
     failures: Annotated[list[Failure], _merge_by_slot]
     usage: Annotated[list[UsageRecord], _append]
@@ -124,6 +153,8 @@ class ProposerInput(TypedDict):
     messages: list[AnyMessage]
     references: list[str]
     config_fingerprint: str
+    settings: NotRequired[dict[str, Any]]
+    turn_id: NotRequired[str]
 
 
 class ProvisionalInput(TypedDict):
@@ -160,3 +191,4 @@ class UsageSummary(TypedDict):
     cost_usd: float
     unpriced_models: list[str]
     unreported_calls: int
+    cached_calls: int
