@@ -183,6 +183,31 @@ class MoAConfig(BaseModel):
     aggregator_tool_choice: str | dict[str, Any] | None = Field(
         default=None, description="tool_choice for the aggregator's tools: 'auto', 'any', 'none' or a tool name."
     )
+    # Cost-saving strategies (docs/strategies.md); each is off by default.
+    early_stop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Skip the remaining proposer layers once a layer's proposals agree at least this much "
+        "(0-1: share of equal normalised short answers, else mean pairwise text similarity).",
+    )
+    keep_top: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only the best k proposals of each layer as references (ranked by `ranker`, or by a "
+        "cheap rule that drops near-duplicates and outliers first). At least min_proposals.",
+    )
+    ranker: ModelSpec | None = Field(
+        default=None,
+        description="Judge model ('provider:model') that ranks a layer's proposals for keep_top; without one, "
+        "the non-LLM rule ranks them. An unparseable ranking falls back to the rule (recorded).",
+    )
+    max_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Budget per run in US dollars: before each proposer layer, if its estimated cost plus the "
+        "aggregator's would exceed it, go straight to aggregation. Unpriced models count as free.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -199,6 +224,13 @@ class MoAConfig(BaseModel):
     @model_validator(mode="after")
     def _check_layers(self) -> MoAConfig:
         n_proposer_layers = self.layers - 1
+        if self.keep_top is not None and self.keep_top < self.min_proposals:
+            raise ValueError(
+                f"keep_top={self.keep_top} is below min_proposals={self.min_proposals}: "
+                "keep at least min_proposals proposals, or lower min_proposals"
+            )
+        if self.ranker is not None and self.keep_top is None:
+            raise ValueError("ranker ranks proposals for keep_top: set keep_top too, or leave ranker unset")
         if self.review and n_proposer_layers == 0:
             raise ValueError("review=True needs a proposer layer to review: set layers to 2 or more")
         if self.layer_proposers is not None:
@@ -231,6 +263,8 @@ class MoAConfig(BaseModel):
         for layer in range(1, self.layers):
             for spec in self.proposers_for(layer):
                 seen.setdefault(spec.model_dump_json(), spec)
+        if self.ranker is not None and self.layers > 1:
+            seen.setdefault(self.ranker.model_dump_json(), self.ranker)
         seen.setdefault(self.aggregator.model_dump_json(), self.aggregator)
         return list(seen.values())
 

@@ -33,6 +33,7 @@ from langgraph_moa.nodes import (
 from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.provisional import make_provisional
 from langgraph_moa.state import InputState, MoAState
+from langgraph_moa.strategies import STEER_NODE, make_steer, route_or_steer
 
 
 def create_moa_graph(
@@ -42,12 +43,15 @@ def create_moa_graph(
 ) -> StateGraph[MoAState, MoAConfig, InputState, MoAState]:
     """Create the Mixture-of-Agents graph (uncompiled).
 
-    The graph has six nodes::
+    The graph has these nodes::
 
         START -> prepare -> propose (x N, in parallel) -> join_layer -> ... -> [review] -> aggregate -> END
 
     (``review`` runs only when ``MoAConfig.review`` is set; ``provisional``, beside
-    the proposers of layers 2 and up, only with ``MoAConfig.provisional_answers``.)
+    the proposers of layers 2 and up, only with ``MoAConfig.provisional_answers``;
+    ``steer`` runs between layers only when a cost-saving option is on: ``keep_top``,
+    ``early_stop``, ``max_cost_usd``, see :mod:`langgraph_moa.strategies` and
+    ``docs/strategies.md``.)
 
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
@@ -114,13 +118,16 @@ def create_moa_graph(
     builder.add_node(JOIN_NODE, make_join_layer())
     builder.add_node(REVIEW_NODE, make_review())
     builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))
+    builder.add_node(STEER_NODE, make_steer(resolve))
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
     builder.add_edge(START, PREPARE_NODE)
     targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE]
-    builder.add_conditional_edges(PREPARE_NODE, route_layer, targets)
+    # through `steer` only when a cost-saving option is on (strategies.py)
+    builder.add_conditional_edges(PREPARE_NODE, route_or_steer, [*targets, STEER_NODE])
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
     builder.add_edge(PROVISIONAL_NODE, JOIN_NODE)
-    builder.add_conditional_edges(JOIN_NODE, route_layer, targets)
+    builder.add_conditional_edges(JOIN_NODE, route_or_steer, [*targets, STEER_NODE])
+    builder.add_conditional_edges(STEER_NODE, route_layer, targets)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder

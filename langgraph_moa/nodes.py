@@ -111,6 +111,16 @@ def references_of(state: MoAState, layer: int) -> list[str]:
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
 
 
+def last_proposer_layer(state: Mapping[str, Any], cfg: MoAConfig) -> int:
+    """The proposer layer whose answers the aggregator reads.
+
+    The last one, or the one after which early stop or the budget skipped the
+    rest (``stopped_after``; 0 when no proposer layer ran).
+    """
+    stopped = state.get("stopped_after")
+    return cfg.layers - 1 if stopped is None else int(stopped)
+
+
 def _usage_record(calls: Sequence[BaseMessage], layer: int, slot: int, model: str, role: Any) -> UsageRecord:
     """Usage of one proposer or aggregator, summed over the model calls it made."""
     metas = [m.usage_metadata for m in calls if getattr(m, "usage_metadata", None)]  # type: ignore[attr-defined]
@@ -339,7 +349,7 @@ def route_layer(
     cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
     layer = state["layer"]
     if layer >= cfg.layers:
-        return "review" if cfg.review and cfg.layers > 1 else "aggregate"
+        return "review" if cfg.review and last_proposer_layer(state, cfg) > 0 else "aggregate"
     references = references_of(state, layer - 1)
     sends = [
         Send(
@@ -494,7 +504,7 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         spec = cfg.aggregator
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
-        references = references_of(state, layer - 1)
+        references = references_of(state, last_proposer_layer(state, cfg))
         history = state["messages"] if cfg.aggregator_tools else tool_turns_as_text(state["messages"])
         messages = inject_references(history, references, cfg.aggregation_prompt)
         try:
@@ -537,7 +547,7 @@ def make_review() -> Node:
 
     def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
         cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
-        layer = cfg.layers - 1
+        layer = last_proposer_layer(state, cfg)
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]
         request: dict[str, Any] = {
             "layer": layer,

@@ -1,0 +1,83 @@
+"""Cost estimates for ``max_cost_usd``: what the next layer and the aggregator would cost.
+
+No tokenizer is loaded: a text counts ``ceil(characters / 4)`` tokens, about
+right for English with most tokenizers. The estimate uses what the turn has
+shown so far:
+
+- spent: the cost of this turn's calls from their reported usage and the price
+  table (:mod:`langgraph_moa.pricing`; unpriced models are free);
+- a call's prompt: the conversation plus the references it will read (the
+  previous layer's actual answers for the next proposer layer; the next layer's
+  expected answers for the aggregator);
+- a call's completion: the mean completion tokens of the turn's calls so far,
+  or the model's ``max_tokens`` before any call reported usage (the worst case).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from langchain_core.messages import AnyMessage
+
+from langgraph_moa.config import MoAConfig, ModelSpec
+from langgraph_moa.pricing import DEFAULT_PRICES, estimate_cost
+from langgraph_moa.state import UsageRecord
+
+
+def text_tokens(text: str) -> int:
+    """Estimated tokens of ``text``: ``ceil(len / 4)``."""
+    return math.ceil(len(text) / 4)
+
+
+def messages_tokens(messages: Sequence[AnyMessage]) -> int:
+    """Estimated prompt tokens of ``messages`` (their text, plus a few per message)."""
+    return sum(text_tokens(m.text) + 4 for m in messages)
+
+
+class CostEstimator:
+    """Estimates the cost of the calls a run has not made yet.
+
+    Args:
+        cfg: The run's configuration (prices, max_tokens, the aggregation prompt).
+        messages: The conversation the calls will read.
+        usage: This turn's usage records so far (replayed cached calls left out).
+    """
+
+    def __init__(self, cfg: MoAConfig, messages: Sequence[AnyMessage], usage: Sequence[UsageRecord]) -> None:
+        self.cfg = cfg
+        self.prices = {**DEFAULT_PRICES, **cfg.prices}
+        self.prompt = messages_tokens(messages)
+        self.spent = float(estimate_cost(usage, cfg.prices)["total_usd"])  # type: ignore[arg-type]
+        reported = [r["output_tokens"] for r in usage if r["reported"] and r["output_tokens"] > 0]
+        self.mean_output = sum(reported) / len(reported) if reported else None
+
+    def completion(self, spec: ModelSpec) -> float:
+        """Expected completion tokens of one call to ``spec``."""
+        limit = spec.max_tokens if spec.max_tokens is not None else self.cfg.max_tokens
+        return min(limit, self.mean_output) if self.mean_output is not None else limit
+
+    def call(self, spec: ModelSpec, reference_tokens: float) -> float:
+        """Estimated dollars of one call to ``spec`` reading references of ``reference_tokens``."""
+        price = self.prices.get(spec.model)
+        if price is None:
+            return 0.0
+        prompt = self.prompt + (reference_tokens + text_tokens(self.cfg.aggregation_prompt) if reference_tokens else 0)
+        return (prompt * price.input + self.completion(spec) * price.output) / 1e6
+
+    def proposer_layer(self, specs: Sequence[ModelSpec], references: Sequence[str]) -> float:
+        """Estimated dollars of a proposer layer reading ``references``."""
+        tokens = sum(text_tokens(r) for r in references)
+        return sum(self.call(spec, tokens) for spec in specs)
+
+    def aggregator_after(self, specs: Sequence[ModelSpec], kept: int | None = None) -> float:
+        """Estimated dollars of the aggregator reading the answers of a layer of ``specs``.
+
+        ``kept`` limits the references to that many (``keep_top``).
+        """
+        answers = sorted((self.completion(s) for s in specs), reverse=True)[: kept if kept else len(specs)]
+        return self.call(self.cfg.aggregator, sum(answers))
+
+    def aggregator_on(self, references: Sequence[str]) -> float:
+        """Estimated dollars of the aggregator reading ``references`` (answers already written)."""
+        return self.call(self.cfg.aggregator, sum(text_tokens(r) for r in references))

@@ -1,0 +1,194 @@
+"""The cost-saving options: early stop, keep_top selection and the budget (the ``steer`` node)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from langgraph_moa import ConfigError, MoAConfig, create_moa_graph
+from langgraph_moa.agreement import agreement
+from langgraph_moa.selection import parse_ranking, rank_by_rule
+from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
+from tests.conftest import sim_config, user
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"early_stop": 1.5}, "early_stop"),
+        ({"early_stop": -0.1}, "early_stop"),
+        ({"keep_top": 0}, "keep_top"),
+        ({"keep_top": 1, "min_proposals": 2}, "keep_top=1 is below min_proposals=2"),
+        ({"ranker": "openai:judge"}, "ranker ranks proposals for keep_top"),
+        ({"max_cost_usd": -1}, "max_cost_usd"),
+    ],
+)
+def test_invalid_options_name_the_field(fields: dict, named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        MoAConfig(proposers=["openai:a", "openai:b"], **fields)
+
+
+def test_options_are_off_by_default_and_plain_runs_skip_steer() -> None:
+    config = MoAConfig()
+    assert (config.early_stop, config.keep_top, config.ranker, config.max_cost_usd) == (None, None, None, None)
+
+
+async def test_plain_moa_does_not_route_through_steer(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    nodes = []
+    async for update in graph.astream(user("q"), context=sim_config(server, ["p1", "p2"], layers=3)):
+        nodes += list(update)
+    assert "steer" not in nodes and nodes.count("join_layer") == 2
+
+
+# ---------------------------------------------------------------- early stop
+
+
+def test_agreement_measure() -> None:
+    assert agreement(["Paris", "paris.", "The answer is: Paris"]) == (1.0, "short_answers")
+    assert agreement(["Paris", "Lyon", "Paris"])[0] == pytest.approx(2 / 3)
+    assert agreement(["Long reasoning, step by step. Answer: 42", "42"]) == (1.0, "short_answers")
+    long = "a long answer that explains the reasoning in many more words than a short one"
+    assert agreement([long, long]) == (1.0, "similarity")
+    assert agreement([long, "something else entirely, with other words and another meaning"])[0] < 0.6
+
+
+async def test_early_stop_skips_the_remaining_layers(server: SimulatedOpenAIServer) -> None:
+    for name in ("p1", "p2", "p3"):
+        server.set_behavior(name, ModelBehavior(reply="Paris"))
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1", "p2", "p3"], layers=4, early_stop=0.9)
+    events, state = [], {}
+    async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["custom", "values"]):
+        if mode == "custom" and chunk["event"] == "strategy":
+            events.append(chunk)
+        elif mode == "values":
+            state = chunk
+    assert server.calls() == 4  # 3 proposers of layer 1 + the aggregator, instead of 10
+    assert state["stopped_after"] == 1
+    assert state["messages"][-1].content == "agg answer to: q [refs=3]"  # layer 1's references
+    (decision,) = state["decisions"]
+    assert decision["option"] == "early_stop" and decision["action"] == "skipped_layers"
+    assert decision["detail"]["skipped_layers"] == [2, 3] and decision["detail"]["agreement"] == 1.0
+    assert "layer 1 agrees 1.00 >= 0.9" in events[0]["reason"]
+
+
+async def test_no_early_stop_when_proposals_disagree(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    replies = {"p1": "Paris", "p2": "Lyon", "p3": "Nice"}
+    for name, reply in replies.items():
+        server.set_behavior(name, ModelBehavior(reply=reply))
+    state = await graph.ainvoke(user("q"), context=sim_config(server, list(replies), layers=4, early_stop=0.9))
+    assert server.calls() == 10 and state["stopped_after"] is None
+    assert [d["action"] for d in state["decisions"]] == ["continued", "continued"]
+
+
+# ---------------------------------------------------------------- keep_top
+
+
+def test_rule_ranks_consensus_first_and_near_duplicates_last() -> None:
+    a = "The capital of France is Paris, a city on the Seine."
+    texts = [a, a + " ", "The capital of France is Paris.", "Bananas are yellow fruit grown in the tropics."]
+    order = rank_by_rule(texts)
+    assert order[:2] == [0, 2]  # the most agreed-upon answer, then the next distinct one
+    assert order[-1] == 1 or order[-2] == 1  # the near-duplicate of 0 comes after the distinct ones
+    assert order.index(3) > order.index(2)  # the outlier after the agreeing answer
+
+
+def test_parse_ranking() -> None:
+    assert parse_ranking("3, 1, 2", 3, 2) == [2, 0, 1]
+    assert parse_ranking("Best: [2]. Then 2 again, 9 and 1.", 3, 2) == [1, 0, 2]
+    assert parse_ranking("I like them all", 3, 2) is None
+    assert parse_ranking("2", 3, 2) is None
+
+
+async def test_keep_top_by_rule_cuts_the_aggregators_references(server: SimulatedOpenAIServer) -> None:
+    replies = {
+        "p1": "Paris is the capital of France.",
+        "p2": "Paris is the capital of France.",
+        "p3": "The capital of France is Paris.",
+        "p4": "I do not know anything about geography at all.",
+    }
+    for name, reply in replies.items():
+        server.set_behavior(name, ModelBehavior(reply=reply))
+    graph = create_moa_graph().compile()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, list(replies), keep_top=2))
+    assert state["messages"][-1].content == "agg answer to: q [refs=2]"
+    assert [p["model"] for p in state["proposals"]] == ["openai:p1", "openai:p3"]
+    assert sorted(p["model"] for p in state["dropped"]) == ["openai:p2", "openai:p4"]
+    (decision,) = state["decisions"]
+    assert decision["detail"]["method"] == "rule" and decision["detail"]["kept_slots"] == [0, 2]
+
+
+async def test_keep_top_with_a_ranker(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("judge", ModelBehavior(reply="3, 1, 2"))
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1", "p2", "p3"], keep_top=2, ranker="openai:judge")
+    state = await graph.ainvoke(user("q"), context=config)
+    assert [p["model"] for p in state["proposals"]] == ["openai:p1", "openai:p3"]  # kept, in proposer order
+    assert state["decisions"][0]["detail"]["method"] == "ranker"
+    assert state["decisions"][0]["detail"]["ranking_slots"] == [2, 0, 1]
+    judge_prompt = server.requests_for("judge")[0]["messages"][-1]["content"]
+    assert "[1]\np1 answer to: q" in judge_prompt and "[3]\np3 answer to: q" in judge_prompt
+    assert [r["role"] for r in state["usage"]].count("ranker") == 1
+
+
+@pytest.mark.parametrize(
+    ("behavior", "why"),
+    [
+        (ModelBehavior(reply="They are all wonderful."), "named fewer than 2 of the 3 candidates"),
+        (ModelBehavior(faults=[Fault(400, message="no such model")]), "ranker openai:judge failed"),
+    ],
+)
+async def test_a_ranker_without_a_ranking_falls_back_to_the_rule(
+    server: SimulatedOpenAIServer, behavior: ModelBehavior, why: str
+) -> None:
+    server.set_behavior("judge", behavior)
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1", "p2", "p3"], keep_top=2, ranker="openai:judge")
+    state = await graph.ainvoke(user("q"), context=config)
+    assert state["messages"][-1].content == "agg answer to: q [refs=2]"
+    decision = state["decisions"][0]
+    assert decision["detail"]["method"] == "rule_fallback" and why in decision["reason"]
+
+
+# ---------------------------------------------------------------- budget
+
+
+def priced(*models: str) -> dict:
+    # $0.001 per completion token (the simulated server counts words as tokens)
+    return {f"openai:{m}": {"input": 0, "output": 1000} for m in models}
+
+
+async def test_budget_skips_the_layer_it_cannot_pay_for(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    # each answer is 5 words; before any call a proposer is estimated at max_tokens=10
+    config = sim_config(server, ["p1", "p2", "p3"], layers=4, max_tokens=10, prices=priced("p1", "p2", "p3"))
+    state = await graph.ainvoke(user("q"), context=config.model_copy(update={"max_cost_usd": 0.04}))
+    # layer 1: 0 + 3 x 10 x $0.001 = $0.03 fits; layer 2: $0.015 spent + $0.015 fits;
+    # layer 3: $0.03 spent + $0.015 = $0.045 > $0.04: skipped
+    assert server.calls() == 7 and state["stopped_after"] == 2
+    assert [d["action"] for d in state["decisions"]] == ["continued", "continued", "skipped_layers"]
+    assert state["decisions"][-1]["detail"]["skipped_layers"] == [3]
+    assert state["usage_summary"]["cost_usd"] <= 0.04
+    assert state["messages"][-1].content == "agg answer to: q [refs=3]"
+
+
+async def test_budget_that_cannot_pay_for_the_aggregator_fails_before_any_call(
+    server: SimulatedOpenAIServer,
+) -> None:
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1"], max_tokens=10, prices=priced("agg"), max_cost_usd=0.005)
+    with pytest.raises(ConfigError, match="max_cost_usd=0.005 cannot pay for the aggregator alone"):
+        await graph.ainvoke(user("q"), context=config)
+    assert server.calls() == 0
+
+
+async def test_budget_for_the_aggregator_only(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1"], max_tokens=10, prices=priced("p1", "agg"), max_cost_usd=0.015)
+    state = await graph.ainvoke(user("q"), context=config)
+    assert server.calls() == 1 and state["stopped_after"] == 0
+    assert state["messages"][-1].content == "agg answer to: q [refs=0]"
