@@ -23,17 +23,19 @@ from langgraph_moa.nodes import (
     PROPOSER_NODE,
     PROVISIONAL_NODE,
     REVIEW_NODE,
+    STEER_NODE,
     make_aggregate,
     make_join_layer,
     make_prepare,
     make_propose,
     make_review,
+    route_after_steer,
     route_layer,
 )
 from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.provisional import make_provisional
 from langgraph_moa.state import InputState, MoAState
-from langgraph_moa.strategies import STEER_NODE, make_steer, route_or_steer
+from langgraph_moa.strategies import make_steer
 
 
 def create_moa_graph(
@@ -123,11 +125,11 @@ def create_moa_graph(
     builder.add_edge(START, PREPARE_NODE)
     targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE]
     # through `steer` only when a cost-saving option is on (strategies.py)
-    builder.add_conditional_edges(PREPARE_NODE, route_or_steer, [*targets, STEER_NODE])
+    builder.add_conditional_edges(PREPARE_NODE, route_layer, [*targets, STEER_NODE])
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
     builder.add_edge(PROVISIONAL_NODE, JOIN_NODE)
-    builder.add_conditional_edges(JOIN_NODE, route_or_steer, [*targets, STEER_NODE])
-    builder.add_conditional_edges(STEER_NODE, route_layer, targets)
+    builder.add_conditional_edges(JOIN_NODE, route_layer, [*targets, STEER_NODE])
+    builder.add_conditional_edges(STEER_NODE, route_after_steer, targets)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder

@@ -77,6 +77,7 @@ AGGREGATOR_NODE = "aggregate"
 PREPARE_NODE = "prepare"
 PROVISIONAL_NODE = "provisional"
 REVIEW_NODE = "review"
+STEER_NODE: Literal["steer"] = "steer"
 
 
 def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
@@ -342,11 +343,43 @@ def make_prepare(resolve: ModelResolver) -> Node:
     return prepare
 
 
+def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
+    """Whether a cost-saving option has something to decide before layer ``upcoming``.
+
+    (``keep_top`` and ``early_stop`` after a proposer layer, ``max_cost_usd`` before
+    a proposer layer or the aggregator alone; see :mod:`langgraph_moa.strategies`.)
+    """
+    finished = upcoming - 1
+    proposer_layer_next = upcoming < cfg.layers
+    return (
+        (cfg.max_cost_usd is not None and (finished == 0 or proposer_layer_next))
+        or (finished >= 1 and cfg.keep_top is not None)
+        or (finished >= 1 and cfg.early_stop is not None and proposer_layer_next)
+    )
+
+
 def route_layer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["review", "aggregate"]:
-    """Fan out the next proposer layer; after the last one, go to review or the aggregator."""
+) -> list[Send] | Literal["steer", "review", "aggregate"]:
+    """Fan out the next proposer layer; after the last one, go to review or the aggregator.
+
+    When a cost-saving option is on, go to ``steer`` first (it routes on with
+    :func:`route_after_steer`).
+    """
     cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+    if steer_due(cfg, state["layer"]):
+        return STEER_NODE
+    return _next_layer(state, cfg)
+
+
+def route_after_steer(
+    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
+) -> list[Send] | Literal["review", "aggregate"]:
+    """Route on after ``steer``: the next proposer layer, review or the aggregator."""
+    return _next_layer(state, _turn_moa_config(runtime, config, state.get("config_fingerprint")))
+
+
+def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate"]:
     layer = state["layer"]
     if layer >= cfg.layers:
         return "review" if cfg.review and last_proposer_layer(state, cfg) > 0 else "aggregate"

@@ -26,18 +26,17 @@ in the state's ``decisions`` and sent on the ``custom`` stream as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, Send
+from langgraph.types import Overwrite
 
 from langgraph_moa.agreement import agreement
 from langgraph_moa.budget import CostEstimator, messages_tokens
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.context import moa_config_of_run
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.nodes import (
     _call,
@@ -46,31 +45,11 @@ from langgraph_moa.nodes import (
     _turn_moa_config,
     _usage_record,
     references_of,
-    route_layer,
 )
 from langgraph_moa.prompts import tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error
 from langgraph_moa.selection import parse_ranking, rank_by_rule, ranking_messages
 from langgraph_moa.state import Decision, MoAState, UsageRecord
-
-STEER_NODE: Literal["steer"] = "steer"
-
-
-def route_or_steer(
-    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["steer", "review", "aggregate"]:
-    """Go through ``steer`` when an option has something to decide; else route as usual."""
-    cfg = moa_config_of_run(runtime, config)
-    upcoming = state["layer"]  # the layer that would run next
-    finished = upcoming - 1
-    proposer_layer_next = upcoming < cfg.layers
-    if (
-        (cfg.max_cost_usd is not None and (finished == 0 or proposer_layer_next))
-        or (finished >= 1 and cfg.keep_top is not None)
-        or (finished >= 1 and cfg.early_stop is not None and proposer_layer_next)
-    ):
-        return STEER_NODE
-    return route_layer(state, runtime, config)
 
 
 async def _rank(
