@@ -25,11 +25,11 @@ in the state's ``decisions`` and sent on the ``custom`` stream as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
@@ -39,9 +39,14 @@ from langgraph_moa.budget import CostEstimator, messages_tokens
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.nodes import (
-    _call,
+    STEER_NODE,
+    Answer,
+    ModelCall,
+    NodeBody,
+    NodeUpdate,
     _is_cached,
     _key_variables,
+    _sync_and_async,
     _turn_moa_config,
     _usage_record,
     references_of,
@@ -51,18 +56,23 @@ from langgraph_moa.providers import ModelResolver, describe_error
 from langgraph_moa.selection import parse_ranking, rank_by_rule, ranking_messages
 from langgraph_moa.state import Decision, MoAState, UsageRecord
 
+Ranking = tuple[list[int], str, str, list[UsageRecord]]
 
-async def _rank(
+
+def _rank(
     resolve: ModelResolver, cfg: MoAConfig, messages: Sequence[AnyMessage], texts: list[str], layer: int
-) -> tuple[list[int], str, str, list[UsageRecord]]:
-    """Rank ``texts`` best first: ``(order, method, why it fell back, ranker usage)``."""
+) -> Generator[ModelCall, Answer, Ranking]:
+    """Rank ``texts`` best first: ``(order, method, why it fell back, ranker usage)``.
+
+    A node-body generator: it yields the ranker's model call, if there is a ranker.
+    """
     k = cfg.keep_top or len(texts)
     spec = cfg.ranker
     if spec is None:
         return rank_by_rule(texts), "rule", "", []
     try:
         model = resolve(spec, cfg, streaming=False)
-        answer, calls = await _call(model, ranking_messages(tool_turns_as_text(messages), texts), cfg.timeout)
+        answer, calls = yield ModelCall(model, ranking_messages(tool_turns_as_text(messages), texts), cfg.timeout)
     except Exception as exc:  # a failed judge is not a failed run: the rule ranks instead
         error_type, message = describe_error(exc, variables=_key_variables(spec))
         return rank_by_rule(texts), "rule_fallback", f"ranker {spec.model} failed: {error_type}: {message}", []
@@ -74,10 +84,10 @@ async def _rank(
     return order, "ranker", "", usage
 
 
-def make_steer(resolve: ModelResolver) -> Callable[..., Any]:
-    """Build the ``steer`` node (see the module docstring)."""
+def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
+    """Build the ``steer`` node (see the module docstring); it runs under ``invoke`` and ``ainvoke``."""
 
-    async def steer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
+    def steer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
         cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
         write = get_stream_writer()
         upcoming = state["layer"]
@@ -103,7 +113,7 @@ def make_steer(resolve: ModelResolver) -> Callable[..., Any]:
                 decide("keep_top", "kept", f"{len(layer_proposals)} proposal(s), keep_top={k}: all kept")
             else:
                 texts = [p["content"] for p in layer_proposals]
-                order, method, why, new_usage = await _rank(resolve, cfg, state["messages"], texts, finished)
+                order, method, why, new_usage = yield from _rank(resolve, cfg, state["messages"], texts, finished)
                 keep = sorted(order[:k])
                 kept = [layer_proposals[i] for i in keep]
                 dropped = [p for i, p in enumerate(layer_proposals) if i not in keep]
@@ -187,4 +197,4 @@ def make_steer(resolve: ModelResolver) -> Callable[..., Any]:
             update["usage"] = new_usage
         return {**update, "decisions": decisions}
 
-    return steer
+    return _sync_and_async(STEER_NODE, steer)

@@ -84,3 +84,14 @@ def test_key_function_takes_other_input() -> None:
     # LangGraph calls the key function when it draws the graph, with the state
     assert proposal_cache_key({"messages": []}) == proposal_cache_key({"messages": []})
     create_moa_graph().compile(cache=InMemoryCache()).get_graph()
+
+
+def test_the_cache_and_failure_records_work_under_invoke(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("flaky", ModelBehavior(faults=[Fault(400, message="bad request")]))
+    graph = create_moa_graph().compile(cache=InMemoryCache())
+    config = sim_config(server, ["ok", "flaky"], layers=2)
+    first = graph.invoke(user("q"), context=config)
+    assert [f["model"] for f in first["failures"]] == ["openai:flaky"]
+    second = graph.invoke(user("q"), context=config)
+    assert server.calls("ok") == 1 and server.calls("flaky") == 2
+    assert second["usage_summary"]["cached_calls"] == 1

@@ -192,3 +192,16 @@ async def test_budget_for_the_aggregator_only(server: SimulatedOpenAIServer) -> 
     state = await graph.ainvoke(user("q"), context=config)
     assert server.calls() == 1 and state["stopped_after"] == 0
     assert state["messages"][-1].content == "agg answer to: q [refs=0]"
+
+
+def test_steer_runs_under_invoke_too(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("judge", ModelBehavior(reply="2, 1"))
+    for name in ("p1", "p2", "p3"):
+        server.set_behavior(name, ModelBehavior(reply="Paris"))
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1", "p2", "p3"], layers=3, early_stop=0.9, keep_top=2, ranker="openai:judge")
+    state = graph.invoke(user("q"), context=config)
+    assert server.calls() == 5  # 3 proposers, the ranker, the aggregator; layer 2 skipped
+    assert [d["option"] for d in state["decisions"]] == ["keep_top", "early_stop"]
+    assert state["decisions"][0]["detail"]["kept_slots"] == [0, 1]
+    assert state["messages"][-1].content == "agg answer to: q [refs=2]"
