@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ class ProposerFailed(Exception):
         return (type(self), (self.failure,))
 
 
+_HANDLED: deque[BaseException] = deque(maxlen=4096)
+"""The failures handled last, kept alive. LangGraph 1.2's runner remembers a handled
+exception by its ``id()`` for the rest of the run and does not raise an exception
+with a remembered id. Once a handled exception is freed, a later one (such as the
+``LayerFailedError`` of the same run) can be allocated at the same address, get
+the same id, and be swallowed: the run would end without its error. Holding the
+handled exceptions keeps their ids taken."""
+
+
 def record_failure(inp: Any, error: NodeError) -> Command[str]:
     """The ``propose`` node's error handler: record a :class:`ProposerFailed` as data.
 
@@ -130,6 +140,8 @@ def record_failure(inp: Any, error: NodeError) -> Command[str]:
     raised again and stops the run, as it would without the handler.
     """
     if isinstance(error.error, ProposerFailed):
+        error.error.__traceback__ = None  # handled: keep the record, not the frames
+        _HANDLED.append(error.error)
         return Command(update={"failures": [error.error.failure]}, goto=JOIN_NODE)
     raise error.error
 

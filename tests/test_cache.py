@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -95,3 +96,25 @@ def test_the_cache_and_failure_records_work_under_invoke(server: SimulatedOpenAI
     second = graph.invoke(user("q"), context=config)
     assert server.calls("ok") == 1 and server.calls("flaky") == 2
     assert second["usage_summary"]["cached_calls"] == 1
+
+
+async def test_a_failed_layer_still_raises_after_its_failures_are_freed(
+    server: SimulatedOpenAIServer, monkeypatch
+) -> None:
+    # LangGraph remembers handled exceptions by id(); a freed one's id can come back
+    # as the LayerFailedError's, which must still be raised (cache._HANDLED keeps them)
+    import gc
+
+    from langgraph_moa import LayerFailedError, nodes
+
+    def collect_then_raise(*args):
+        gc.collect(1)  # frees the handled failures now, so their addresses are reused first
+        return LayerFailedError(*args)
+
+    monkeypatch.setattr(nodes, "LayerFailedError", collect_then_raise)
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p"], max_retries=0)
+    for _ in range(150):
+        server.set_behavior("p", ModelBehavior(faults=[Fault(400)]))
+        with pytest.raises(LayerFailedError):
+            await graph.ainvoke(user("q"), context=config)
