@@ -1,8 +1,10 @@
 """Cost estimates for ``max_cost_usd``: what the next layer and the aggregator would cost.
 
 No tokenizer is loaded: a text counts ``ceil(characters / 4)`` tokens, about
-right for English with most tokenizers. The estimate uses what the turn has
-shown so far:
+right for English with most tokenizers, scaled by what the turn has shown: once
+proposals have come back with reported usage, by their reported completion
+tokens over their estimated ones. The estimate uses what the turn has shown so
+far:
 
 - spent: the cost of this turn's calls from their reported usage and the price
   table (:mod:`langgraph_moa.pricing`; unpriced models are free);
@@ -22,7 +24,7 @@ from langchain_core.messages import AnyMessage
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.pricing import DEFAULT_PRICES, estimate_cost
-from langgraph_moa.state import UsageRecord
+from langgraph_moa.state import Proposal, UsageRecord
 
 
 def text_tokens(text: str) -> int:
@@ -42,15 +44,39 @@ class CostEstimator:
         cfg: The run's configuration (prices, max_tokens, the aggregation prompt).
         messages: The conversation the calls will read.
         usage: This turn's usage records so far (replayed cached calls left out).
+        proposals: This turn's proposals so far; with their usage they calibrate
+            the characters-per-token estimate.
     """
 
-    def __init__(self, cfg: MoAConfig, messages: Sequence[AnyMessage], usage: Sequence[UsageRecord]) -> None:
+    def __init__(
+        self,
+        cfg: MoAConfig,
+        messages: Sequence[AnyMessage],
+        usage: Sequence[UsageRecord],
+        proposals: Sequence[Proposal] = (),
+    ) -> None:
         self.cfg = cfg
         self.prices = {**DEFAULT_PRICES, **cfg.prices}
-        self.prompt = messages_tokens(messages)
+        texts = {(p["layer"], p["slot"]): p["content"] for p in proposals}
+        seen = [
+            (r["output_tokens"], text_tokens(texts[r["layer"], r["slot"]]))
+            for r in usage
+            if r["role"] == "proposer" and r["reported"] and r["output_tokens"] > 0 and (r["layer"], r["slot"]) in texts
+        ]
+        self.scale = sum(n for n, _ in seen) / sum(e for _, e in seen) if seen else 1.0
+        """Reported tokens per estimated token, from this turn's proposals (1.0 before any)."""
+        self.prompt = self.tokens_of_messages(messages)
         self.spent = float(estimate_cost(usage, cfg.prices)["total_usd"])  # type: ignore[arg-type]
         reported = [r["output_tokens"] for r in usage if r["reported"] and r["output_tokens"] > 0]
         self.mean_output = sum(reported) / len(reported) if reported else None
+
+    def tokens_of_messages(self, messages: Sequence[AnyMessage]) -> float:
+        """Estimated prompt tokens of ``messages``, calibrated."""
+        return messages_tokens(messages) * self.scale
+
+    def tokens_of(self, text: str) -> float:
+        """Estimated tokens of ``text``, calibrated."""
+        return text_tokens(text) * self.scale
 
     def completion(self, spec: ModelSpec) -> float:
         """Expected completion tokens of one call to ``spec``."""
@@ -62,12 +88,14 @@ class CostEstimator:
         price = self.prices.get(spec.model)
         if price is None:
             return 0.0
-        prompt = self.prompt + (reference_tokens + text_tokens(self.cfg.aggregation_prompt) if reference_tokens else 0)
+        prompt = self.prompt + (
+            reference_tokens + self.tokens_of(self.cfg.aggregation_prompt) if reference_tokens else 0
+        )
         return (prompt * price.input + self.completion(spec) * price.output) / 1e6
 
     def proposer_layer(self, specs: Sequence[ModelSpec], references: Sequence[str]) -> float:
         """Estimated dollars of a proposer layer reading ``references``."""
-        tokens = sum(text_tokens(r) for r in references)
+        tokens = sum(self.tokens_of(r) for r in references)
         return sum(self.call(spec, tokens) for spec in specs)
 
     def aggregator_after(self, specs: Sequence[ModelSpec], kept: int | None = None) -> float:
@@ -80,4 +108,4 @@ class CostEstimator:
 
     def aggregator_on(self, references: Sequence[str]) -> float:
         """Estimated dollars of the aggregator reading ``references`` (answers already written)."""
-        return self.call(self.cfg.aggregator, sum(text_tokens(r) for r in references))
+        return self.call(self.cfg.aggregator, sum(self.tokens_of(r) for r in references))

@@ -35,7 +35,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from langgraph_moa.agreement import agreement
-from langgraph_moa.budget import CostEstimator, messages_tokens
+from langgraph_moa.budget import CostEstimator
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.nodes import (
@@ -157,13 +157,13 @@ def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         if cfg.max_cost_usd is not None and "stopped_after" not in update:
             budget = cfg.max_cost_usd
             usage = [r for r in state.get("usage", []) if not _is_cached(r, state)] + new_usage
-            est = CostEstimator(cfg, state["messages"], usage)
+            est = CostEstimator(cfg, state["messages"], usage, proposals)
             if finished == 0:
                 alone = est.aggregator_on([])
                 if alone > budget:
                     raise ConfigError(
                         f"max_cost_usd={budget} cannot pay for the aggregator alone: {cfg.aggregator.model} is "
-                        f"estimated at ${alone:.6f} ({messages_tokens(state['messages'])} prompt tokens, up to "
+                        f"estimated at ${alone:.6f} ({est.prompt:.0f} prompt tokens, up to "
                         f"{est.completion(cfg.aggregator):.0f} completion tokens); raise max_cost_usd, lower "
                         "max_tokens or choose a cheaper aggregator"
                     )

@@ -205,3 +205,22 @@ def test_steer_runs_under_invoke_too(server: SimulatedOpenAIServer) -> None:
     assert [d["option"] for d in state["decisions"]] == ["keep_top", "early_stop"]
     assert state["decisions"][0]["detail"]["kept_slots"] == [0, 1]
     assert state["messages"][-1].content == "agg answer to: q [refs=2]"
+
+
+def test_the_estimate_is_calibrated_by_the_turns_reported_tokens() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from langgraph_moa.budget import CostEstimator
+    from langgraph_moa.state import Proposal, UsageRecord
+
+    config = MoAConfig(proposers=["openai:a"], aggregator="openai:b", prices=priced("a", "b"))
+    text = "x" * 400  # 100 estimated tokens
+    proposal = Proposal(layer=1, slot=0, model="openai:a", content=text)
+    usage = UsageRecord(
+        layer=1, slot=0, model="openai:a", role="proposer", input_tokens=5, output_tokens=50, reported=True
+    )
+    before = CostEstimator(config, [HumanMessage("q")], [])
+    after = CostEstimator(config, [HumanMessage("q")], [usage], [proposal])
+    assert before.scale == 1.0 and after.scale == 0.5
+    assert after.tokens_of(text) == 50 and before.completion(config.aggregator) == 512
+    assert after.completion(config.aggregator) == 50  # the turn's mean completion
