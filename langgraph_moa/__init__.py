@@ -1,7 +1,9 @@
 """Mixture-of-Agents as a LangGraph graph.
 
 Public API: :func:`create_moa_graph`, :class:`ChatMoA` (MoA as a chat model),
-:class:`MoAConfig`, :class:`ModelSpec`, the presets (:data:`PRESETS`, :func:`get_preset`), the state types and the errors.
+:class:`MoAConfig`, :class:`ModelSpec`, the presets (:data:`PRESETS`, :func:`get_preset`), the state types and the errors,
+and for reading a run's streams :func:`is_aggregator_token`, :data:`AGGREGATOR_NODE` and :func:`summarize_usage`
+(also in :mod:`langgraph_moa.stream`).
 """
 
 from langgraph_moa.chat_model import ChatMoA
@@ -28,9 +30,11 @@ from langgraph_moa.state import (
     UsageRecord,
     UsageSummary,
 )
+from langgraph_moa.stream import AGGREGATOR_NODE, is_aggregator_token, summarize_usage
 
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE",
+    "AGGREGATOR_NODE",
     "DEFAULT_PRICES",
     "PRESETS",
     "AggregatorError",
@@ -55,4 +59,6 @@ __all__ = [
     "estimate_cost",
     "get_preset",
     "inject_references",
+    "is_aggregator_token",
+    "summarize_usage",
 ]

@@ -60,8 +60,8 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import get_preset
+from langgraph_moa.stream import is_aggregator_token
 
 
 class ChatMoA(BaseChatModel):

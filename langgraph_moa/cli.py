@@ -43,10 +43,10 @@ from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, model_name
-from langgraph_moa.nodes import AGGREGATOR_NODE, summarize_usage
 from langgraph_moa.paths import data_dir
 from langgraph_moa.presets import PRESETS, get_preset
 from langgraph_moa.providers import StreamRedactor, check_credentials, redact
+from langgraph_moa.stream import AGGREGATOR_NODE, is_aggregator_token, summarize_usage
 
 try:  # typer 0.2x ships its own copy of click; older releases use click itself
     from typer._click import exceptions as click_errors
@@ -380,7 +380,7 @@ async def stream_turn(
                 progress(chunk)
             elif mode == "messages":
                 message, metadata = chunk
-                if metadata.get("langgraph_node") == AGGREGATOR_NODE and isinstance(message, AIMessageChunk):
+                if is_aggregator_token(metadata) and isinstance(message, AIMessageChunk):
                     if message.text:
                         progress.first_token()
                     if message.text and (text := redactor.feed(message.text)):

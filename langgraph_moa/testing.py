@@ -293,6 +293,9 @@ class SimulatedOpenAIServer:
 
     Attributes:
         requests: Every received chat-completion request body, in arrival order.
+        arrivals: ``(model, time.monotonic())`` of each request, in arrival order:
+            for causal timing checks (a retry cannot arrive before the wait it
+            was told to make), never for speed.
         max_concurrency: Highest number of chat-completion requests in flight at once.
         in_flight: Chat-completion requests being answered right now.
     """
@@ -309,6 +312,7 @@ class SimulatedOpenAIServer:
         self.port = port
         self.requests: list[dict] = []
         self.api_keys: list[str] = []  # the bearer token of each request, in arrival order
+        self.arrivals: list[tuple[str, float]] = []
         self.max_concurrency = 0
         self._behaviors = dict(behaviors or {})
         self._default = default if default is not None else ModelBehavior()
@@ -394,6 +398,7 @@ class SimulatedOpenAIServer:
             self._abandoned.clear()
             self.requests.clear()
             self.api_keys.clear()
+            self.arrivals.clear()
             self.max_concurrency = self._in_flight
 
     # Internals used by the request handler.
@@ -404,6 +409,7 @@ class SimulatedOpenAIServer:
         with self._lock:
             self.requests.append(request)
             self.api_keys.append(api_key)
+            self.arrivals.append((model, time.monotonic()))
             self._calls[model] += 1
             self._in_flight += 1
             self.max_concurrency = max(self.max_concurrency, self._in_flight)

@@ -242,3 +242,41 @@ async def test_empty_input_is_rejected() -> None:
     graph = create_moa_graph(models=fakes("agg")).compile()
     with pytest.raises(ValueError, match="the input has no messages"):
         await graph.ainvoke({"messages": []}, context=MoAConfig(layers=1, proposers=[], aggregator="fake:agg"))
+
+
+@pytest.mark.parametrize("layers", [3, 4])
+def test_the_aggregator_reads_the_last_proposer_layer(layers: int) -> None:
+    models = fakes("a", "b", "agg")
+    config = MoAConfig(layers=layers, proposers=["fake:a", "fake:b"], aggregator="fake:agg")
+    create_moa_graph(models=models).compile().invoke(user("hello"), context=config)
+    (prompt,) = models["fake:agg"].prompts
+    system = prompt[0].text
+    # layer 1 answered with 0 references, every later layer with 2: the aggregator sees the last one's
+    assert "1. a: hello (2 refs)" in system and "2. b: hello (2 refs)" in system
+    assert "(0 refs)" not in system
+
+
+def test_only_the_aggregators_tokens_are_the_answer_in_a_parent_graph() -> None:
+    """A parent graph streams MoA (a subgraph) and a model of its own: is_aggregator_token keeps MoA's answer."""
+    from langgraph_moa import is_aggregator_token
+
+    models = fakes("a", "agg")
+    moa = create_moa_graph(models=models).compile()
+    other = EchoModel(name="other")
+
+    def comment(state: MessagesState) -> dict:
+        return {"messages": [other.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("moa", moa)
+    builder.add_node("comment", comment)
+    builder.add_edge(START, "moa")
+    builder.add_edge("moa", "comment")
+    config = MoAConfig(proposers=["fake:a", "fake:a"], aggregator="fake:agg")
+    kept, dropped = [], []
+    for _, (token, metadata) in builder.compile().stream(
+        user("hi"), context=config, stream_mode="messages", subgraphs=True
+    ):
+        (kept if is_aggregator_token(metadata) else dropped).append(token.text)
+    assert "".join(kept).strip() == "agg: hi (2 refs)"
+    assert "".join(dropped).strip().startswith("other: hi")  # the parent's own model is not the answer

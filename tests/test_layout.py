@@ -35,6 +35,7 @@ CORE = [
     "pricing.py",
     "errors.py",
     "paths.py",
+    "stream.py",
     "stragglers.py",
     "provisional.py",
     "providers",

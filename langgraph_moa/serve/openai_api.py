@@ -86,7 +86,6 @@ from sse_starlette import EventSourceResponse
 
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
-from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import StreamRedactor, check_credentials
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
@@ -104,6 +103,7 @@ from langgraph_moa.serve.openai_schemas import (
     ResponseMessage,
     Usage,
 )
+from langgraph_moa.stream import is_aggregator_token
 
 __all__ = [
     "APISettings",
