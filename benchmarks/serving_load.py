@@ -53,11 +53,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def start_server(base_url: str) -> tuple[subprocess.Popen, str]:
+def start_server(base_url: str, provider_concurrency: int, max_runs: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     args = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--base-url", base_url]
     args += ["--aggregator", "openai:agg", *(a for p in PROPOSERS for a in ("--proposer", f"openai:{p}"))]
-    args += ["--provider-concurrency", "1000", "--log-level", "warning", "--db", ":memory:"]
+    args += ["--provider-concurrency", str(provider_concurrency), "--max-concurrent-runs", str(max_runs)]
+    args += ["--log-level", "warning", "--db", ":memory:"]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"}
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -156,11 +157,17 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=180, help="the load stops itself after this many seconds")
     parser.add_argument("--rounds", type=int, default=2, help="loads in a row (RSS after each: growth or plateau)")
     parser.add_argument("--no-maximal", action="store_true", help="leave out the request at the limits")
+    parser.add_argument(
+        "--provider-concurrency", type=int, default=16, help="moa serve's bound on upstream calls (its default: 16)"
+    )
+    parser.add_argument(
+        "--max-concurrent-runs", type=int, default=32, help="moa serve's bound on runs at once (its default: 32)"
+    )
     args = parser.parse_args()
 
     behavior = ModelBehavior(latency=args.latency, chunk_delay=0.01)
     with SimulatedOpenAIServer(default=behavior) as sim:
-        process, url = start_server(sim.base_url)
+        process, url = start_server(sim.base_url, args.provider_concurrency, args.max_concurrent_runs)
         try:
             for _ in range(5):  # warm-up: imports, clients, the first runs
                 httpx.post(
@@ -208,7 +215,9 @@ def main() -> None:
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     RESULTS.mkdir(exist_ok=True)
     command = f"python benchmarks/serving_load.py --requests {args.requests} --disconnects {args.disconnects}"
-    command += f" --rounds {args.rounds}" + (" --no-maximal" if args.no_maximal else "")
+    command += f" --rounds {args.rounds} --provider-concurrency {args.provider_concurrency}"
+    command += f" --max-concurrent-runs {args.max_concurrent_runs}"
+    command += " --no-maximal" if args.no_maximal else ""
     text = (
         f"# Serving under load\n\n`{command} --latency {args.latency}` on loopback, simulated models "
         f"(2 layers, 3 proposers). One run; times depend on the machine's load.\n\n{table}\n"

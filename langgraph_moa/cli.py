@@ -752,6 +752,10 @@ def serve(
     provider_concurrency: Annotated[
         int, typer.Option("--provider-concurrency", help="Upstream calls in flight per provider, over all requests.")
     ] = 16,
+    max_concurrent_runs: Annotated[
+        int,
+        typer.Option("--max-concurrent-runs", help="MoA runs executing at once; later requests wait to start."),
+    ] = 32,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -834,6 +838,7 @@ def serve(
                 max_messages=max_messages,
                 max_request_chars=max_request_chars,
                 provider_concurrency=provider_concurrency,
+                max_concurrent_runs=max_concurrent_runs,
             )
         except ConfigError as exc:
             raise _fail(str(exc), code=2) from None

@@ -538,3 +538,32 @@ def test_two_servers_share_one_postgres_and_a_killed_one_loses_nothing_stored(tm
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
                 proc.communicate(timeout=60)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:langserve")
+def test_at_most_max_concurrent_runs_execute_at_once(server: SimulatedOpenAIServer) -> None:
+    """A burst of requests starts its runs as slots free up, over both ways in; every request is answered."""
+    import concurrent.futures
+
+    server.set_behavior("p1", ModelBehavior(latency=0.3))
+    config = sim_config(server, ["p1"])
+    settings = ServeSettings(assistants={"sim": config}, default_assistant="sim", max_concurrent_runs=2)
+    with running(create_app(settings, checkpoint=":memory:")) as base:
+
+        def ask(i: int) -> str:
+            if i % 2:
+                body = {"input": {"messages": [{"type": "human", "content": f"q{i}"}]}}
+                return httpx.post(base + "/moa/invoke", json=body, timeout=60).json()["output"]["messages"][-1][
+                    "content"
+                ]
+            body = {"model": "sim", "messages": [{"role": "user", "content": f"q{i}"}], "stream": i % 4 == 0}
+            answer = httpx.post(base + "/v1/chat/completions", json=body, timeout=60)
+            if i % 4:
+                return answer.json()["choices"][0]["message"]["content"]
+            chunks = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")]
+            return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(8)))
+    assert answers == [f"agg answer to: q{i} [refs=1]" for i in range(8)]
+    assert server.calls("p1") == 8 and server.max_concurrency == 2  # one upstream call per run at a time

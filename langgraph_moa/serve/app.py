@@ -34,6 +34,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -253,7 +254,8 @@ def create_app(
     app.state.store_graph = stored
     app.state.in_flight = in_flight
     limit = ProviderConcurrencyLimit(settings.provider_concurrency)  # one bound for both ways in
-    app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored, limit=limit))
+    slots = asyncio.Semaphore(settings.max_concurrent_runs)  # and one on runs executing at once
+    app.include_router(create_openai_router(settings, graph=stateless, store_graph=stored, limit=limit, slots=slots))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -262,7 +264,9 @@ def create_app(
     if langserve_path is not None:
         _add_langserve(app, stateless.with_config(callbacks=[limit]), settings, langserve_path)
         assistant = settings.default_assistant or "moa"
-        app.add_middleware(CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant))
+        app.add_middleware(
+            CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant), slots=slots
+        )
     _add_error_handlers(app, settings.default_assistant or "moa")
     app.add_middleware(
         RequestGuard, keys=settings.api_keys, max_bytes=settings.max_request_bytes, allowed_hosts=settings.allowed_hosts

@@ -200,17 +200,34 @@ class CancelOnDisconnect:
       "code": "proposers_failed"}``), and the stream is closed properly.
       LangServe itself sends ``500 Internal Server Error`` and then lets the
       exception cut the connection.
+    - With ``slots``, a request waits for one before it runs: the server's
+      bound on runs executing at once, shared with ``/v1``.
 
     Args:
         app: The ASGI app.
         prefix: The path of the LangServe routes (``/moa``).
         error_for: Maps a failed run's exception to the error to report.
+        slots: The server's bound on runs executing at once, if any.
     """
 
-    def __init__(self, app: Any, prefix: str, error_for: Callable[[BaseException], OpenAIError]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        prefix: str,
+        error_for: Callable[[BaseException], OpenAIError],
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
         self.app = app
         self._prefix = prefix.rstrip("/") + "/"
         self._error_for = error_for
+        self._slots = slots
+
+    async def _admitted(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._slots is None:
+            await self.app(scope, receive, send)
+            return
+        async with self._slots:  # the server's bound on runs executing at once (max_concurrent_runs)
+            await self.app(scope, receive, send)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Handle one ASGI connection."""
@@ -232,7 +249,7 @@ class CancelOnDisconnect:
                     complete = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, messages.get, sending))
+        task = asyncio.ensure_future(self._admitted(scope, messages.get, sending))
         try:
             while not task.done():
                 incoming = asyncio.ensure_future(receive())

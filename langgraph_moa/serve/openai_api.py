@@ -148,6 +148,12 @@ class APISettings(BaseModel):
     provider_concurrency: int = Field(
         default=16, ge=1, description="Upstream model calls in flight per provider endpoint, across all requests."
     )
+    max_concurrent_runs: int = Field(
+        default=32,
+        ge=1,
+        description="MoA runs executing at once, across all requests; later ones wait for a free slot before "
+        "they start, so a burst of requests does not start every run at once on the event loop.",
+    )
 
     @model_validator(mode="after")
     def _no_review(self) -> APISettings:
@@ -250,9 +256,26 @@ class _Run:
     then ``("done", final state)`` or ``("error", exception)``.
     """
 
-    def __init__(self, graph: Any, inputs: dict[str, Any], run_config: dict[str, Any], config: MoAConfig, stream: bool):
+    def __init__(
+        self,
+        graph: Any,
+        inputs: dict[str, Any],
+        run_config: dict[str, Any],
+        config: MoAConfig,
+        stream: bool,
+        slots: asyncio.Semaphore | None = None,
+    ):
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.task = asyncio.create_task(self._run(graph, inputs, run_config, config, stream))
+        self.task = asyncio.create_task(self._admitted(graph, inputs, run_config, config, stream, slots))
+
+    async def _admitted(self, *args: Any) -> None:
+        """Wait for one of the server's run slots (``max_concurrent_runs``), then run."""
+        *run_args, slots = args
+        if slots is None:
+            await self._run(*run_args)
+            return
+        async with slots:
+            await self._run(*run_args)
 
     async def _run(
         self, graph: Any, inputs: dict[str, Any], run_config: dict[str, Any], config: MoAConfig, stream: bool
@@ -404,6 +427,7 @@ def create_openai_router(
     graph: Any = None,
     store_graph: Any = None,
     limit: ProviderConcurrencyLimit | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> APIRouter:
     """The OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``).
 
@@ -417,6 +441,8 @@ def create_openai_router(
             read per request, so it may be set once the server has started.
         limit: The per-provider bound on upstream calls, to share it with
             other routes; ``None`` makes one of ``settings.provider_concurrency``.
+        slots: The bound on runs executing at once, to share it with other
+            routes; ``None`` makes one of ``settings.max_concurrent_runs``.
 
     Returns:
         A FastAPI ``APIRouter``; include it with ``app.include_router(router)``.
@@ -438,6 +464,7 @@ def create_openai_router(
 
         graph = create_moa_graph().compile(name="moa")
     limit = limit or ProviderConcurrencyLimit(settings.provider_concurrency)
+    slots = slots or asyncio.Semaphore(settings.max_concurrent_runs)
     router = APIRouter(tags=["OpenAI-compatible API"])
 
     @router.get("/v1/models", response_model=ModelList)
@@ -515,7 +542,7 @@ def create_openai_router(
         if stored:
             run_config["configurable"] = {"thread_id": completion_id}
         inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain() for m in body.messages])}
-        run = _Run(run_graph, inputs, run_config, config, body.stream)
+        run = _Run(run_graph, inputs, run_config, config, body.stream, slots)
         in_flight = getattr(request.app.state, "in_flight", None)
         if in_flight is not None:  # a stored run cancelled by a shutdown still writes its checkpoint
             in_flight.track(run.task)
