@@ -305,3 +305,20 @@ def test_alpaca_eval_command_and_bad_baseline(server: SimulatedOpenAIServer, tmp
     broken.write_text('[{"instruction": "a", "output": "b"},\n {"instruction": "c"}]')
     result = moa("eval", "alpaca-eval", str(instructions), "--baseline", str(broken), "--judge", "judge")
     assert result.returncode == 1 and f"{broken}: entry 1: missing or non-string field 'output'" in result.stderr
+
+
+async def test_a_judge_that_never_rates_leaves_no_score_but_keeps_the_cost(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    questions, prompts, _ = mt_files(tmp_path)
+    config = mt_server(server)
+    server.set_behavior("judge", ModelBehavior(reply="Looks fine to me."))
+    result = await run_mt_bench(
+        load_questions(questions)[:1],
+        config,
+        judge=judge_config("judge", base_url=server.base_url),
+        judge_prompts=load_judge_prompts(prompts),
+    )
+    moa_summary = result.summary["systems"]["moa"]
+    assert moa_summary["n"] == 0 and moa_summary["score"] is None and moa_summary["ci95"] == [None, None]
+    assert moa_summary["tokens"] > 0 and moa_summary["latency_p50_s"] > 0  # the answers were made and paid for

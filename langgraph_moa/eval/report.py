@@ -7,11 +7,13 @@
                          "tokens": 51234, "cost_usd": 0.0, "latency_p50_s": 12.5}, ...}}
 
 ``n`` counts the items the system was scored on (items whose run failed are
-left out and reported as errors in the table); ``score`` is their mean score
-(accuracy 0-1 for exact answers, the mean 1-10 rating for MT-Bench, the win
-rate 0-1 for AlpacaEval); ``ci95`` its 95% percentile-bootstrap interval;
-``tokens`` and ``cost_usd`` are totals over those items; ``latency_p50_s`` the
-median seconds per item.
+left out and reported as errors in the table, items whose every judgment was
+unparseable are left out and counted in the table); ``score`` is their mean
+score (accuracy 0-1 for exact answers, the mean 1-10 rating for MT-Bench, the
+win rate 0-1 for AlpacaEval), ``null`` when ``n`` is 0; ``ci95`` its 95%
+percentile-bootstrap interval (``[null, null]`` when ``n`` is 0); ``tokens``
+and ``cost_usd`` are totals over every answered item, scored or not;
+``latency_p50_s`` the median seconds per answered item.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> 
     scores: dict[str, dict[str, float]] = {}
     for system in systems:
         own = [r for r in records if r["system"] == system.name]
-        scored = [r for r in own if not r.get("error") and r.get("score") is not None]
-        values = item_scores(scored)
+        answered = [r for r in own if not r.get("error")]  # scored or not (an unparseable judgment)
+        values = item_scores(answered)
         scores[system.name] = values
         rows.append(
             Row(
@@ -63,9 +65,9 @@ def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> 
                 n=len(values),
                 score=mean(list(values.values())),
                 ci95=bootstrap_ci(list(values.values())),
-                tokens=sum(int((r.get("usage") or {}).get("total_tokens", 0)) for r in scored),
-                cost_usd=sum(float(r.get("cost_usd") or 0.0) for r in scored),
-                latency_p50_s=median([float(r.get("latency_s") or 0.0) for r in scored]),
+                tokens=sum(int((r.get("usage") or {}).get("total_tokens", 0)) for r in answered),
+                cost_usd=sum(float(r.get("cost_usd") or 0.0) for r in answered),
+                latency_p50_s=median([float(r.get("latency_s") or 0.0) for r in answered]),
                 errors=sum(1 for r in own if r.get("error")),
             )
         )
@@ -90,8 +92,8 @@ def summary_of(suite: str, rows: Sequence[Row], *, digits: int = 4) -> dict[str,
         "systems": {
             row.name: {
                 "n": row.n,
-                "score": round(row.score, digits),
-                "ci95": [round(row.ci95[0], digits), round(row.ci95[1], digits)],
+                "score": round(row.score, digits) if row.n else None,
+                "ci95": [round(row.ci95[0], digits), round(row.ci95[1], digits)] if row.n else [None, None],
                 "tokens": row.tokens,
                 "cost_usd": round(row.cost_usd, 6),
                 "latency_p50_s": round(row.latency_p50_s, 3),
@@ -140,8 +142,9 @@ def markdown_table(
             diff = f"{fmt_diff(d)} [{fmt_diff(lo)}, {fmt_diff(hi)}] (n={n})"
         else:
             diff = "(reference)" if row.name == best else ""
+        score, ci = (fmt(row.score), f"{fmt(row.ci95[0])}-{fmt(row.ci95[1])}") if row.n else ("-", "-")
         lines.append(
-            f"| {row.name} | {row.n} | {fmt(row.score)} | {fmt(row.ci95[0])}-{fmt(row.ci95[1])} | {diff} | "
+            f"| {row.name} | {row.n} | {score} | {ci} | {diff} | "
             f"{row.tokens} | {row.cost_usd:.4f} | {row.latency_p50_s:.2f} | {row.errors} |"
             + "".join(f" {cells.get(row.name, '')} |" for cells in extra.values())
         )
