@@ -1,9 +1,13 @@
 """MoA on the bundled local model: wall time per answer and per layer, tokens per second.
 
-Starts a llama.cpp server for SmolLM2-135M-Instruct (the ``local`` extra) and,
+Starts llama.cpp servers for SmolLM2-135M-Instruct (the ``local`` extra; with
+``local_servers(parallel_samples=True)``: one for the aggregator, one 1-thread
+server per sample) and,
 for each prompt, in the same run:
 
-- answers it once with the local preset (Self-MoA: 3 samples, then the aggregator),
+- answers it once with the local preset (Self-MoA: 3 samples in parallel, then the aggregator),
+- answers it with the 3 samples queued on the aggregator's one server (as before
+  the sample servers existed),
 - answers it with the aggregator model alone (``layers=1``, one call),
 
 then reports, per prompt and in total, the ratio of MoA wall time to the
@@ -23,7 +27,7 @@ import time
 from pathlib import Path
 
 from langgraph_moa import create_moa_graph
-from langgraph_moa.local import bundled_gguf, llama_server, local_config, model_name
+from langgraph_moa.local import LocalServers, local_config, local_servers
 
 RESULTS = Path(__file__).parent / "results"
 PROMPTS = [
@@ -68,16 +72,18 @@ async def timed_run(graph, config, prompt: str) -> dict:
     }
 
 
-async def measure(urls: dict[str, str], layers: int, max_tokens: int) -> list[dict]:
+async def measure(urls: LocalServers, layers: int, max_tokens: int) -> list[dict]:
     graph = create_moa_graph().compile()
     moa = local_config(urls, layers=layers, max_tokens=max_tokens)
+    queued = local_config(dict(urls), layers=layers, max_tokens=max_tokens)  # every sample on one server
     single = local_config(urls, layers=1, max_tokens=max_tokens)
-    await timed_run(graph, single, "Hello")  # warm up the model and the client
+    await timed_run(graph, moa, "Hello")  # warm up the models and the clients
     rows = []
     for prompt in PROMPTS:
         m = await timed_run(graph, moa, prompt)
+        q = await timed_run(graph, queued, prompt)
         s = await timed_run(graph, single, prompt)
-        rows.append({"prompt": prompt, "moa": m, "single": s})
+        rows.append({"prompt": prompt, "moa": m, "queued": q, "single": s})
     return rows
 
 
@@ -89,10 +95,11 @@ def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
         "`python benchmarks/local_moa.py`. Seconds are this run on this machine and move with its load; "
         "the ratios and shares are the comparable figures.",
         "",
-        "| prompt | MoA s | single s | MoA / single | time to first token, MoA / single | "
+        "| prompt | MoA s | single s | MoA / single | samples queued on one server: MoA / single "
+        "| time to first token, MoA / single | "
         + " | ".join(f"layer {n} s (share)" for n in range(1, layers))
         + " | aggregator s (share) | proposer completion tok/s | aggregator streamed tok/s (prompt processing included) |",
-        "|---|---|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
+        "|---|---|---|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
     ]
     for row in rows:
         m, s = row["moa"], row["single"]
@@ -103,6 +110,7 @@ def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
             previous = end
         lines.append(
             f"| {row['prompt']} | {m['total']:.1f} | {s['total']:.1f} | {m['total'] / s['total']:.1f}x | "
+            f"{row['queued']['total'] / s['total']:.1f}x | "
             f"{m['first_token'] / s['first_token']:.1f}x | "
             + " | ".join(per_layer)
             + f" | {m['aggregator_time']:.1f} ({m['aggregator_time'] / m['total']:.0%}) | "
@@ -111,13 +119,19 @@ def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
         )
     moa_total = sum(r["moa"]["total"] for r in rows)
     single_total = sum(r["single"]["total"] for r in rows)
+    queued_total = sum(r["queued"]["total"] for r in rows)
+    samples = sum(r["moa"]["marks"].get("layer 1", 0.0) for r in rows)
+    samples_queued = sum(r["queued"]["marks"].get("layer 1", 0.0) for r in rows)
     tokens = sum(r["moa"]["completion_tokens"] for r in rows)
     failures = sum(r["moa"]["failures"] for r in rows)
     lines += [
         "",
-        f"All prompts: MoA took {moa_total / single_total:.1f}x the wall time of single-model answers; "
+        f"All prompts: MoA took {moa_total / single_total:.1f}x the wall time of single-model answers "
+        f"({queued_total / single_total:.1f}x with the samples queued on one server); "
         f"{tokens / moa_total:.0f} proposer completion tokens per second of MoA wall time; "
         f"{failures} failed proposer call(s).",
+        f"The 3 samples (layer 1) took {samples / single_total:.1f}x the single answers' time on their own "
+        f"1-thread servers, {samples_queued / single_total:.1f}x queued on one server.",
         "Tokens per second depend on the machine; compare them between rows of one run.",
     ]
     out = RESULTS / "local_moa.md"
@@ -130,9 +144,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
-    gguf = bundled_gguf()
-    with llama_server(gguf) as url:
-        rows = asyncio.run(measure({model_name(gguf): url}, args.layers, args.max_tokens))
+    with local_servers(parallel_samples=True) as urls:
+        rows = asyncio.run(measure(urls, args.layers, args.max_tokens))
     print(write(rows, args.layers, args.max_tokens).read_text())
 
 

@@ -6,6 +6,9 @@ SmolLM2-135M-Instruct as a GGUF file: nothing is downloaded at run time.
 
 :func:`local_servers` starts one llama.cpp OpenAI-compatible server per GGUF
 file on a free loopback port, waits until it answers, and stops it on exit.
+llama-cpp-python's server answers one request at a time; with
+``parallel_samples=True`` and one file it also starts one server per Self-MoA
+sample, with the cores split between them, so the samples do not queue.
 :func:`local_config` builds the ``local`` preset on them: Self-MoA, the same
 model sampled several times with different temperatures and seeds, then
 aggregated; with several GGUF files, each file is a proposer.
@@ -23,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -100,10 +104,13 @@ def _ready(base_url: str) -> bool:
 
 
 @contextmanager
-def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.0) -> Iterator[str]:
+def llama_server(
+    gguf: Path, *, n_ctx: int = 4096, threads: int | None = None, startup_timeout: float = 120.0
+) -> Iterator[str]:
     """Serve ``gguf`` with llama.cpp on a free loopback port; yield its base URL.
 
     The server process is stopped when the block exits, however it exits.
+    ``threads`` sets llama.cpp's generation and batch threads (default: its own choice).
 
     Raises:
         LocalModelError: the file is missing, llama-cpp-python is not installed,
@@ -127,6 +134,7 @@ def llama_server(gguf: Path, *, n_ctx: int = 4096, startup_timeout: float = 120.
         "--port", str(port),
         "--n_ctx", str(n_ctx),
         "--verbose", "False",
+        *(["--n_threads", str(threads), "--n_threads_batch", str(threads)] if threads else []),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -167,12 +175,36 @@ def stop_server(process: subprocess.Popen[bytes], grace: float = 0.3) -> None:
         process.wait()
 
 
+class LocalServers(dict[str, str]):
+    """``{model name: base URL}``, plus the servers that answer Self-MoA's samples.
+
+    Attributes:
+        sample_urls: ``{model name: [base URL, ...]}``: servers of the same file
+            that :func:`local_config` spreads the samples over (empty: the
+            samples share the model's one server).
+    """
+
+    def __init__(self, urls: dict[str, str], sample_urls: dict[str, list[str]] | None = None) -> None:
+        super().__init__(urls)
+        self.sample_urls = sample_urls or {}
+
+
 @contextmanager
-def local_servers(ggufs: Sequence[Path | str] = ()) -> Iterator[dict[str, str]]:
+def local_servers(ggufs: Sequence[Path | str] = (), *, parallel_samples: bool = False) -> Iterator[LocalServers]:
     """Start one llama.cpp server per GGUF file (default: the bundled model).
 
+    With one file and ``parallel_samples``, also start one server per Self-MoA
+    sample (:data:`LOCAL_SAMPLES`), each with an equal share of the cores (at
+    least one thread): llama-cpp-python's server answers one request at a time,
+    so samples sent to one server queue behind each other. The first server,
+    with llama.cpp's default threads, writes the aggregation. Off by default:
+    measured on a loaded 2-core machine (``benchmarks/local_moa.py``, both in one
+    run), the samples took 4.0x a single answer's time on their own servers
+    against 4.7x queued on one, but whole MoA answers took longer (13.2x against
+    8.7x), the aggregation being slower beside the extra servers.
+
     Yields:
-        ``{model name: base URL}``, in the order of ``ggufs``.
+        :class:`LocalServers`: ``{model name: base URL}``, in the order of ``ggufs``.
     """
     paths = [Path(p).expanduser() for p in ggufs] or [bundled_gguf()]
     names = [model_name(path) for path in paths]
@@ -185,7 +217,11 @@ def local_servers(ggufs: Sequence[Path | str] = ()) -> Iterator[dict[str, str]]:
         urls: dict[str, str] = {}
         for path, name in zip(paths, names, strict=True):
             urls[name] = stack.enter_context(llama_server(path))
-        yield urls
+        samples: dict[str, list[str]] = {}
+        if parallel_samples and len(paths) == 1:
+            threads = max(1, (os.cpu_count() or 1) // len(LOCAL_SAMPLES))
+            samples[names[0]] = [stack.enter_context(llama_server(paths[0], threads=threads)) for _ in LOCAL_SAMPLES]
+        yield LocalServers(urls, samples)
 
 
 def local_config(
@@ -201,7 +237,9 @@ def local_config(
     Args:
         urls: ``{model name: base URL}`` as yielded by :func:`local_servers`.
             One model: Self-MoA, that model sampled :data:`LOCAL_SAMPLES` times
-            with different temperatures and seeds. Several: one proposer each.
+            with different temperatures and seeds, each sample on its own
+            server when ``urls`` is a :class:`LocalServers` with
+            ``sample_urls``. Several: one proposer each.
             The first model aggregates (at temperature 0.3).
         layers: Layers counting the aggregator.
         max_tokens: Completion limit per call (small models ramble).
@@ -213,12 +251,13 @@ def local_config(
         raise LocalModelError("local_config needs at least one served model")
     names = list(urls)
 
-    def spec(name: str, temp: float | None, seed: int | None = None) -> ModelSpec:
+    def spec(name: str, temp: float | None, seed: int | None = None, url: str | None = None) -> ModelSpec:
         chosen = temp if temperature is None else None  # None: the run's temperature applies
-        return ModelSpec(model=f"openai:{name}", base_url=urls[name], temperature=chosen, seed=seed)
+        return ModelSpec(model=f"openai:{name}", base_url=url or urls[name], temperature=chosen, seed=seed)
 
     if len(names) == 1:
-        proposers = [spec(names[0], t, s) for t, s in LOCAL_SAMPLES]
+        servers = getattr(urls, "sample_urls", {}).get(names[0]) or [urls[names[0]]]
+        proposers = [spec(names[0], t, s, servers[i % len(servers)]) for i, (t, s) in enumerate(LOCAL_SAMPLES)]
     else:
         proposers = [spec(n, None) for n in names]
     fields: dict[str, object] = {

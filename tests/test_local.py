@@ -202,3 +202,14 @@ def test_ctrl_c_stops_the_run_and_the_llama_cpp_server() -> None:
         alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")]
         time.sleep(0.05)
     assert not alive, "the llama.cpp server outlived the command"
+
+
+async def test_parallel_samples_each_get_a_server_of_their_own() -> None:
+    from langgraph_moa.local import local_servers
+
+    with local_servers(parallel_samples=True) as urls:
+        name = model_name(bundled_gguf())
+        assert len(set(urls.sample_urls[name])) == 3 and urls[name] not in urls.sample_urls[name]
+        config = local_config(urls, max_tokens=16)
+        state = await create_moa_graph().compile().ainvoke(user(QUESTION), context=config)
+    assert len(state["proposals"]) == 3 and state["messages"][-1].text.strip()
