@@ -303,3 +303,19 @@ def test_the_eval_commands_import_after_the_cli() -> None:
     code = "import langgraph_moa.eval.cli, langgraph_moa.cli as c, typer.main as t; print(sorted(t.get_command(c.app).commands['eval'].commands))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "exact" in out.stdout
+
+
+def test_cli_cache_reuses_proposals_and_counts_them_apart(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=True, p2=True, agg=True)
+    file = write_items(tmp_path / "q.jsonl")
+    env = moa_env(XDG_DATA_HOME=str(tmp_path / "data"))
+    first = moa("eval", "exact", str(file), "--json", "--cache", *sim(server, "p1", "p2"), env=env)
+    assert first.returncode == 0, first.stderr
+    assert server.calls("p1") == len(ITEMS) and server.calls("agg") == len(ITEMS)
+    out = tmp_path / "out"
+    second = moa("eval", "exact", str(file), "--cache", "--out", str(out), *sim(server, "p1", "p2"), env=env)
+    assert second.returncode == 0, second.stderr
+    assert server.calls("p1") == len(ITEMS) and server.calls("agg") == 2 * len(ITEMS)  # proposals reused
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(r["cached_calls"] == 2 for r in records)
+    assert all({c["model"] for c in r["usage_calls"]} == {"openai:agg"} for r in records)

@@ -37,6 +37,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.cache.base import BaseCache
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 
@@ -246,6 +247,7 @@ async def run_alpaca_eval(
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     models: dict[str, Any] | None = None,
+    cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
 ) -> EvalResult:
     """Answer ``instructions`` with MoA (and, with ``compare``, its proposers alone) and judge them against ``baseline``.
@@ -262,6 +264,7 @@ async def run_alpaca_eval(
         out_dir: Output directory (resumable); model outputs go to ``outputs/<system>.json``.
         concurrency: (system, instruction) pairs in flight.
         models: Ready chat models by name.
+        cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
     models = dict(models or {})
@@ -273,7 +276,7 @@ async def run_alpaca_eval(
     systems = comparison_systems(config, compare=compare, extra=extra_systems)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("alpaca-eval", systems)
-    runner = GraphRunner(models)
+    runner = GraphRunner(models, cache)
     await run_batch(
         instructions,
         systems,

@@ -20,6 +20,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from langgraph_moa.cache import proposal_cache
 from langgraph_moa.cli import (
     AggregatorOpt,
     BaseUrlOpt,
@@ -75,6 +76,14 @@ OutOpt = Annotated[
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N items.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout instead of the table.")]
+CacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cache",
+        help="Reuse the proposals of an item seen before with the same settings (the proposal cache, SQLite in the "
+        "data directory); with temperature > 0 the cached samples are reused. Cached calls are not counted in cost.",
+    ),
+]
 
 
 class BarProgress:
@@ -215,6 +224,7 @@ def exact(
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
+    cache: CacheOpt = False,
     grader: Annotated[
         str | None, typer.Option("--grader", help="module:function grade(response, answer) -> bool replacing the rule.")
     ] = None,
@@ -260,6 +270,7 @@ def exact(
             grade=grade,
             extract=extract_answer,
             template=template,
+            cache=proposal_cache() if cache else None,
             progress=progress,
         )
 
@@ -334,6 +345,7 @@ def mt_bench(
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
+    cache: CacheOpt = False,
     preset: PresetOpt = None,
     layers: LayersOpt = None,
     proposer: ProposerOpt = None,
@@ -374,6 +386,7 @@ def mt_bench(
             out_dir=out,
             concurrency=concurrency,
             max_tokens=answer_max_tokens,
+            cache=proposal_cache() if cache else None,
             progress=progress,
         )
 
@@ -408,6 +421,7 @@ def alpaca_eval(
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
+    cache: CacheOpt = False,
     preset: PresetOpt = None,
     layers: LayersOpt = None,
     proposer: ProposerOpt = None,
@@ -444,6 +458,7 @@ def alpaca_eval(
             extra_systems=extra,
             out_dir=out,
             concurrency=concurrency,
+            cache=proposal_cache() if cache else None,
             progress=progress,
         )
 

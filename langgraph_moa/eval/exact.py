@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph.cache.base import BaseCache
+
 from langgraph_moa.config import MoAConfig
 
 from .grading import Extractor, Grader, extract_answer, grade_exact, majority
@@ -114,6 +116,7 @@ async def run_exact(
     extract: Extractor = extract_answer,
     template: str = "{question}",
     models: dict[str, Any] | None = None,
+    cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
 ) -> EvalResult:
     """Answer ``items`` with MoA (and, with ``compare``, its proposers alone and a vote) and grade them.
@@ -134,6 +137,7 @@ async def run_exact(
         extract: ``extract(response, answer) -> str | None``: the answer the vote counts.
         template: The user message, with ``{question}``.
         models: Ready chat models by name, as for :func:`~langgraph_moa.create_moa_graph`.
+        cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress (the CLI shows a progress bar).
 
     Returns:
@@ -145,7 +149,7 @@ async def run_exact(
     systems = comparison_systems(config, compare=compare, extra=extra_systems, vote=compare)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run(suite, systems)
-    runner = GraphRunner(models)
+    runner = GraphRunner(models, cache)
     await run_batch(
         items,
         systems,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.cache.base import BaseCache
 
 from langgraph_moa.config import MoAConfig
 
@@ -294,6 +295,7 @@ async def run_mt_bench(
     concurrency: int = 4,
     max_tokens: int = MAX_NEW_TOKENS,
     models: dict[str, Any] | None = None,
+    cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
 ) -> EvalResult:
     """Answer and grade MT-Bench ``questions`` with MoA (and, with ``compare``, each proposer alone).
@@ -312,12 +314,13 @@ async def run_mt_bench(
         concurrency: (system, question) pairs in flight.
         max_tokens: New tokens per call (FastChat: 1024).
         models: Ready chat models by name, as for :func:`~langgraph_moa.create_moa_graph`.
+        cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
     systems = comparison_systems(config, compare=compare, extra=extra_systems)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)
-    runner = GraphRunner(models)
+    runner = GraphRunner(models, cache)
     answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens)
     await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("mt-bench", systems, store, [q.id for q in questions])

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
+from langgraph.cache.base import BaseCache
 
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
@@ -55,6 +56,7 @@ class GraphRun:
     unreported_calls: int
     latency_s: float
     layer_seconds: dict[str, float] = field(default_factory=dict)
+    cached_calls: int = 0
 
     def record(self) -> dict[str, Any]:
         """The fields every result line carries about the run."""
@@ -68,6 +70,7 @@ class GraphRun:
             "cost_usd": self.cost_usd,
             "latency_s": round(self.latency_s, 3),
             "layer_seconds": self.layer_seconds,
+            "cached_calls": self.cached_calls,
         }
 
 
@@ -77,10 +80,13 @@ class GraphRunner:
     Args:
         models: Ready chat models by ``"provider:model"`` name (see
             :func:`~langgraph_moa.create_moa_graph`).
+        cache: A LangGraph cache for the proposal cache (``moa eval --cache``):
+            proposals of a (configuration, item) seen before are reused. Their
+            calls are counted in ``cached_calls``, not in the usage and cost.
     """
 
-    def __init__(self, models: dict[str, Any] | None = None) -> None:
-        self.graph: Runnable = create_moa_graph(models=models).compile(name="moa-eval")
+    def __init__(self, models: dict[str, Any] | None = None, cache: BaseCache[Any] | None = None) -> None:
+        self.graph: Runnable = create_moa_graph(models=models).compile(name="moa-eval", cache=cache)
 
     async def run(self, config: MoAConfig, messages: Sequence[BaseMessage | tuple[str, str]]) -> GraphRun:
         """Answer ``messages`` with ``config``.
@@ -101,7 +107,9 @@ class GraphRunner:
         latency = time.perf_counter() - started
         out = final.get("messages", [])
         answer = out[-1] if out else None
-        usage = list(final.get("usage", []))
+        turn = final.get("turn_id")
+        made = [r for r in final.get("usage", []) if r.get("turn_id", turn) == turn]  # not replayed from a cache
+        usage = list(made)
         summary = final.get("usage_summary") or summarize_usage(usage, config)
         return GraphRun(
             answer=answer.text if isinstance(answer, AIMessage) else "",
@@ -112,6 +120,7 @@ class GraphRunner:
             unreported_calls=int(summary["unreported_calls"]),
             latency_s=latency,
             layer_seconds=layer_seconds,
+            cached_calls=len(final.get("usage", [])) - len(made),
         )
 
 
