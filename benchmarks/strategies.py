@@ -10,8 +10,8 @@ the aggregator) against the simulated OpenAI-compatible server:
 - latency (median of ``--repeats`` runs; every call takes ``--latency`` seconds),
 
 for plain MoA and for each option: the proposal cache (the same turn asked
-again), ``early_stop``, ``keep_top`` (the rule and a judge model) and
-``max_cost_usd`` (at 75%, 50% and 25% of plain MoA's cost). Two workloads: proposers that agree on the final answer
+again), ``early_stop``, ``keep_top`` (the rule and a judge model),
+``aggregation_window`` (Self-MoA-Seq) and ``max_cost_usd`` (at 75%, 50% and 25% of plain MoA's cost). Two workloads: proposers that agree on the final answer
 (each writes its own ~100-word explanation ending in the same ``Answer:``) and
 proposers that disagree (each ends in a different answer). Only ratios measured
 in the same run are compared; quality is not measured here.
@@ -81,7 +81,7 @@ async def one_run(graph: Any, server: SimulatedOpenAIServer, config: MoAConfig, 
     return {
         "calls": server.calls(),
         "tokens": summary["total"]["total_tokens"],
-        "agg_input": sum(r["input_tokens"] for r in state["usage"] if r["role"] == "aggregator"),
+        "agg_input": max(r["input_tokens"] for r in state["usage"] if r["role"] == "aggregator"),
         "cost": summary["cost_usd"],
         "seconds": seconds,
         "did": did or "-",
@@ -121,6 +121,7 @@ async def measure(latency: float, repeats: int) -> list[dict[str, Any]]:
                 ("early_stop=0.9", base_config(server, early_stop=0.9), False),
                 ("keep_top=2 (rule)", base_config(server, keep_top=2), False),
                 ("keep_top=2, ranker", base_config(server, keep_top=2, ranker="openai:judge"), False),
+                ("aggregation_window=2", base_config(server, aggregation_window=2), False),
             ]
             for share in (0.75, 0.5, 0.25):
                 budget = round(plain["cost"] * share, 8)
@@ -145,7 +146,7 @@ def write(rows: list[dict[str, Any]], latency: float, repeats: int) -> Path:
         "word counts; cost uses $0.90/1M tokens (proposers, ranker) and $1.20/1M (aggregator). "
         "Quality is not measured here.",
         "",
-        "| workload | option | calls | tokens | aggregator prompt tokens | cost (USD) | latency (s) "
+        "| workload | option | calls | tokens | largest aggregator prompt | cost (USD) | latency (s) "
         "| calls / plain | tokens / plain | cost / plain | latency / plain | what the option did |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -104,8 +104,25 @@ class CostEstimator:
         ``kept`` limits the references to that many (``keep_top``).
         """
         answers = sorted((self.completion(s) for s in specs), reverse=True)[: kept if kept else len(specs)]
-        return self.call(self.cfg.aggregator, sum(answers))
+        return self.aggregation(answers)
 
     def aggregator_on(self, references: Sequence[str]) -> float:
         """Estimated dollars of the aggregator reading ``references`` (answers already written)."""
-        return self.call(self.cfg.aggregator, sum(self.tokens_of(r) for r in references))
+        return self.aggregation([self.tokens_of(r) for r in references])
+
+    def aggregation(self, reference_tokens: Sequence[float]) -> float:
+        """Estimated dollars of the aggregation of references of these sizes.
+
+        With ``aggregation_window``, every pass counts: each reads the previous
+        pass's synthesis (an aggregator completion) and the next references.
+        """
+        window = self.cfg.aggregation_window
+        if not window or len(reference_tokens) <= window:
+            return self.call(self.cfg.aggregator, sum(reference_tokens))
+        synthesis = self.completion(self.cfg.aggregator)
+        total = self.call(self.cfg.aggregator, sum(reference_tokens[:window]))
+        rest = list(reference_tokens[window:])
+        while rest:
+            chunk, rest = rest[: window - 1], rest[window - 1 :]
+            total += self.call(self.cfg.aggregator, synthesis + sum(chunk))
+        return total

@@ -208,6 +208,13 @@ class MoAConfig(BaseModel):
         description="Budget per run in US dollars: before each proposer layer, if its estimated cost plus the "
         "aggregator's would exceed it, go straight to aggregation. Unpriced models count as free.",
     )
+    aggregation_window: int | None = Field(
+        default=None,
+        ge=2,
+        description="Self-MoA-Seq: when the aggregator has more references than this, it reads them in passes "
+        "of at most this many, each pass carrying the previous pass's synthesis forward as reference 1 "
+        "(at least 2). Only the last pass streams.",
+    )
 
     @field_validator("base_url")
     @classmethod

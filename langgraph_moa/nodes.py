@@ -59,6 +59,7 @@ from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error, redact
 from langgraph_moa.state import (
+    Decision,
     Failure,
     MoAState,
     Proposal,
@@ -539,6 +540,21 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
         references = references_of(state, last_proposer_layer(state, cfg))
         history = state["messages"] if cfg.aggregator_tools else tool_turns_as_text(state["messages"])
+        passes: list[UsageRecord] = []
+        decisions: list[Decision] = []
+        if cfg.aggregation_window and len(references) > cfg.aggregation_window:  # Self-MoA-Seq
+            n_refs = len(references)
+            as_text = tool_turns_as_text(state["messages"])
+            references, passes = yield from _earlier_passes(resolve, cfg, as_text, references, layer)
+            decisions.append(
+                Decision(
+                    option="aggregation_window",
+                    layer=last_proposer_layer(state, cfg),
+                    action="windowed",
+                    reason=f"{n_refs} references read in {len(passes) + 1} passes of at most {cfg.aggregation_window}",
+                    detail={"references": n_refs, "passes": len(passes) + 1, "window": cfg.aggregation_window},
+                )
+            )
         messages = inject_references(history, references, cfg.aggregation_prompt)
         try:
             model = resolve(spec, cfg, streaming=True)
@@ -550,13 +566,59 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
             raise AggregatorError(spec.model, error_type, message) from None
         record = _usage_record(calls, layer, 0, spec.model, "aggregator")  # never cached: no turn_id
         answer = _redacted_answer(answer, spec)
-        return {
+        usage = [*passes, record]
+        update: dict[str, Any] = {
             "messages": [answer],
-            "usage": [record],
-            "usage_summary": summarize_usage([*state.get("usage", []), record], cfg, state.get("turn_id")),
+            "usage": usage,
+            "usage_summary": summarize_usage([*state.get("usage", []), *usage], cfg, state.get("turn_id")),
         }
+        if decisions:
+            update["decisions"] = decisions
+        return update
 
     return _sync_and_async(AGGREGATOR_NODE, aggregate)
+
+
+def _earlier_passes(
+    resolve: ModelResolver, cfg: MoAConfig, history: list[AnyMessage], references: list[str], layer: int
+) -> Generator[ModelCall, Answer, tuple[list[str], list[UsageRecord]]]:
+    """Self-MoA-Seq (``MoAConfig.aggregation_window``): every aggregation pass but the last.
+
+    The first pass reads the first ``aggregation_window`` references; each later
+    pass reads the running synthesis as reference 1 and the next
+    ``aggregation_window - 1`` references. These passes stay off the token
+    stream; their usage records carry the pass number as ``slot`` (the final
+    answer's is 0).
+
+    Returns:
+        The references of the last pass, and the usage of the earlier ones.
+
+    Raises:
+        AggregatorError: a pass failed.
+    """
+    window = cfg.aggregation_window or len(references)
+    spec = cfg.aggregator
+    usage: list[UsageRecord] = []
+    carried: str | None = None
+    rest = list(references)
+    while True:
+        take = window if carried is None else window - 1
+        chunk, rest = rest[:take], rest[take:]
+        refs = chunk if carried is None else [carried, *chunk]
+        if not rest:
+            return refs, usage
+        step = len(usage) + 1
+        get_stream_writer()({"event": "aggregator_pass", "layer": layer, "pass": step, "references": len(refs)})
+        try:
+            model = resolve(spec, cfg, streaming=False)
+            answer, calls = yield ModelCall(
+                model, inject_references(history, refs, cfg.aggregation_prompt), cfg.timeout
+            )
+        except Exception as exc:
+            error_type, message = describe_error(exc, variables=_key_variables(spec))
+            raise AggregatorError(spec.model, error_type, f"pass {step} of the aggregation window: {message}") from None
+        carried = _redacted_text(answer, spec)
+        usage.append(_usage_record(calls, layer, step, spec.model, "aggregator"))
 
 
 def make_review() -> Node:

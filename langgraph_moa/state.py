@@ -59,7 +59,8 @@ class UsageRecord(TypedDict):
 class Decision(TypedDict):
     """What a cost-saving option did (see ``docs/strategies.md``), one record per action.
 
-    ``option`` is ``"early_stop"``, ``"keep_top"`` or ``"max_cost_usd"``; ``layer``
+    ``option`` is ``"early_stop"``, ``"keep_top"``, ``"max_cost_usd"`` or
+    ``"aggregation_window"``; ``layer``
     the proposer layer it acted after (0: before the first); ``action`` what it
     did (``"stopped"``, ``"continued"``, ``"kept"``, ``"skipped_layers"``);
     ``reason`` a sentence; ``detail`` the numbers behind it (agreement, kept

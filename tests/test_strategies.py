@@ -23,6 +23,8 @@ from tests.conftest import sim_config, user
         ({"keep_top": 1, "min_proposals": 2}, "keep_top=1 is below min_proposals=2"),
         ({"ranker": "openai:judge"}, "ranker ranks proposals for keep_top"),
         ({"max_cost_usd": -1}, "max_cost_usd"),
+        ({"aggregation_window": 0}, "aggregation_window"),
+        ({"aggregation_window": 1}, "aggregation_window"),
     ],
 )
 def test_invalid_options_name_the_field(fields: dict, named: str) -> None:
@@ -224,3 +226,51 @@ def test_the_estimate_is_calibrated_by_the_turns_reported_tokens() -> None:
     assert before.scale == 1.0 and after.scale == 0.5
     assert after.tokens_of(text) == 50 and before.completion(config.aggregator) == 512
     assert after.completion(config.aggregator) == 50  # the turn's mean completion
+
+
+# ---------------------------------------------------------------- Self-MoA-Seq
+
+
+async def test_aggregation_window_carries_the_synthesis_forward(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    config = sim_config(server, ["p1", "p2", "p3", "p4", "p5"], aggregation_window=3)
+    tokens, state = [], {}
+    async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["messages", "values"]):
+        if mode == "messages" and chunk[1].get("langgraph_node") == "aggregate":
+            tokens.append(chunk[0].content)
+        elif mode == "values":
+            state = chunk
+    first, last = (r["messages"][0]["content"] for r in server.requests_for("agg"))
+    assert "1. p1 answer to: q" in first and "3. p3 answer to: q" in first and "p4" not in first
+    # the last pass: the first pass's synthesis as reference 1, then the two references left
+    assert "1. agg answer to: q [refs=3]" in last and "2. p4 answer" in last and "3. p5 answer" in last
+    assert state["messages"][-1].content == "agg answer to: q [refs=3]"
+    assert "".join(tokens) == "agg answer to: q [refs=3]"  # only the last pass streams
+    aggregator = [(r["slot"], r["output_tokens"] > 0) for r in state["usage"] if r["role"] == "aggregator"]
+    assert aggregator == [(1, True), (0, True)]
+    (decision,) = state["decisions"]
+    assert decision["option"] == "aggregation_window" and decision["detail"]["passes"] == 2
+
+
+async def test_aggregation_window_of_two_and_a_window_that_fits(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    four = ["p1", "p2", "p3", "p4"]
+    state = await graph.ainvoke(user("q"), context=sim_config(server, four, aggregation_window=2))
+    assert server.calls("agg") == 3  # [p1 p2], [s1 p3], [s2 p4]
+    assert state["decisions"][0]["detail"] == {"references": 4, "passes": 3, "window": 2}
+    server.reset()
+    state = await graph.ainvoke(user("q"), context=sim_config(server, four, aggregation_window=4))
+    assert server.calls("agg") == 1 and state["decisions"] == []
+
+
+def test_the_budget_counts_every_aggregation_pass() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from langgraph_moa.budget import CostEstimator
+
+    plain = MoAConfig(proposers=["openai:a"], aggregator="openai:b", prices=priced("b"), max_tokens=10)
+    windowed = plain.model_copy(update={"aggregation_window": 2})
+    one = CostEstimator(plain, [HumanMessage("q")], []).aggregation([5, 5, 5, 5])
+    passes = CostEstimator(windowed, [HumanMessage("q")], []).aggregation([5, 5, 5, 5])
+    assert one == pytest.approx(10 * 0.001)  # one call: 10 completion tokens at $0.001
+    assert passes == pytest.approx(3 * 10 * 0.001)  # [a b], [s c], [s d]: three calls
