@@ -5,10 +5,14 @@
   failures and usage, so references never leak between turns.
 - ``route_layer`` fans a proposer layer out as one LangGraph ``Send`` per
   proposer slot (all run in the same step, in parallel), or routes to the
-  aggregator after the last proposer layer.
+  aggregator after the last proposer layer; when a cost-saving option is on, it
+  goes through ``steer`` first (:mod:`langgraph_moa.strategies`), which routes on
+  with ``route_after_steer``.
 - ``propose`` calls one proposer. Provider errors and timeouts become a recorded
-  :class:`~langgraph_moa.state.Failure` instead of an exception, so one bad
-  provider never cancels its siblings.
+  :class:`~langgraph_moa.state.Failure` instead of a failed run, so one bad
+  provider never cancels its siblings: ``propose`` raises
+  :class:`~langgraph_moa.cache.ProposerFailed` (which the proposal cache never
+  keeps) and the node's error handler records it.
 - ``join_layer`` closes a layer: it needs ``min_proposals`` successes, otherwise
   it raises :class:`~langgraph_moa.errors.LayerFailedError` naming every failure.
 - ``review`` (only when ``MoAConfig.review`` is set) pauses the run with a
@@ -16,7 +20,9 @@
   proposals; the value it is resumed with keeps, edits or drops them.
 - ``aggregate`` writes the final answer from the last layer's references; its
   tokens are the only ones on the ``messages`` stream. With
-  ``MoAConfig.aggregator_tools`` it may answer with tool calls instead.
+  ``MoAConfig.aggregator_tools`` it may answer with tool calls instead; with
+  ``MoAConfig.aggregation_window`` it reads many references in passes
+  (Self-MoA-Seq), of which only the last streams.
 
 Every node runs in both modes: ``graph.invoke``/``stream`` and
 ``graph.ainvoke``/``astream``. The nodes without I/O are plain functions;
@@ -29,7 +35,10 @@ Every node emits progress on the ``custom`` stream (``get_stream_writer``) as
 dicts with an ``"event"`` key: ``run_started``, ``proposer_started``,
 ``proposer_done``, ``proposer_failed``, ``quorum_reached`` (with
 ``MoAConfig.straggler_timeout``: the layer has ``min_proposals`` and the
-cut-off clock starts), ``layer_done``, ``review_done``, ``aggregator_started``.
+cut-off clock starts), ``layer_done`` (with ``cached``: proposals replayed from the
+proposal cache), ``strategy`` (what ``steer`` decided), ``review_done``,
+``aggregator_started``, ``aggregator_pass`` (an earlier pass of the aggregation
+window).
 """
 
 from __future__ import annotations
