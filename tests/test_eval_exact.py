@@ -76,6 +76,7 @@ def test_statistics() -> None:
     d, (lo, hi), n = paired_difference({"a": 1.0, "b": 1.0, "c": 0.0}, {"a": 0.0, "b": 1.0})
     assert (n, d) == (2, 0.5) and lo <= d <= hi
     assert 650 < items_for_difference(0.05, 0.23) < 800  # the pilot's figure: about 700 paired items
+    assert items_for_difference(0.05, 0.02) == 0  # disagreeing on 2% of items, they cannot differ by 5 points
 
 
 # --------------------------------------------------------------------------- inputs
@@ -255,7 +256,7 @@ def test_cli_compare_json_table_plot_and_resume(server: SimulatedOpenAIServer, t
     assert (out / "score_vs_cost.png").read_bytes().startswith(b"\x89PNG")
     table = (out / "summary.md").read_text()
     assert "vs best single (openai:p1)" in table and "| moa | 4 | 75.0 |" in table and "-25.0 [" in table
-    assert "moa vs openai:p1: they disagree on 25% of the items;" in table and "needs about" in table
+    assert "moa vs openai:p1: they disagree on 25.0% of the items;" in table and "needs about" in table
     calls = server.calls()
     result = moa("eval", "exact", str(file), "--compare", "--out", str(out), *sim(server, "p1", "p2"))
     assert result.returncode == 0 and server.calls() == calls  # resumed: nothing asked again

@@ -150,11 +150,18 @@ def markdown_table(
         )
     if percent:
         for row in rows:
-            if row.discordant:
+            if row.discordant is None:
+                continue
+            share = f"\n{row.name} vs {best}: they disagree on {100 * row.discordant:.1f}% of the items; "
+            if row.discordant > 0.05:
                 need = items_for_difference(0.05, row.discordant)
                 lines.append(
-                    f"\n{row.name} vs {best}: they disagree on {100 * row.discordant:.0f}% of the items; telling a "
-                    f"5-point difference from noise (80% power, 5% level) needs about {need} paired items."
+                    share
+                    + f"telling a 5-point difference from noise (80% power, 5% level) needs about {need} paired items."
+                )
+            else:
+                lines.append(
+                    share + "too few for a 5-point difference to show, so this run cannot size one (floor or ceiling?)."
                 )
     return "\n".join(lines) + "\n"
 

@@ -64,8 +64,8 @@ def items_for_difference(difference: float, discordant: float, *, z: float = 1.9
         z: The normal quantile of the test's level (1.96: 5%, two-sided).
         power_z: The normal quantile of the power (0.84: 80%).
     """
-    if difference <= 0 or discordant <= 0:
-        return 0
+    if difference <= 0 or discordant <= difference:
+        return 0  # two systems that disagree on fewer items than the difference cannot differ by it
     d, p = difference, discordant
     n = (z * p**0.5 + power_z * (p - d * d) ** 0.5) ** 2 / (d * d)
     return int(n) + 1
