@@ -61,16 +61,19 @@ CACHE_FILE = "proposal-cache.sqlite"
 """Name of the SQLite proposal cache in the data directory."""
 
 
-def answer_settings(spec: ModelSpec, cfg: MoAConfig) -> dict[str, Any]:
+def answer_settings(spec: ModelSpec, cfg: MoAConfig, *, seed: int | None = None) -> dict[str, Any]:
     """The settings of ``spec`` that shape its answers, with the run's defaults applied.
 
-    Part of each proposer's ``Send`` payload, so the cache key sees them.
+    Part of each proposer's ``Send`` payload, so the cache key sees them. ``seed``
+    is the call's own seed (:func:`~langgraph_moa.seeds.slot_seed`): without a
+    ``MoAConfig.seed`` every run draws fresh seeds, so the cache hits only for
+    runs that set one.
     """
     return {
         "model": spec.model,
         "temperature": spec.temperature if spec.temperature is not None else cfg.temperature,
         "max_tokens": spec.max_tokens if spec.max_tokens is not None else cfg.max_tokens,
-        "seed": spec.seed,
+        "seed": seed,
         "base_url": spec.base_url or (cfg.base_url if spec.provider == "openai" else None),
         "aggregation_prompt": cfg.aggregation_prompt,
     }

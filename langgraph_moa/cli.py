@@ -135,6 +135,10 @@ ProposerOpt = Annotated[
 ]
 AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="The aggregator 'provider:model'.")]
 TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.")]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", min=0, help="Base sampling seed, for reproducible runs (default: fresh every run)."),
+]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion token limit per call.")]
 BaseUrlOpt = Annotated[
     str | None,
@@ -166,6 +170,7 @@ class RunOptions:
     timeout: float | None = None
     min_proposals: int | None = None
     gguf: list[Path] | None = None
+    seed: int | None = None
 
     def wants_local(self) -> bool:
         """The local preset: asked for, GGUF files given, or nothing else configured."""
@@ -182,6 +187,7 @@ class RunOptions:
             "max_tokens": self.max_tokens,
             "timeout": self.timeout,
             "min_proposals": self.min_proposals,
+            "seed": self.seed,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -509,6 +515,7 @@ def ask(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
     system: Annotated[str | None, typer.Option("--system", help="A system message for every model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every layer.")] = False,
     cache: Annotated[
@@ -516,7 +523,8 @@ def ask(
         typer.Option(
             "--cache",
             help="Reuse proposals of an identical earlier question (a SQLite cache in the data directory). "
-            "With temperature > 0 the cached samples are reused, not drawn again.",
+            "With temperature > 0 the cached samples are reused, not drawn again; runs hit the cache only "
+            "with --seed (without it every run draws fresh seeds).",
         ),
     ] = False,
 ) -> None:
@@ -524,7 +532,7 @@ def ask(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
     _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 

@@ -45,7 +45,14 @@ class ModelSpec(BaseModel):
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint for this model (e.g. http://127.0.0.1:8080/v1)."
     )
-    seed: int | None = Field(default=None, description="Sampling seed, where the provider supports one.")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        strict=True,
+        description="Base sampling seed of this model's calls, overriding MoAConfig.seed: each call's seed is "
+        "derived from it and the call's layer and slot (see langgraph_moa.seeds).",
+    )
     requests_per_second: float | None = Field(
         default=None, gt=0, description="Client-side rate limit shared by every call to this model."
     )
@@ -132,6 +139,14 @@ class MoAConfig(BaseModel):
     )
     temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every call.")
     max_tokens: int = Field(default=512, ge=1, description="Completion token limit of every call.")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        strict=True,
+        description="Base sampling seed for reproducible runs: each call's seed is derived from it and the "
+        "call's layer and slot. None (the default): every run draws a fresh one (see langgraph_moa.seeds).",
+    )
     min_proposals: int = Field(
         default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
     )

@@ -10,8 +10,9 @@ llama-cpp-python's server answers one request at a time; with
 ``parallel_samples=True`` and one file it also starts one server per Self-MoA
 sample, with the cores split between them, so the samples do not queue.
 :func:`local_config` builds the ``local`` preset on them: Self-MoA, the same
-model sampled several times with different temperatures and seeds, then
-aggregated; with several GGUF files, each file is a proposer.
+model sampled several times with different temperatures (and seeds drawn
+fresh for every run: see :mod:`langgraph_moa.seeds`), then aggregated; with
+several GGUF files, each file is a proposer.
 
 Example:
     ```python
@@ -42,8 +43,11 @@ from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
 
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
-LOCAL_SAMPLES = ((0.7, 1), (0.9, 2), (1.1, 3))
-"""(temperature, seed) of each Self-MoA sample when one model is the only proposer."""
+LOCAL_SAMPLES = (0.7, 0.9, 1.1)
+"""Temperature of each Self-MoA sample when one model is the only proposer. No seeds are
+pinned: llama.cpp repeats a seed's random draws on every prompt, so a pinned seed gives a
+slot the same bias on every question; each run's seeds are drawn fresh (or derived from
+``MoAConfig.seed``)."""
 
 
 class LocalModelError(MoAError, RuntimeError):
@@ -237,33 +241,33 @@ def local_config(
     Args:
         urls: ``{model name: base URL}`` as yielded by :func:`local_servers`.
             One model: Self-MoA, that model sampled :data:`LOCAL_SAMPLES` times
-            with different temperatures and seeds, each sample on its own
+            with different temperatures (and per-run seeds), each sample on its own
             server when ``urls`` is a :class:`LocalServers` with
             ``sample_urls``. Several: one proposer each.
             The first model aggregates (at temperature 0.3).
         layers: Layers counting the aggregator.
         max_tokens: Completion limit per call (small models ramble).
         temperature: One temperature for every call, replacing the preset's
-            per-sample temperatures (the samples still differ by seed).
+            per-sample temperatures (the samples still differ by their seeds).
         overrides: Any other ``MoAConfig`` field.
     """
     if not urls:
         raise LocalModelError("local_config needs at least one served model")
     names = list(urls)
 
-    def spec(name: str, temp: float | None, seed: int | None = None, url: str | None = None) -> ModelSpec:
+    def spec(name: str, temp: float | None, url: str | None = None) -> ModelSpec:
         chosen = temp if temperature is None else None  # None: the run's temperature applies
-        return ModelSpec(model=f"openai:{name}", base_url=url or urls[name], temperature=chosen, seed=seed)
+        return ModelSpec(model=f"openai:{name}", base_url=url or urls[name], temperature=chosen)
 
     if len(names) == 1:
         servers = getattr(urls, "sample_urls", {}).get(names[0]) or [urls[names[0]]]
-        proposers = [spec(names[0], t, s, servers[i % len(servers)]) for i, (t, s) in enumerate(LOCAL_SAMPLES)]
+        proposers = [spec(names[0], t, servers[i % len(servers)]) for i, t in enumerate(LOCAL_SAMPLES)]
     else:
         proposers = [spec(n, None) for n in names]
     fields: dict[str, object] = {
         "layers": layers,
         "proposers": proposers,
-        "aggregator": spec(names[0], 0.3, 0),
+        "aggregator": spec(names[0], 0.3),
         "max_tokens": max_tokens,
         "timeout": 300.0,
         **({"temperature": temperature} if temperature is not None else {}),

@@ -67,6 +67,7 @@ from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseErro
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error, redact
+from langgraph_moa.seeds import fresh_seed, slot_seed
 from langgraph_moa.state import (
     Decision,
     Failure,
@@ -340,6 +341,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
             "layer": 1,
             "config_fingerprint": fingerprint(cfg),
             "turn_id": uuid.uuid4().hex,
+            "run_seed": cfg.seed if cfg.seed is not None else fresh_seed(),
             "proposals": Overwrite([]),
             "failures": Overwrite([]),
             "usage": Overwrite([]),
@@ -403,7 +405,8 @@ def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review
                 messages=state["messages"],
                 references=references,
                 config_fingerprint=state["config_fingerprint"],
-                settings=answer_settings(spec, cfg),  # read by the proposal cache's key
+                # read by the proposal cache's key, which so keys on the seed the call uses
+                settings=answer_settings(spec, cfg, seed=slot_seed(state.get("run_seed"), spec, layer, slot)),
                 turn_id=state.get("turn_id", ""),
             ),
         )
@@ -453,7 +456,8 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
         started = time.perf_counter()
         shared = _layer_cutoff(cutoffs, runtime, cfg, layer)
         try:
-            model = resolve(spec, cfg, streaming=False)
+            seed = resolve.seed_for(spec, inp.get("settings", {}).get("seed"))
+            model = resolve(spec, cfg, streaming=False, seed=seed)
             history = tool_turns_as_text(inp["messages"])
             messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
             answer, calls = yield ModelCall(model, messages, cfg.timeout, shared[1] if shared else None)
@@ -487,7 +491,9 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
         usage["turn_id"] = inp.get("turn_id", "")
         return {
             # a key an upstream echoes back must not reach the state (and so the checkpoints)
-            "proposals": [Proposal(layer=layer, slot=slot, model=spec.model, content=_redacted_text(answer, spec))],
+            "proposals": [
+                Proposal(layer=layer, slot=slot, model=spec.model, content=_redacted_text(answer, spec), seed=seed)
+            ],
             "usage": [usage],
         }
 
@@ -566,7 +572,8 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
             )
         messages = inject_references(history, references, cfg.aggregation_prompt)
         try:
-            model = resolve(spec, cfg, streaming=True)
+            seed = resolve.seed_for(spec, slot_seed(state.get("run_seed"), spec, layer, 0))
+            model = resolve(spec, cfg, streaming=True, seed=seed)
             if cfg.aggregator_tools:
                 model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
             answer, calls = yield ModelCall(model, messages, cfg.timeout)

@@ -63,7 +63,8 @@ PRESETS: dict[str, MoAConfig] = {
     ),
     "self-moa": MoAConfig(
         layers=2,
-        proposers=[ModelSpec(model=_SELF_MOA_MODEL, seed=seed) for seed in range(1, 7)],
+        # no pinned seeds: each slot's seed is drawn per run (see langgraph_moa.seeds)
+        proposers=[ModelSpec(model=_SELF_MOA_MODEL) for _ in range(6)],
         aggregator=ModelSpec(model=_SELF_MOA_MODEL),
     ),
 }

@@ -19,12 +19,18 @@ from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs thi
 
 
 class Proposal(TypedDict):
-    """One proposer's answer: which layer and slot produced it, and the text."""
+    """One proposer's answer: which layer and slot produced it, and the text.
+
+    ``seed`` is the sampling seed the call was made with (``None`` when the model
+    takes none: a ready model, a provider without seeds, or a reviewer's text),
+    so the sample can be drawn again.
+    """
 
     layer: int
     slot: int
     model: str
     content: str
+    seed: NotRequired[int | None]
 
 
 class Failure(TypedDict):
@@ -127,6 +133,8 @@ class MoAState(InputState, total=False):
         usage_summary: ``usage`` summed per layer, per model and in total, with
             a cost estimate; written with the final answer.
         turn_id: A fresh id per turn (what tells a cached call from a new one).
+        run_seed: The turn's base sampling seed: ``MoAConfig.seed``, else drawn
+            fresh; every call's seed derives from it (see :mod:`langgraph_moa.seeds`).
         stopped_after: The proposer layer after which the remaining proposer
             layers were skipped (early stop or budget), else None.
         dropped: Proposals that ``keep_top`` left out of the references.
@@ -136,6 +144,7 @@ class MoAState(InputState, total=False):
     layer: int
     config_fingerprint: str
     turn_id: str
+    run_seed: int
     stopped_after: int | None
     dropped: Annotated[list[Proposal], _merge_by_slot]
     decisions: Annotated[list[Decision], _append]

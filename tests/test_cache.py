@@ -14,7 +14,7 @@ from tests.conftest import sim_config, user
 
 async def test_an_identical_turn_makes_no_proposer_call(server: SimulatedOpenAIServer) -> None:
     graph = create_moa_graph().compile(cache=InMemoryCache())
-    config = sim_config(server, ["p1", "p2"], layers=3)
+    config = sim_config(server, ["p1", "p2"], seed=7, layers=3)
     first = await graph.ainvoke(user("q"), context=config)
     assert server.calls("p1") == 2 and server.calls("p2") == 2 and server.calls("agg") == 1
     second = await graph.ainvoke(user("q"), context=config)
@@ -30,13 +30,14 @@ async def test_an_identical_turn_makes_no_proposer_call(server: SimulatedOpenAIS
 
 async def test_whatever_shapes_the_answer_is_in_the_key(server: SimulatedOpenAIServer) -> None:
     graph = create_moa_graph().compile(cache=InMemoryCache())
-    base = sim_config(server, ["p1"], layers=2)
+    base = sim_config(server, ["p1"], seed=7, layers=2)
     await graph.ainvoke(user("q"), context=base)
     assert server.calls("p1") == 1
     changes = [
         {"temperature": 0.1},
         {"max_tokens": 7},
         {"proposers": [ModelSpec(model="openai:p1", seed=3)]},
+        {"seed": 8},
         {"aggregation_prompt": "Other answers:"},
     ]
     for n, change in enumerate(changes, start=2):
@@ -52,7 +53,7 @@ async def test_whatever_shapes_the_answer_is_in_the_key(server: SimulatedOpenAIS
 async def test_failures_are_not_cached(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("flaky", ModelBehavior(faults=[Fault(400, message="bad request")]))
     graph = create_moa_graph().compile(cache=InMemoryCache())
-    config = sim_config(server, ["ok", "flaky"], layers=2)
+    config = sim_config(server, ["ok", "flaky"], seed=7, layers=2)
     first = await graph.ainvoke(user("q"), context=config)
     assert [f["model"] for f in first["failures"]] == ["openai:flaky"]
     assert [p["model"] for p in first["proposals"]] == ["openai:ok"]
@@ -65,7 +66,7 @@ async def test_failures_are_not_cached(server: SimulatedOpenAIServer) -> None:
 async def test_hits_land_in_their_own_layer_and_slot(server: SimulatedOpenAIServer) -> None:
     # the same model twice in a layer with the same settings: two entries, two slots
     graph = create_moa_graph().compile(cache=InMemoryCache(), checkpointer=InMemorySaver())
-    config = sim_config(server, ["p", "p"], layers=3)
+    config = sim_config(server, ["p", "p"], seed=7, layers=3)
     await graph.ainvoke(user("q"), {"configurable": {"thread_id": "a"}}, context=config)
     assert server.calls("p") == 4
     state = await graph.ainvoke(user("q"), {"configurable": {"thread_id": "b"}}, context=config)
@@ -75,7 +76,7 @@ async def test_hits_land_in_their_own_layer_and_slot(server: SimulatedOpenAIServ
 
 
 async def test_sqlite_cache_survives_the_graph(server: SimulatedOpenAIServer, tmp_path) -> None:
-    config = sim_config(server, ["p1"], layers=2)
+    config = sim_config(server, ["p1"], seed=7, layers=2)
     await create_moa_graph().compile(cache=proposal_cache(tmp_path / "c.sqlite")).ainvoke(user("q"), context=config)
     await create_moa_graph().compile(cache=proposal_cache(tmp_path / "c.sqlite")).ainvoke(user("q"), context=config)
     assert server.calls("p1") == 1 and server.calls("agg") == 2
@@ -90,7 +91,7 @@ def test_key_function_takes_other_input() -> None:
 def test_the_cache_and_failure_records_work_under_invoke(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("flaky", ModelBehavior(faults=[Fault(400, message="bad request")]))
     graph = create_moa_graph().compile(cache=InMemoryCache())
-    config = sim_config(server, ["ok", "flaky"], layers=2)
+    config = sim_config(server, ["ok", "flaky"], seed=7, layers=2)
     first = graph.invoke(user("q"), context=config)
     assert [f["model"] for f in first["failures"]] == ["openai:flaky"]
     second = graph.invoke(user("q"), context=config)
@@ -113,8 +114,18 @@ async def test_a_failed_layer_still_raises_after_its_failures_are_freed(
 
     monkeypatch.setattr(nodes, "LayerFailedError", collect_then_raise)
     graph = create_moa_graph().compile()
-    config = sim_config(server, ["p"], max_retries=0)
+    config = sim_config(server, ["p"], seed=7, max_retries=0)
     for _ in range(150):
         server.set_behavior("p", ModelBehavior(faults=[Fault(400)]))
         with pytest.raises(LayerFailedError):
             await graph.ainvoke(user("q"), context=config)
+
+
+async def test_without_a_seed_every_run_draws_new_samples(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile(cache=InMemoryCache())
+    config = sim_config(server, ["p1"], layers=2)
+    for _ in range(2):
+        await graph.ainvoke(user("q"), context=config)
+    assert server.calls("p1") == 2  # the key holds the seed the call used, drawn fresh each run
+    seeds = [r["seed"] for r in server.requests_for("p1")]
+    assert seeds[0] != seeds[1]

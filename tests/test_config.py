@@ -64,7 +64,7 @@ def test_paper_presets_use_together_api_ids() -> None:
     assert PRESETS["moa-gpt4o"].aggregator.model == "openai:gpt-4o"
     self_moa = PRESETS["self-moa"]
     assert len({p.model for p in self_moa.proposers}) == 1 and len(self_moa.proposers) == 6
-    assert len({p.seed for p in self_moa.proposers}) == 6
+    assert {p.seed for p in self_moa.proposers} == {None}  # seeds are drawn per run, not pinned
     assert "together:Qwen/Qwen2.5-72B-Instruct-Turbo" in [p.model for p in PRESETS["moa-current"].proposers]
 
 

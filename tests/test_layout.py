@@ -36,6 +36,7 @@ CORE = [
     "errors.py",
     "paths.py",
     "stream.py",
+    "seeds.py",
     "stragglers.py",
     "provisional.py",
     "providers",

@@ -12,7 +12,7 @@ def test_samples_go_to_their_own_servers_and_the_first_server_aggregates() -> No
     )
     config = local_config(urls)
     assert [p.base_url for p in config.proposers] == urls.sample_urls["m"]
-    assert [(p.temperature, p.seed) for p in config.proposers] == list(LOCAL_SAMPLES)
+    assert [(p.temperature, p.seed) for p in config.proposers] == [(t, None) for t in LOCAL_SAMPLES]
     assert config.aggregator.base_url == "http://127.0.0.1:1/v1"
 
 

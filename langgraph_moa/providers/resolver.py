@@ -53,7 +53,18 @@ class ModelResolver:
             check_endpoints(config, self._allowed)
         check_credentials(config, skip=frozenset(self._models))
 
-    def __call__(self, spec: ModelSpec, config: MoAConfig, *, streaming: bool) -> Runnable:
+    def seed_for(self, spec: ModelSpec, seed: int | None) -> int | None:
+        """``seed`` if ``spec``'s model takes a seed per request, else ``None``.
+
+        Models built here for OpenAI-compatible providers take one; ready models
+        (passed as ``models=``) keep their own settings, and other providers'
+        APIs have no seed.
+        """
+        if spec.model in self._models or spec.provider not in _OPENAI_COMPATIBLE:
+            return None
+        return seed
+
+    def __call__(self, spec: ModelSpec, config: MoAConfig, *, streaming: bool, seed: int | None = None) -> Runnable:
         """The chat model for ``spec`` with the run's settings applied.
 
         Args:
@@ -61,6 +72,8 @@ class ModelResolver:
             config: The run's configuration (temperature, max_tokens, timeout, retries).
             streaming: ``False`` keeps the call off the token stream and off the
                 provider's streaming API (proposers); ``True`` streams (the aggregator).
+            seed: The call's sampling seed (see :meth:`seed_for`), bound to the
+                call so one client serves every seed.
 
         Raises:
             MissingCredentialsError: the provider's API key is not set.
@@ -74,7 +87,6 @@ class ModelResolver:
                 spec.temperature if spec.temperature is not None else config.temperature,
                 spec.max_tokens if spec.max_tokens is not None else config.max_tokens,
                 effective_base_url(spec, config),
-                spec.seed,
                 config.timeout,
                 config.max_retries,
                 streaming,
@@ -89,6 +101,8 @@ class ModelResolver:
                 model = chat_model  # most recently used last
                 while len(models) > MODEL_CACHE_SIZE:
                     models.pop(next(iter(models)))  # runs still holding it finish with it
+            if self.seed_for(spec, seed) is not None:
+                model = model.bind(seed=seed)
         return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
 
 
@@ -126,7 +140,6 @@ def _new_model(
     temperature: float,
     max_tokens: int,
     base_url: str | None,
-    seed: int | None,
     timeout: float,
     max_retries: int,
     streaming: bool,
@@ -155,8 +168,6 @@ def _new_model(
         kwargs["http_async_client"] = DefaultAsyncHttpxClient(timeout=timeout)  # one per loop, not global
         if streaming:
             kwargs["stream_usage"] = True
-        if seed is not None:
-            kwargs["seed"] = seed
         if provider == "openai" and base_url:
             # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
             # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
