@@ -160,7 +160,8 @@ async def test_multi_turn_references_do_not_leak() -> None:
     await graph.ainvoke(user("first"), thread, context=config)
     state = await graph.ainvoke(user("second"), thread, context=config)
     assert [m.type for m in state["messages"]] == ["human", "ai", "human", "ai"]
-    assert state["proposals"] == [{"layer": 1, "slot": 0, "model": "fake:a", "content": "a: second (0 refs)"}]
+    expected = {"layer": 1, "slot": 0, "model": "fake:a", "content": "a: second (0 refs)", "seed": None}
+    assert state["proposals"] == [expected]
     system = models["fake:agg"].prompts[1][0].text
     assert system.endswith("\n1. a: second (0 refs)") and "first (0 refs)" not in system
     # the second turn's proposer sees the history but no references of the first turn

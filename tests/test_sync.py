@@ -66,6 +66,6 @@ def test_invoke_and_stream_over_http(server: SimulatedOpenAIServer) -> None:
 def test_sync_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> None:
     names = [f"p{i}" for i in range(4)]
     for name in names:
-        server.set_behavior(name, ModelBehavior(latency=0.3))
+        server.set_behavior(name, ModelBehavior(latency=1.5))  # long enough for all four to start
     create_moa_graph().compile().invoke(user("q"), context=sim_config(server, names))
     assert server.max_concurrency == 4  # all four were in flight at once
