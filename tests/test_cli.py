@@ -274,13 +274,15 @@ def test_two_chats_on_one_thread_never_lose_a_turn(server: SimulatedOpenAIServer
 
 def test_ask_cache_reuses_proposals_from_the_data_directory(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     env = moa_env(XDG_DATA_HOME=str(tmp_path))
-    first = moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", env=env)
+    first = moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", "--seed", "7", env=env)
     assert first.returncode == 0, first.stderr
-    second = moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", env=env)
+    second = moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", "--seed", "7", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout == "agg answer to: q [refs=2]\n"
     assert server.calls("p1") == 1 and server.calls("p2") == 1 and server.calls("agg") == 2
     assert "2 proposal(s) (2 from the cache)" in second.stderr
     assert (tmp_path / "langgraph-moa" / "proposal-cache.sqlite").is_file()
-    moa("ask", "q", *sim_args(server, "p1", "p2"), env=env)  # without --cache: called again
+    moa("ask", "q", *sim_args(server, "p1", "p2"), "--seed", "7", env=env)  # without --cache: called again
     assert server.calls("p1") == 2
+    moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", env=env)  # no seed: fresh samples, a miss
+    assert server.calls("p1") == 3
