@@ -90,12 +90,12 @@ async def openai_moa(client: AsyncOpenAI, layers: list[list[str]], agg: str, *, 
     return Timing(first if first is not None else total, total)
 
 
-async def graph_moa(graph: Any, config: MoAConfig) -> Timing:
-    """This project's graph, streamed as a chat client would read it."""
+async def graph_moa(graph: Any, config: MoAConfig, thread: dict[str, Any] | None = None) -> Timing:
+    """This project's graph, streamed as a chat client would read it (``thread``: a checkpointer's config)."""
     started = time.perf_counter()
     first = provisional = None
     async for mode, chunk in graph.astream(
-        {"messages": [("user", "q")]}, context=config, stream_mode=["messages", "custom"]
+        {"messages": [("user", "q")]}, thread, context=config, stream_mode=["messages", "custom"]
     ):
         now = time.perf_counter() - started
         if mode == "messages":
