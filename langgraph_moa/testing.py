@@ -293,6 +293,8 @@ class SimulatedOpenAIServer:
 
     Attributes:
         requests: Every received chat-completion request body, in arrival order.
+        connections: Client connections accepted since start (keep-alive connections
+            carry many requests; a client that pools its connections opens few).
         arrivals: ``(model, time.monotonic())`` of each request, in arrival order:
             for causal timing checks (a retry cannot arrive before the wait it
             was told to make), never for speed.
@@ -313,6 +315,7 @@ class SimulatedOpenAIServer:
         self.requests: list[dict] = []
         self.api_keys: list[str] = []  # the bearer token of each request, in arrival order
         self.arrivals: list[tuple[str, float]] = []
+        self.connections = 0
         self.max_concurrency = 0
         self._behaviors = dict(behaviors or {})
         self._default = default if default is not None else ModelBehavior()
@@ -453,6 +456,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
+            self.sim.connections += 1
         try:
             super().finish_request(request, client_address)
         finally:

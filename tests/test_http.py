@@ -297,11 +297,16 @@ async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pyt
     monkeypatch.setattr(models_module, "MODEL_CACHE_SIZE", 3)
     resolve = ModelResolver()
     spec = ModelSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
-    built = [resolve(spec, MoAConfig(temperature=t / 10), streaming=True) for t in range(6)]
+
+    def model(timeout: float, **settings: object) -> object:
+        return resolve(spec, MoAConfig(timeout=timeout, **settings), streaming=True).bound  # type: ignore[attr-defined]
+
+    built = [model(t + 1) for t in range(6)]  # the timeout is the client's: one model each
     assert len({id(m) for m in built}) == 6
     assert len(models_module._models_of_this_loop()) == 3
-    assert resolve(spec, MoAConfig(temperature=0.5), streaming=True) is built[5]  # recent: reused
-    assert resolve(spec, MoAConfig(temperature=0.0), streaming=True) is not built[0]  # evicted: rebuilt
+    assert model(6) is built[5]  # recent: reused
+    assert model(6, temperature=0.1, max_tokens=9) is built[5]  # per-call settings are bound, not built
+    assert model(1) is not built[0]  # evicted: rebuilt
 
 
 async def test_a_named_server_never_gets_a_provider_key_whatever_the_prefix(
@@ -363,3 +368,13 @@ def test_closed_loops_leave_the_model_cache(server: SimulatedOpenAIServer) -> No
     for _ in range(3):
         asyncio.run(graph.ainvoke(user("hi"), context=sim_config(server, ["a"])))
     assert sum(1 for loop in models_module._PER_LOOP if loop.is_closed()) <= 1  # only the last one, until next use
+
+
+async def test_per_request_settings_share_one_client_and_its_connections(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile()
+    for i in range(5):  # as an API server's clients send them: each request its own settings
+        config = sim_config(server, ["c1", "c2"], "cagg", temperature=0.1 * i, max_tokens=50 + i)
+        await graph.ainvoke(user(f"q{i}"), context=config)
+    sent = {(r["temperature"], r["max_tokens"]) for r in server.requests_for("c1")}
+    assert len(sent) == 5  # every request's own settings reached the server
+    assert server.calls() == 15 and server.connections <= 3  # no connection pool per setting

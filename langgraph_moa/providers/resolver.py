@@ -1,9 +1,13 @@
 """Resolve ``"provider:model"`` strings to chat models.
 
-Models are built with LangChain's ``init_chat_model`` and cached per event loop (sync runs share one cache),
-so every run in a loop reuses the provider clients and their connection pools
-(and a new loop, e.g. a second ``asyncio.run``, gets clients of its own). A
-per-model rate limiter is shared by every call to that model.
+Models are built with LangChain's ``init_chat_model`` and cached per event loop
+(sync runs share one cache), so every run in a loop reuses the provider clients
+and their connection pools (and a new loop, e.g. a second ``asyncio.run``, gets
+clients of its own). For OpenAI-compatible providers the temperature, max_tokens
+and seed are bound to each call instead of built into the model, and every model
+of a loop that calls one endpoint shares one HTTP client: requests with their own
+settings reuse the same connections. A per-model rate limiter is shared by every
+call to that model.
 """
 
 from __future__ import annotations
@@ -82,11 +86,15 @@ class ModelResolver:
             model: Runnable = self._models[spec.model]
         else:
             key = api_key(spec, config)
+            temperature = spec.temperature if spec.temperature is not None else config.temperature
+            max_tokens = spec.max_tokens if spec.max_tokens is not None else config.max_tokens
+            base_url = effective_base_url(spec, config)
+            per_call = _per_call_settings(spec.provider, base_url, temperature, max_tokens)
             settings = (
                 spec.model,
-                spec.temperature if spec.temperature is not None else config.temperature,
-                spec.max_tokens if spec.max_tokens is not None else config.max_tokens,
-                effective_base_url(spec, config),
+                None if per_call else temperature,  # bound per call below: not part of the client
+                None if per_call else max_tokens,
+                base_url,
                 config.timeout,
                 config.max_retries,
                 streaming,
@@ -102,14 +110,17 @@ class ModelResolver:
                 while len(models) > MODEL_CACHE_SIZE:
                     models.pop(next(iter(models)))  # runs still holding it finish with it
             if self.seed_for(spec, seed) is not None:
-                model = model.bind(seed=seed)
+                per_call["seed"] = seed
+            if per_call:
+                model = model.bind(**per_call)
         return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
 
 
 MODEL_CACHE_SIZE = 64
-"""Chat models kept per event loop. A server whose requests set their own
-temperature or max_tokens builds a model per distinct setting; the least
-recently used ones beyond this count are dropped, so memory stays bounded."""
+"""Chat models kept per event loop. Per-request temperature, max_tokens and seed
+are bound per call for OpenAI-compatible providers; other providers, and distinct
+timeouts or retry counts, build a model per distinct setting: the least recently
+used ones beyond this count are dropped, so memory stays bounded."""
 
 _PER_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, BaseChatModel]] = weakref.WeakKeyDictionary()
 _SYNC_MODELS: dict[Any, BaseChatModel] = {}
@@ -135,10 +146,45 @@ def _rate_limiter(model: str, base_url: str | None, requests_per_second: float) 
     return InMemoryRateLimiter(requests_per_second=requests_per_second, check_every_n_seconds=0.05)
 
 
+def _per_call_settings(provider: str, base_url: str | None, temperature: float, max_tokens: int) -> dict[str, Any]:
+    """Settings bound to each call of an OpenAI-compatible model (empty for other providers).
+
+    Bound rather than built into the client, so requests with their own
+    temperature or max_tokens share one model and its connection pool.
+    """
+    if provider not in _OPENAI_COMPATIBLE:
+        return {}
+    if provider == "openai" and base_url:
+        # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
+        # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
+        return {"temperature": temperature, "extra_body": {"max_tokens": max_tokens}}
+    return {"temperature": temperature, "max_tokens": max_tokens}
+
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, Any]] = weakref.WeakKeyDictionary()
+
+
+def _async_http_client(base_url: str | None) -> Any:
+    """The event loop's one HTTP client for ``base_url``, shared by every model that calls it.
+
+    A client's connections belong to the loop that opened them, so each loop has
+    its own; the OpenAI SDK applies each model's timeout per request.
+    """
+    from openai import DefaultAsyncHttpxClient
+
+    loop = asyncio.get_running_loop()
+    for closed in [other for other in _CLIENTS if other.is_closed()]:
+        _CLIENTS.pop(closed, None)
+    clients = _CLIENTS.setdefault(loop, {})
+    if base_url not in clients:
+        clients[base_url] = DefaultAsyncHttpxClient()
+    return clients[base_url]
+
+
 def _new_model(
     model: str,
-    temperature: float,
-    max_tokens: int,
+    temperature: float | None,
+    max_tokens: int | None,
     base_url: str | None,
     timeout: float,
     max_retries: int,
@@ -148,12 +194,11 @@ def _new_model(
     api_key: str | None,
 ) -> BaseChatModel:
     provider = model.partition(":")[0]
-    kwargs: dict[str, Any] = {
-        "temperature": temperature,
-        "max_tokens": max_tokens,
-        "timeout": timeout,
-        "max_retries": max_retries,
-    }
+    kwargs: dict[str, Any] = {"timeout": timeout, "max_retries": max_retries}
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
     if requests_per_second:
         kwargs["rate_limiter"] = _rate_limiter(model, base_url, requests_per_second)
     if base_url:
@@ -163,15 +208,14 @@ def _new_model(
     if not streaming:
         kwargs["disable_streaming"] = True
     if provider in _OPENAI_COMPATIBLE:
-        from openai import DefaultAsyncHttpxClient
-
-        kwargs["http_async_client"] = DefaultAsyncHttpxClient(timeout=timeout)  # one per loop, not global
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # a sync run: langchain-openai's shared sync client serves it
+        else:
+            kwargs["http_async_client"] = _async_http_client(base_url)
         if streaming:
             kwargs["stream_usage"] = True
-        if provider == "openai" and base_url:
-            # langchain-openai sends OpenAI's newer `max_completion_tokens`, which vLLM, Ollama,
-            # llama.cpp and LM Studio may ignore; they all honour the classic `max_tokens`.
-            kwargs["extra_body"] = {"max_tokens": kwargs.pop("max_tokens")}
         if base_url:
             kwargs.setdefault("api_key", _PLACEHOLDER_KEY)
     return init_chat_model(model, **kwargs)
