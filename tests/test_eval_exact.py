@@ -310,11 +310,13 @@ def test_cli_cache_reuses_proposals_and_counts_them_apart(server: SimulatedOpenA
     keyed(server, p1=True, p2=True, agg=True)
     file = write_items(tmp_path / "q.jsonl")
     env = moa_env(XDG_DATA_HOME=str(tmp_path / "data"))
-    first = moa("eval", "exact", str(file), "--json", "--cache", *sim(server, "p1", "p2"), env=env)
+    first = moa("eval", "exact", str(file), "--json", "--cache", "--seed", "7", *sim(server, "p1", "p2"), env=env)
     assert first.returncode == 0, first.stderr
     assert server.calls("p1") == len(ITEMS) and server.calls("agg") == len(ITEMS)
     out = tmp_path / "out"
-    second = moa("eval", "exact", str(file), "--cache", "--out", str(out), *sim(server, "p1", "p2"), env=env)
+    second = moa(
+        "eval", "exact", str(file), "--cache", "--seed", "7", "--out", str(out), *sim(server, "p1", "p2"), env=env
+    )
     assert second.returncode == 0, second.stderr
     assert server.calls("p1") == len(ITEMS) and server.calls("agg") == 2 * len(ITEMS)  # proposals reused
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

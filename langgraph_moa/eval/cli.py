@@ -31,6 +31,7 @@ from langgraph_moa.cli import (
     PresetOpt,
     ProposerOpt,
     RunOptions,
+    SeedOpt,
     TemperatureOpt,
     TimeoutOpt,
     err,
@@ -81,7 +82,8 @@ CacheOpt = Annotated[
     typer.Option(
         "--cache",
         help="Reuse the proposals of an item seen before with the same settings (the proposal cache, SQLite in the "
-        "data directory); with temperature > 0 the cached samples are reused. Cached calls are not counted in cost.",
+        "data directory); with temperature > 0 the cached samples are reused. Cached calls are not counted in cost. "
+        "Hits need --seed: without one every run draws fresh seeds.",
     ),
 ]
 
@@ -241,6 +243,7 @@ def exact(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Exact-answer questions graded without a judge: numbers by the last number, text as a whole word."""
     if (file is None) == (builtin is None):
@@ -255,7 +258,7 @@ def exact(
     items = items[:limit] if limit else items
     suite = builtin or (file.stem if file else "exact")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
 
     async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
@@ -356,6 +359,7 @@ def mt_bench(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """MT-Bench: two turns per question, FastChat's temperatures, single-answer grading 1-10 by --judge."""
     try:
@@ -368,7 +372,7 @@ def mt_bench(
         items = first_per_category(items, per_category)
     items = items[:limit] if limit else items
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
     if temperature is not None:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
@@ -432,6 +436,7 @@ def alpaca_eval(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Pairwise win rate against --baseline, each pair judged in both orders (ties count half)."""
     try:
@@ -442,7 +447,7 @@ def alpaca_eval(
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
 
     async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
