@@ -98,6 +98,7 @@ from langgraph_moa.serve.openai_schemas import (
     Choice,
     ChunkChoice,
     Delta,
+    FinishReason,
     ModelCard,
     ModelList,
     ResponseMessage,
@@ -244,7 +245,7 @@ def _answer(state: Mapping[str, Any]) -> AIMessage:
     return messages[-1]
 
 
-def _finish_reason(answer: AIMessage) -> str:
+def _finish_reason(answer: AIMessage) -> FinishReason:
     reason = (answer.response_metadata or {}).get("finish_reason")
     return reason if reason in ("stop", "length", "content_filter") else "stop"
 
@@ -582,7 +583,7 @@ async def _stream(
         return error_for(first[1], body.model).response()
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(delta: Delta | None, finish_reason: str | None = None, **extra: Any) -> dict[str, str]:
+    def chunk(delta: Delta | None, finish_reason: FinishReason | None = None, **extra: Any) -> dict[str, str]:
         choices = [ChunkChoice(delta=delta, finish_reason=finish_reason)] if delta is not None else []
         payload = ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, **extra)
         return {"data": payload.model_dump_json(exclude_none=False)}

@@ -1,4 +1,9 @@
-"""The wire format of the OpenAI-compatible API: request and response bodies."""
+"""The wire format of the OpenAI-compatible API: request and response bodies.
+
+Responses are the ``openai`` package's own types (``ChatCompletion``, ``ChatCompletionChunk``,
+``CompletionUsage``, ``Model``) with the ``moa`` field added; requests keep a model of their
+own for precise 400 messages.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
 )
+from openai.types import CompletionUsage, Model
+from openai.types.chat import ChatCompletion as _ChatCompletion
+from openai.types.chat import ChatCompletionChunk as _ChatCompletionChunk
+from openai.types.chat import ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice as _Choice
+from openai.types.chat.chat_completion_chunk import Choice as _ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -108,80 +120,58 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-# --------------------------------------------------------------------------- responses
+# --------------------------------------------------------------------------- response
+# The ``openai`` package's own types, with defaults for the fields this API always
+# sets the same way and the ``moa`` extra; ``ModelList`` has no public type there.
 
 
-class Usage(BaseModel):
-    """Token usage, summed over every model call of the turn."""
+Usage = CompletionUsage
+"""Token counts of a completion (the ``openai`` package's ``CompletionUsage``)."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+Delta = ChoiceDelta
+"""What a chunk adds to the answer (the ``openai`` package's ``ChoiceDelta``)."""
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
-class ResponseMessage(BaseModel):
+class ResponseMessage(ChatCompletionMessage):
     """The answer."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
-    refusal: None = None
 
 
-class Choice(BaseModel):
+class Choice(_Choice):
     """The one choice of a completion."""
 
     index: int = 0
-    message: ResponseMessage
-    logprobs: None = None
-    finish_reason: str = "stop"
+    finish_reason: FinishReason = "stop"
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(_ChatCompletion):
     """A ``chat.completion`` object, with the MoA details in ``moa``."""
 
-    id: str
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: None = None
+    choices: list[Choice]  # type: ignore[assignment]
     moa: dict[str, Any]
 
 
-class Delta(BaseModel):
-    """What a chunk adds to the answer."""
-
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
+class ChunkChoice(_ChunkChoice):
     """The one choice of a chunk."""
 
     index: int = 0
-    delta: Delta
-    logprobs: None = None
-    finish_reason: str | None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(_ChatCompletionChunk):
     """A ``chat.completion.chunk`` event of a streamed completion."""
 
-    id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    system_fingerprint: None = None
+    choices: list[ChunkChoice]  # type: ignore[assignment]
     moa: dict[str, Any] | None = None
 
 
-class ModelCard(BaseModel):
+class ModelCard(Model):
     """One served model id."""
 
-    id: str
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "langgraph-moa"
