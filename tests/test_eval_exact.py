@@ -322,3 +322,25 @@ def test_cli_cache_reuses_proposals_and_counts_them_apart(server: SimulatedOpenA
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert all(r["cached_calls"] == 2 for r in records)
     assert all({c["model"] for c in r["usage_calls"]} == {"openai:agg"} for r in records)
+
+
+async def test_a_pinned_seed_gives_each_item_its_own_seeds_and_reproduces_them(server: SimulatedOpenAIServer) -> None:
+    """One --seed for a whole evaluation must not give every item the same draws per slot."""
+    keyed(server, p1=False, p2=False, agg=False)
+    pinned = config(server, ["p1", "p2"]).model_copy(update={"seed": 7})
+
+    def seeds_by_item() -> dict[str, list[int]]:
+        by_question = {i.question: i.id for i in ITEMS}
+        seen: dict[str, list[int]] = {}
+        for request in server.requests_for("p1") + server.requests_for("p2"):
+            question = request["messages"][-1]["content"]
+            seen.setdefault(by_question[question], []).append(request["seed"])
+        return {item: sorted(seeds) for item, seeds in seen.items()}
+
+    await run_exact(ITEMS, pinned, concurrency=1)
+    first = seeds_by_item()
+    assert len(first) == len(ITEMS) and all(len(set(s)) == 2 for s in first.values())  # slots differ
+    assert len({tuple(s) for s in first.values()}) == len(ITEMS)  # and items differ
+    server.reset()
+    await run_exact(ITEMS, pinned, concurrency=1)
+    assert seeds_by_item() == first  # the same seed reproduces every item's draws

@@ -44,7 +44,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec
 from .exact import EvalResult, finish
 from .items import EvalInputError, read_json
 from .judge import add_usage, ask_judge, parse_verdict
-from .runner import GraphRunner, ProgressSink, ResultStore, run_batch
+from .runner import GraphRunner, ProgressSink, ResultStore, config_for_item, run_batch
 from .systems import System, comparison_systems
 
 PAIRWISE_SYSTEM_PROMPT = (
@@ -200,7 +200,7 @@ def alpaca_answerer(runner: GraphRunner, judge: MoAConfig, baseline: Mapping[str
 
     async def answer(system: System, item: Instruction) -> dict[str, Any]:
         assert system.config is not None
-        run = await runner.run(system.config, [("user", item.instruction)])
+        run = await runner.run(config_for_item(system.config, item.id), [("user", item.instruction)])
         other = baseline[item.id]
         verdicts: list[float | None] = []
         judgments: list[dict[str, Any]] = []

@@ -25,7 +25,7 @@ from langgraph_moa.config import MoAConfig
 from .grading import Extractor, Grader, extract_answer, grade_exact, majority
 from .items import ExactItem
 from .report import Row, build_rows, summary_of
-from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, layer_cost, run_batch
+from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, config_for_item, layer_cost, run_batch
 from .systems import MOA, VOTE, System, comparison_systems
 
 
@@ -53,7 +53,8 @@ def exact_answerer(
 
     async def answer(system: System, item: ExactItem) -> dict[str, Any]:
         assert system.config is not None
-        run = await runner.run(system.config, [("user", template.format(question=item.question))])
+        config = config_for_item(system.config, item.id)
+        run = await runner.run(config, [("user", template.format(question=item.question))])
         correct = bool(grade(run.answer, item.answer))
         return {
             "system": system.name,

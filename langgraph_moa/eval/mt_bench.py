@@ -42,7 +42,7 @@ from langgraph_moa.config import MoAConfig
 from .exact import EvalResult, finish
 from .items import EvalInputError, field, read_jsonl
 from .judge import add_usage, ask_judge, parse_rating
-from .runner import GraphRunner, ProgressSink, ResultStore, run_batch
+from .runner import GraphRunner, ProgressSink, ResultStore, config_for_item, run_batch
 from .systems import System, comparison_systems
 
 CATEGORY_TEMPERATURE = {
@@ -228,7 +228,7 @@ def mt_bench_answerer(
     async def answer(system: System, question: Question) -> dict[str, Any]:
         assert system.config is not None
         temperature = CATEGORY_TEMPERATURE.get(question.category, DEFAULT_TEMPERATURE)
-        config = with_settings(system.config, temperature, max_tokens)
+        config = config_for_item(with_settings(system.config, temperature, max_tokens), question.id)
         history: list[BaseMessage] = []
         answers: list[str] = []
         runs = []

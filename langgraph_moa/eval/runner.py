@@ -25,13 +25,14 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable
 from langgraph.cache.base import BaseCache
 
-from langgraph_moa.config import MoAConfig
+from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.nodes import summarize_usage
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.providers import redact
+from langgraph_moa.seeds import SEED_RANGE
 from langgraph_moa.state import UsageRecord, total_usage
+from langgraph_moa.stream import summarize_usage
 
 from .items import EvalInputError
 from .systems import System
@@ -72,6 +73,34 @@ class GraphRun:
             "layer_seconds": self.layer_seconds,
             "cached_calls": self.cached_calls,
         }
+
+
+def config_for_item(config: MoAConfig, item_id: str) -> MoAConfig:
+    """``config`` with its seeds derived for one item, so pinned seeds differ from item to item.
+
+    A seed pinned for a whole evaluation (``--seed``, ``MoAConfig.seed`` or a model's
+    ``ModelSpec.seed``) would give every item the same random draws per slot, and with them
+    the same bias on every question. Each pinned seed is replaced by one derived from it
+    and the item's id: the run stays reproducible (and cacheable) item by item. Seeds that
+    are not pinned are drawn fresh per run anyway.
+    """
+
+    def derive(seed: int) -> int:
+        digest = hashlib.sha256(f"moa-eval-seed:{seed}:{item_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % SEED_RANGE
+
+    def spec(model: ModelSpec) -> ModelSpec:
+        return model if model.seed is None else model.model_copy(update={"seed": derive(model.seed)})
+
+    update: dict[str, Any] = {
+        "proposers": [spec(m) for m in config.proposers],
+        "aggregator": spec(config.aggregator),
+    }
+    if config.layer_proposers is not None:
+        update["layer_proposers"] = [[spec(m) for m in layer] for layer in config.layer_proposers]
+    if config.seed is not None:
+        update["seed"] = derive(config.seed)
+    return config.model_copy(update=update)
 
 
 class GraphRunner:
