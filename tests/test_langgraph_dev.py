@@ -4,7 +4,7 @@ The dev server runs the repository's langgraph.json from an empty temporary
 directory (paths made absolute), so its on-disk state (``.langgraph_api``) starts
 empty and stays out of the repository. Models are served by the simulated
 OpenAI-compatible server; the Together endpoint is pointed at it too, so presets
-run offline. Run with ``python -m pytest -m langgraph_dev``.
+run offline. Run with ``python -m pytest -n 0 -m langgraph_dev``.
 """
 
 from __future__ import annotations
