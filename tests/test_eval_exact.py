@@ -276,6 +276,43 @@ def test_cli_system_adds_a_preset(server: SimulatedOpenAIServer, tmp_path: Path)
     assert server.calls("Qwen/Qwen1.5-72B-Chat") == 2 * len(ITEMS)  # a moa-lite proposer and its aggregator
 
 
+def test_cli_variant_is_compared_item_by_item_with_moa(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    keyed(server, p1=False, p2=False, agg=False, bad=True)
+    out = tmp_path / "out"
+    file = write_items(tmp_path / "q.jsonl")
+    spec = "aggregator=openai:bad,max_tokens=64"
+    result = moa("eval", "exact", str(file), "--variant", spec, "--out", str(out), "--json", *sim(server, "p1", "p2"))
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["moa", spec]
+    assert systems["moa"]["score"] == 1.0 and systems[spec]["score"] == 0.0
+    assert systems[spec]["vs_moa"] == {"difference": -1.0, "ci95": [-1.0, -1.0], "n": len(ITEMS)}
+    assert "vs_moa" not in systems["moa"]
+    assert server.calls("bad") == len(ITEMS) and server.calls("agg") == len(ITEMS)
+    assert server.calls("p1") == 2 * len(ITEMS)  # the variant keeps moa's proposers
+    assert all(r["max_tokens"] == 64 for r in server.requests_for("bad"))
+    table = (out / "summary.md").read_text()
+    assert "| vs moa [95% CI] |" in table
+    assert f"| {spec} | 4 | 0.0 |" in table and "-100.0 [-100.0, -100.0] (n=4)" in table
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("early_stop=2", "error: --variant 'early_stop=2': invalid MoA configuration: early_stop:"),
+        ("nofield=1", "error: --variant 'nofield=1': MoAConfig has no field nofield"),
+        ("early_stop", "error: --variant 'early_stop': 'early_stop' must be FIELD=VALUE"),
+        ("keep_top=1,keep_top=2", "error: --variant 'keep_top=1,keep_top=2': keep_top is given twice"),
+    ],
+)
+def test_cli_bad_variant_is_one_error_line_before_any_call(
+    variant: str, message: str, server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    result = moa("eval", "exact", str(write_items(tmp_path / "q.jsonl")), "--variant", variant, *sim(server, "p1"))
+    assert result.returncode == 1 and result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and server.calls() == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -244,6 +244,7 @@ async def run_alpaca_eval(
     reference_name: str = "outputs",
     compare: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
+    variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     models: dict[str, Any] | None = None,
@@ -261,6 +262,8 @@ async def run_alpaca_eval(
         reference_name: Their model name becomes ``reference:<reference_name>``.
         compare: Also each distinct proposer alone (the reference outputs included).
         extra_systems: More whole configurations by name.
+        variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
+            each row shows its paired difference against ``moa``.
         out_dir: Output directory (resumable); model outputs go to ``outputs/<system>.json``.
         concurrency: (system, instruction) pairs in flight.
         models: Ready chat models by name.
@@ -273,7 +276,7 @@ async def run_alpaca_eval(
         by_text = {_key(i.instruction): reference_outputs[i.id] for i in instructions if i.id in reference_outputs}
         models[name] = PrecomputedChatModel(answers=by_text)
         config = with_reference_proposer(config, name)
-    systems = comparison_systems(config, compare=compare, extra=extra_systems)
+    systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("alpaca-eval", systems)
     runner = GraphRunner(models, cache)

@@ -2,7 +2,7 @@
 
 Commands: ``exact`` (exact-answer JSONL or ``--builtin arithmetic``),
 ``mt-bench`` and ``alpaca-eval``. Each takes the model options of ``moa ask``,
-``--compare``, ``--system NAME=PRESET``, ``--concurrency``, ``--out DIR``
+``--compare``, ``--system NAME=PRESET``, ``--variant FIELD=VALUE,...``, ``--concurrency``, ``--out DIR``
 (resumable) and ``--json``. See docs/evaluation.md.
 """
 
@@ -58,6 +58,7 @@ from .mt_bench import (
     unparseable_counts,
 )
 from .report import PlotUnavailable, markdown_table, plot_score_vs_cost
+from .systems import variant_config
 
 PLOT_FILE = "score_vs_cost.png"
 TABLE_FILE = "summary.md"
@@ -69,6 +70,14 @@ CompareOpt = Annotated[
 SystemOpt = Annotated[
     list[str] | None,
     typer.Option("--system", help="Another configuration to compare, NAME=PRESET; repeatable."),
+]
+VariantOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--variant",
+        help="The configuration with fields changed, FIELD=VALUE[,FIELD=VALUE...] (e.g. early_stop=0.9), "
+        "compared item by item with moa; repeatable.",
+    ),
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, help="(system, item) pairs in flight.")]
 OutOpt = Annotated[
@@ -186,10 +195,14 @@ def publish(
         err.print(f"results in {escape(str(out))}: results.jsonl, summary.json, {TABLE_FILE}, {PLOT_FILE}")
 
 
+Configs = dict[str, MoAConfig]
+
+
 def run_eval(
     options: RunOptions,
     systems: list[str] | None,
-    make: Callable[[MoAConfig, dict[str, MoAConfig], BarProgress], Coroutine[Any, Any, EvalResult]],
+    variants: list[str] | None,
+    make: Callable[[MoAConfig, Configs, Configs, BarProgress], Coroutine[Any, Any, EvalResult]],
     publish_result: Callable[[EvalResult], None],
 ) -> None:
     """Open the configurations (starting local servers), check keys, run with a progress bar, publish."""
@@ -197,13 +210,14 @@ def run_eval(
         try:
             config = open_config(options, stack)
             extra = extra_configs(systems, options, stack)
-            for each in [config, *extra.values()]:
+            changed = {spec: variant_config(config, spec) for spec in variants or []}
+            for each in [config, *extra.values(), *changed.values()]:
                 check_credentials(each)
-        except MoAError as exc:
+        except (MoAError, ValueError) as exc:
             raise fail(str(exc)) from None
         progress = BarProgress()
         try:
-            result = asyncio.run(make(config, extra, progress))
+            result = asyncio.run(make(config, extra, changed, progress))
         except (MoAError, ValueError) as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
@@ -223,6 +237,7 @@ def exact(
     limit: LimitOpt = None,
     compare: CompareOpt = False,
     system: SystemOpt = None,
+    variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -261,13 +276,14 @@ def exact(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
 
-    async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
+    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         return await run_exact(
             items,
             config,
             suite=suite,
             compare=compare,
             extra_systems=extra,
+            variants=variants,
             out_dir=out,
             concurrency=concurrency,
             grade=grade,
@@ -280,6 +296,7 @@ def exact(
     run_eval(
         options,
         system,
+        variant,
         make,
         lambda result: publish(result, out, f"{suite}: exact answers", as_json, percent=True, label="accuracy %"),
     )
@@ -345,6 +362,7 @@ def mt_bench(
     ] = None,
     compare: CompareOpt = False,
     system: SystemOpt = None,
+    variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -377,7 +395,7 @@ def mt_bench(
     if temperature is not None:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
-    async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
+    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_mt_bench(
             items,
@@ -387,6 +405,7 @@ def mt_bench(
             reference_answers=references,
             compare=compare,
             extra_systems=extra,
+            variants=variants,
             out_dir=out,
             concurrency=concurrency,
             max_tokens=answer_max_tokens,
@@ -403,7 +422,7 @@ def mt_bench(
         extra = {"unparseable judgments": _counts(counts)}
         publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
 
-    run_eval(options, system, make, show)
+    run_eval(options, system, variant, make, show)
 
 
 @eval_app.command("alpaca-eval")
@@ -422,6 +441,7 @@ def alpaca_eval(
     limit: LimitOpt = None,
     compare: CompareOpt = False,
     system: SystemOpt = None,
+    variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -450,7 +470,7 @@ def alpaca_eval(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
 
-    async def make(config: MoAConfig, extra: dict[str, MoAConfig], progress: BarProgress) -> EvalResult:
+    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_alpaca_eval(
             items,
@@ -461,6 +481,7 @@ def alpaca_eval(
             reference_name=reference_outputs.stem if reference_outputs else "outputs",
             compare=compare,
             extra_systems=extra,
+            variants=variants,
             out_dir=out,
             concurrency=concurrency,
             cache=proposal_cache() if cache else None,
@@ -474,4 +495,4 @@ def alpaca_eval(
         extra = {"mean length (chars)": lengths, "unparseable judgments": _counts(counts)}
         publish(result, out, title, as_json, percent=True, label="win rate %", extra=extra)
 
-    run_eval(options, system, make, show)
+    run_eval(options, system, variant, make, show)

@@ -111,6 +111,7 @@ async def run_exact(
     suite: str = "exact",
     compare: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
+    variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     grade: Grader = grade_exact,
@@ -130,6 +131,8 @@ async def run_exact(
             string) and derive ``vote``, the majority of MoA's first-layer
             answers (no extra calls).
         extra_systems: More whole configurations by name.
+        variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
+            each row shows its paired difference against ``moa``.
         out_dir: Where ``results.jsonl``, ``run.json`` and ``summary.json`` go;
             a run with the same directory resumes (finished pairs are skipped).
             None keeps results in memory.
@@ -147,7 +150,7 @@ async def run_exact(
     Raises:
         EvalInputError: ``out_dir`` holds results of another suite or configuration.
     """
-    systems = comparison_systems(config, compare=compare, extra=extra_systems, vote=compare)
+    systems = comparison_systems(config, compare=compare, extra=extra_systems, vote=compare, variants=variants)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run(suite, systems)
     runner = GraphRunner(models, cache)

@@ -291,6 +291,7 @@ async def run_mt_bench(
     reference_answers: Mapping[str, list[str]] | None = None,
     compare: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
+    variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     max_tokens: int = MAX_NEW_TOKENS,
@@ -310,6 +311,8 @@ async def run_mt_bench(
             flagged (``needs_reference_but_none``).
         compare: Also each distinct proposer alone.
         extra_systems: More whole configurations by name.
+        variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
+            each row shows its paired difference against ``moa``.
         out_dir: Output directory (resumable); FastChat answer files go to ``answers/``.
         concurrency: (system, question) pairs in flight.
         max_tokens: New tokens per call (FastChat: 1024).
@@ -317,7 +320,7 @@ async def run_mt_bench(
         cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
-    systems = comparison_systems(config, compare=compare, extra=extra_systems)
+    systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)
     runner = GraphRunner(models, cache)

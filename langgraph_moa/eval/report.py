@@ -13,7 +13,10 @@ score (accuracy 0-1 for exact answers, the mean 1-10 rating for MT-Bench, the
 win rate 0-1 for AlpacaEval), ``null`` when ``n`` is 0; ``ci95`` its 95%
 percentile-bootstrap interval (``[null, null]`` when ``n`` is 0); ``tokens``
 and ``cost_usd`` are totals over every answered item, scored or not;
-``latency_p50_s`` the median seconds per answered item.
+``latency_p50_s`` the median seconds per answered item. Other configurations
+(``--system``) and variants (``--variant``) also carry ``vs_moa``:
+``{"difference": -0.025, "ci95": [-0.1, 0.05], "n": 40}``, the mean paired
+score difference against ``moa`` over the items both were scored on.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import bootstrap_ci, items_for_difference, mean, median, paired_difference
-from .systems import System
+from .systems import MOA, System
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Row:
     errors: int
     diff: tuple[float, tuple[float, float], int] | None = None
     discordant: float | None = None
+    vs_moa: tuple[float, tuple[float, float], int] | None = None
 
 
 def item_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -50,7 +54,11 @@ def item_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> list[Row]:
-    """One row per system, with the paired difference against the best single system."""
+    """One row per system, with the paired difference against the best single system.
+
+    Rows of other configurations (``extra``) and variants also get their paired
+    difference against ``moa`` (``vs_moa``).
+    """
     rows: list[Row] = []
     scores: dict[str, dict[str, float]] = {}
     for system in systems:
@@ -71,6 +79,10 @@ def build_rows(systems: Sequence[System], records: Sequence[dict[str, Any]]) -> 
                 errors=sum(1 for r in own if r.get("error")),
             )
         )
+    if MOA in scores:
+        for row in rows:
+            if row.kind in ("extra", "variant"):
+                row.vs_moa = paired_difference(scores[row.name], scores[MOA])
     singles = [row for row in rows if row.kind == "single" and row.n]
     if singles:
         best = max(singles, key=lambda row: row.score)
@@ -97,10 +109,16 @@ def summary_of(suite: str, rows: Sequence[Row], *, digits: int = 4) -> dict[str,
                 "tokens": row.tokens,
                 "cost_usd": round(row.cost_usd, 6),
                 "latency_p50_s": round(row.latency_p50_s, 3),
+                **({"vs_moa": _difference(row.vs_moa, digits)} if row.vs_moa is not None else {}),
             }
             for row in rows
         },
     }
+
+
+def _difference(diff: tuple[float, tuple[float, float], int], digits: int) -> dict[str, Any]:
+    d, (low, high), n = diff
+    return {"difference": round(d, digits), "ci95": [round(low, digits), round(high, digits)], "n": n}
 
 
 def best_single(rows: Sequence[Row]) -> str | None:
@@ -132,16 +150,23 @@ def markdown_table(
     def fmt_diff(value: float) -> str:
         return f"{100 * value:+.1f}" if percent else f"{value:+.2f}"
 
+    def fmt_pair(diff: tuple[float, tuple[float, float], int]) -> str:
+        d, (lo, hi), n = diff
+        return f"{fmt_diff(d)} [{fmt_diff(lo)}, {fmt_diff(hi)}] (n={n})"
+
     best = best_single(rows)
-    head = f"| system | n | {score_label} | 95% CI | vs best single ({best or 'none'}) [95% CI] | tokens | cost $ | p50 s | errors |"
-    head += "".join(f" {name} |" for name in extra)
-    lines = [head, "|---|---:|---:|---|---|---:|---:|---:|---:|" + "---:|" * len(extra)]
+    versus_moa = any(row.vs_moa is not None for row in rows)
+    head = f"| system | n | {score_label} | 95% CI | vs best single ({best or 'none'}) [95% CI] |"
+    head += " vs moa [95% CI] |" if versus_moa else ""
+    head += " tokens | cost $ | p50 s | errors |" + "".join(f" {name} |" for name in extra)
+    rule = "|---|---:|---:|---|---|" + ("---|" if versus_moa else "") + "---:|---:|---:|---:|" + "---:|" * len(extra)
+    lines = [head, rule]
     for row in rows:
-        if row.diff is not None:
-            d, (lo, hi), n = row.diff
-            diff = f"{fmt_diff(d)} [{fmt_diff(lo)}, {fmt_diff(hi)}] (n={n})"
-        else:
-            diff = "(reference)" if row.name == best else ""
+        diff = fmt_pair(row.diff) if row.diff is not None else "(reference)" if row.name == best else ""
+        if versus_moa:
+            diff += " | " + (
+                fmt_pair(row.vs_moa) if row.vs_moa is not None else "(reference)" if row.name == MOA else ""
+            )
         score, ci = (fmt(row.score), f"{fmt(row.ci95[0])}-{fmt(row.ci95[1])}") if row.n else ("-", "-")
         lines.append(
             f"| {row.name} | {row.n} | {score} | {ci} | {diff} | "

@@ -9,20 +9,27 @@
 - ``vote`` (exact-answer suites): a majority vote of the extracted answers of
   MoA's first-layer proposals; no extra calls (see :mod:`.runner`).
 - Named extra configurations (``--system NAME=PRESET``).
+- Variants (``--variant FIELD=VALUE[,FIELD=VALUE...]``): the evaluated
+  configuration with some fields changed, named by the spec as given
+  (``early_stop=0.9``). The table shows each one's paired difference against
+  ``moa``, which is how an option's effect on quality is measured.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from langgraph_moa.config import MoAConfig, ModelSpec
+from pydantic import ValidationError
+
+from langgraph_moa.config import MoAConfig, ModelSpec, describe_validation_error
 
 MOA = "moa"
 VOTE = "vote"
 
-SystemKind = Literal["moa", "single", "extra", "vote"]
+SystemKind = Literal["moa", "single", "extra", "variant", "vote"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,8 @@ class System:
     Attributes:
         name: Its name in results and tables.
         config: What it runs (``None`` for ``vote``, which is derived from ``moa``).
-        kind: ``moa``, ``single`` (one proposer alone), ``extra`` or ``vote``.
+        kind: ``moa``, ``single`` (one proposer alone), ``extra`` (another
+            configuration), ``variant`` (``moa`` with fields changed) or ``vote``.
     """
 
     name: str
@@ -64,13 +72,61 @@ def distinct_proposers(config: MoAConfig) -> list[ModelSpec]:
     return list(seen.values())
 
 
-def comparison_systems(
-    config: MoAConfig, *, compare: bool = True, extra: Mapping[str, MoAConfig] | None = None, vote: bool = False
-) -> list[System]:
-    """``moa``, then (with ``compare``) each distinct proposer alone and ``vote``, then ``extra``.
+def parse_variant(spec: str) -> dict[str, Any]:
+    """The field changes of ``FIELD=VALUE[,FIELD=VALUE...]``.
+
+    Each value is read as JSON when it parses (``0.9``, ``2``, ``true``,
+    ``null``), else kept as text (``ranker=openai:gpt-4o-mini``).
 
     Raises:
-        ValueError: an extra system's name clashes with another system's.
+        ValueError: a part is not ``FIELD=VALUE``, or a field is given twice.
+    """
+    changes: dict[str, Any] = {}
+    for part in spec.split(","):
+        field, sep, raw = part.partition("=")
+        field, raw = field.strip(), raw.strip()
+        if not sep or not field or not raw:
+            raise ValueError(f"--variant {spec!r}: {part!r} must be FIELD=VALUE, e.g. early_stop=0.9")
+        if field in changes:
+            raise ValueError(f"--variant {spec!r}: {field} is given twice")
+        try:
+            changes[field] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[field] = raw
+    return changes
+
+
+def variant_config(config: MoAConfig, spec: str) -> MoAConfig:
+    """``config`` with the changes of ``spec`` (see :func:`parse_variant`), validated.
+
+    Raises:
+        ValueError: the spec is malformed, names a field ``MoAConfig`` does not
+            have, or gives a value the field rejects (the message names the field).
+    """
+    changes = parse_variant(spec)
+    unknown = sorted(set(changes) - set(MoAConfig.model_fields))
+    if unknown:
+        raise ValueError(f"--variant {spec!r}: MoAConfig has no field {', '.join(unknown)}")
+    data = config.model_dump()
+    data.update(changes)
+    try:
+        return MoAConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"--variant {spec!r}: {describe_validation_error(exc)}") from None
+
+
+def comparison_systems(
+    config: MoAConfig,
+    *,
+    compare: bool = True,
+    extra: Mapping[str, MoAConfig] | None = None,
+    vote: bool = False,
+    variants: Mapping[str, MoAConfig] | None = None,
+) -> list[System]:
+    """``moa``, then (with ``compare``) each distinct proposer alone and ``vote``, then ``extra``, then ``variants``.
+
+    Raises:
+        ValueError: an extra system's or a variant's name clashes with another system's.
     """
     systems = [System(MOA, config, "moa")]
     if compare:
@@ -81,4 +137,8 @@ def comparison_systems(
         if any(s.name == name for s in systems):
             raise ValueError(f"--system {name}: that name is already used by another system; choose another")
         systems.append(System(name, extra_config, "extra"))
+    for name, variant in (variants or {}).items():
+        if any(s.name == name for s in systems):
+            raise ValueError(f"--variant {name}: that name is already used by another system")
+        systems.append(System(name, variant, "variant"))
     return systems
