@@ -154,6 +154,37 @@ GgufOpt = Annotated[
     list[Path] | None,
     typer.Option("--gguf", help="A local GGUF model for the local preset; repeat so each is a proposer."),
 ]
+# Latency and cost options (docs/latency.md, docs/strategies.md); each is off unless given.
+StragglerOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--straggler-timeout",
+        help="Once a layer has --min-proposals proposals, seconds the others still get before they are cut.",
+    ),
+]
+ProvisionalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--provisional",
+        help="With 3+ layers, show an early answer from the previous layer's proposals on stderr, marked "
+        "provisional, while the last proposer layer runs.",
+    ),
+]
+EarlyStopOpt = Annotated[
+    float | None,
+    typer.Option("--early-stop", help="Skip the remaining proposer layers once a layer agrees this much (0-1)."),
+]
+KeepTopOpt = Annotated[
+    int | None, typer.Option("--keep-top", help="Keep only the best K proposals of a layer as references.")
+]
+WindowOpt = Annotated[
+    int | None,
+    typer.Option("--aggregation-window", help="Aggregate at most N references per pass (Self-MoA-Seq)."),
+]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option("--max-cost", help="Budget per run in USD: skip proposer layers that would exceed it."),
+]
 
 
 @dataclass(frozen=True)
@@ -171,6 +202,12 @@ class RunOptions:
     min_proposals: int | None = None
     gguf: list[Path] | None = None
     seed: int | None = None
+    straggler_timeout: float | None = None
+    provisional: bool = False
+    early_stop: float | None = None
+    keep_top: int | None = None
+    aggregation_window: int | None = None
+    max_cost_usd: float | None = None
 
     def wants_local(self) -> bool:
         """The local preset: asked for, GGUF files given, or nothing else configured."""
@@ -188,6 +225,12 @@ class RunOptions:
             "timeout": self.timeout,
             "min_proposals": self.min_proposals,
             "seed": self.seed,
+            "straggler_timeout": self.straggler_timeout,
+            "provisional_answers": self.provisional or None,
+            "early_stop": self.early_stop,
+            "keep_top": self.keep_top,
+            "aggregation_window": self.aggregation_window,
+            "max_cost_usd": self.max_cost_usd,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -328,6 +371,17 @@ class Progress:
             )
         elif kind == "strategy":
             self.console.print(f"layer {event['layer']}: {escape(event['option'])}: {escape(event['reason'])}")
+        elif kind == "provisional_started":
+            self.console.print(
+                f"layer {event['layer']}: [dim]provisional answer from {escape(', '.join(event['built_from']))}:[/dim]"
+            )
+        elif kind == "provisional_token":
+            self.console.print(event["text"], end="", style="dim", markup=False)
+        elif kind == "provisional_answer":
+            self.console.print("\n[dim](provisional; the final answer follows on stdout)[/dim]")
+        elif kind == "provisional_failed":
+            reason = escape(f"{event['error_type']}: {event['message']}")
+            self.console.print(f"layer {event['layer']}: [yellow]no provisional answer[/yellow] ({reason})")
         elif kind == "aggregator_started":
             self.console.print(f"layer {event['layer']}: aggregating with {escape(event['model'])}")
             self.waiting(f"aggregating with {event['model']}: waiting for the first token")
@@ -516,6 +570,12 @@ def ask(
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
     seed: SeedOpt = None,
+    straggler_timeout: StragglerOpt = None,
+    provisional: ProvisionalOpt = False,
+    early_stop: EarlyStopOpt = None,
+    keep_top: KeepTopOpt = None,
+    aggregation_window: WindowOpt = None,
+    max_cost: MaxCostOpt = None,
     system: Annotated[str | None, typer.Option("--system", help="A system message for every model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every layer.")] = False,
     cache: Annotated[
@@ -532,8 +592,9 @@ def ask(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
-    )
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed,
+        straggler_timeout, provisional, early_stop, keep_top, aggregation_window, max_cost,
+    )  # fmt: skip
     _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 
 
@@ -696,14 +757,21 @@ def chat(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    straggler_timeout: StragglerOpt = None,
+    provisional: ProvisionalOpt = False,
+    early_stop: EarlyStopOpt = None,
+    keep_top: KeepTopOpt = None,
+    aggregation_window: WindowOpt = None,
+    max_cost: MaxCostOpt = None,
 ) -> None:
     """Chat over several turns; one line of stdin is one turn. History persists per --thread.
 
     One chat at a time per thread: a second one on the same --thread and --db is refused.
     """
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
-    )
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, None,
+        straggler_timeout, provisional, early_stop, keep_top, aggregation_window, max_cost,
+    )  # fmt: skip
     path = db or default_chat_db()
     _with_config(options, lambda config: _chat(config, thread, path, interactive=sys.stdin.isatty()))
 

@@ -286,3 +286,32 @@ def test_ask_cache_reuses_proposals_from_the_data_directory(server: SimulatedOpe
     assert server.calls("p1") == 2
     moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", env=env)  # no seed: fresh samples, a miss
     assert server.calls("p1") == 3
+
+
+def test_straggler_timeout_flag_cuts_the_slow_proposer(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("slow", ModelBehavior(hang=True))
+    result = moa("ask", "q", "--json", "--straggler-timeout", "0.2", *sim_args(server, "p1", "slow"))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [f["error_type"] for f in doc["layers"][0]["failures"]] == ["StragglerTimeout"]
+    assert doc["answer"] == "agg answer to: q [refs=1]"
+
+
+def test_provisional_flag_shows_an_early_answer_on_stderr(server: SimulatedOpenAIServer) -> None:
+    result = moa("ask", "q", "--layers", "3", "--provisional", *sim_args(server, "p1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "agg answer to: q [refs=1]"  # the final answer alone on stdout
+    assert "layer 1: provisional answer from openai:p1:" in result.stderr
+    assert "(provisional; the final answer follows on stdout)" in result.stderr
+    assert server.calls("agg") == 2  # the provisional answer and the final one
+
+
+def test_strategy_flags_reach_the_configuration(server: SimulatedOpenAIServer) -> None:
+    result = moa(
+        "ask", "q", "--layers", "4", "--early-stop", "0.9", "--keep-top", "2", "--aggregation-window", "2",
+        "--max-cost", "1", *sim_args(server, "same", "same", "same"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "early_stop" in result.stderr  # the strategy event names the option that acted
+    assert server.calls("same") == 3  # identical proposals: layers 2 and 3 are skipped
+    assert server.calls("agg") == 1  # keep_top=2 leaves 2 references: one window, one pass
