@@ -295,6 +295,8 @@ class SimulatedOpenAIServer:
         requests: Every received chat-completion request body, in arrival order.
         connections: Client connections accepted since start (keep-alive connections
             carry many requests; a client that pools its connections opens few).
+        max_open_connections: Highest number of client connections open at once
+            (accepted and not yet closed, idle keep-alive connections included).
         arrivals: ``(model, time.monotonic())`` of each request, in arrival order:
             for causal timing checks (a retry cannot arrive before the wait it
             was told to make), never for speed.
@@ -316,6 +318,7 @@ class SimulatedOpenAIServer:
         self.api_keys: list[str] = []  # the bearer token of each request, in arrival order
         self.arrivals: list[tuple[str, float]] = []
         self.connections = 0
+        self.max_open_connections = 0
         self.max_concurrency = 0
         self._behaviors = dict(behaviors or {})
         self._default = default if default is not None else ModelBehavior()
@@ -389,13 +392,28 @@ class SimulatedOpenAIServer:
         with self._lock:
             return self._in_flight
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (idle keep-alive connections included)."""
+        httpd = self._httpd
+        return httpd.open_connections() if httpd is not None else 0
+
     def requests_for(self, model: str) -> list[dict]:
         """Returns the recorded request bodies for ``model``, in arrival order."""
         with self._lock:
             return [r for r in self.requests if r.get("model") == model]
 
     def reset(self) -> None:
-        """Clears call and abandon counts, recorded requests and ``max_concurrency``."""
+        """Clears call and abandon counts, recorded requests, ``max_concurrency`` and ``max_open_connections``.
+
+        The two maxima restart from what is in flight and open now; ``connections``
+        keeps counting.
+        """
+        httpd = self._httpd
+        if httpd is not None:
+            httpd.restart_max_open()
+        else:
+            self.max_open_connections = 0
         with self._lock:
             self._calls.clear()
             self._abandoned.clear()
@@ -457,11 +475,20 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(request)
             self.sim.connections += 1
+            self.sim.max_open_connections = max(self.sim.max_open_connections, len(self._connections))
         try:
             super().finish_request(request, client_address)
         finally:
             with self._connections_lock:
                 self._connections.discard(request)
+
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    def restart_max_open(self) -> None:
+        with self._connections_lock:
+            self.sim.max_open_connections = len(self._connections)
 
     def close_connections(self) -> None:
         with self._connections_lock:

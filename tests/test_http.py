@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -378,3 +379,29 @@ async def test_per_request_settings_share_one_client_and_its_connections(server:
     sent = {(r["temperature"], r["max_tokens"]) for r in server.requests_for("c1")}
     assert len(sent) == 5  # every request's own settings reached the server
     assert server.calls() == 15 and server.connections <= 3  # no connection pool per setting
+    assert server.max_open_connections <= 3
+
+
+def test_the_server_counts_open_connections_and_their_peak(server: SimulatedOpenAIServer) -> None:
+    import httpx
+
+    def settle(expected: int) -> None:  # the server notices a closed connection on its next read
+        for _ in range(200):
+            if server.open_connections == expected:
+                return
+            time.sleep(0.01)
+        assert server.open_connections == expected
+
+    first, second = httpx.Client(), httpx.Client()
+    for client in (first, second, first):  # keep-alive: the third request reuses the first connection
+        assert client.get(f"{server.base_url}/models").status_code == 200
+    settle(2)
+    assert server.connections == 2 and server.max_open_connections == 2
+    first.close()
+    settle(1)
+    assert server.max_open_connections == 2  # the peak stays
+    server.reset()
+    assert server.max_open_connections == 1  # restarts from the connections open now
+    second.close()
+    settle(0)
+    assert server.connections == 2 and server.max_open_connections == 1
