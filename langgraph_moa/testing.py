@@ -58,8 +58,8 @@ arrives:
        away or the server stops.
     4. ``latency`` seconds pass before the first byte is sent.
     5. The reply is sent; when streaming, in chunks of ``chunk_words`` words
-       with ``chunk_delay`` seconds between consecutive content chunks. The
-       chunks concatenate to the reply exactly.
+       (or of ``chunk_chars`` characters) with ``chunk_delay`` seconds between
+       consecutive content chunks. The chunks concatenate to the reply exactly.
 
 A client that closes its connection before the answer is complete (a
 cancelled call) is noticed while the server waits (``latency``, ``hang``,
@@ -134,6 +134,9 @@ class ModelBehavior:
             it; None gives `default_reply`.
         chunk_delay: Seconds between consecutive streamed content chunks.
         chunk_words: Words per streamed content chunk (at least 1).
+        chunk_chars: When above 0, streamed content chunks are this many
+            characters each instead, so a word (or a key) is split across
+            chunks, as real tokenizers split long words.
         hang: Never answer; wait until the client gives up or the server stops.
         faults: Faults consumed in order before normal answers.
         tool_calls: A function of the whole request body (``messages``, ``tools``,
@@ -152,6 +155,7 @@ class ModelBehavior:
     reply: str | Callable[[list[dict]], str] | None = None
     chunk_delay: float = 0.0
     chunk_words: int = 1
+    chunk_chars: int = 0
     hang: bool = False
     faults: list[Fault] = field(default_factory=list)
     tool_calls: Callable[[dict], list[dict] | None] | None = None
@@ -161,6 +165,8 @@ class ModelBehavior:
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
             raise ValueError("chunk_words must be at least 1")
+        if self.chunk_chars < 0:
+            raise ValueError("chunk_chars must not be negative")
         if self.latency < 0 or self.chunk_delay < 0:
             raise ValueError("latency and chunk_delay must not be negative")
 
@@ -255,8 +261,10 @@ def _usage(messages: list[dict], reply: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _chunks(reply: str, words: int) -> list[str]:
-    """Splits ``reply`` into pieces of ``words`` words that concatenate to it exactly."""
+def _chunks(reply: str, words: int, chars: int = 0) -> list[str]:
+    """Splits ``reply`` into pieces of ``words`` words (or ``chars`` characters) that concatenate to it exactly."""
+    if chars > 0:
+        return [reply[i : i + chars] for i in range(0, len(reply), chars)] or [reply]
     pieces = _WORD.findall(reply)
     chunks = ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)]
     rest = reply[len("".join(chunks)) :]  # trailing whitespace, or all of a blank reply
@@ -614,7 +622,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._event({**head, "choices": choice({"role": "assistant", "content": ""})})
         for i, call in enumerate(calls):
             self._event({**head, "choices": choice({"tool_calls": [{"index": i, **call}]})})
-        for i, text in enumerate(_chunks(reply, behavior.chunk_words) if not calls else []):
+        for i, text in enumerate(_chunks(reply, behavior.chunk_words, behavior.chunk_chars) if not calls else []):
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way
                 return

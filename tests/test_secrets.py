@@ -153,6 +153,59 @@ def test_no_route_log_or_checkpoint_gives_the_key_away(
     assert echoing.calls("ok") > 0 and echoing.calls("bad") > 0 and echoing.calls("badagg") > 0
 
 
+def _sse_data(raw: str) -> list[Any]:
+    """The JSON payloads of a LangServe stream's ``data`` events."""
+    payloads = []
+    for block in raw.replace("\r\n", "\n").split("\n\n"):
+        lines = block.split("\n")
+        if "event: data" in lines:
+            payloads += [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    return payloads
+
+
+def _streamed_texts(route: str, raw: str) -> dict[str, str]:
+    """Each model call's text as a client reassembles it from the stream: its chunks concatenated."""
+    texts: dict[str, str] = {}
+    for payload in _sse_data(raw):
+        if route == "stream_events" and payload["event"] == "on_chat_model_stream":
+            run = payload["run_id"]
+            texts[run] = texts.get(run, "") + payload["data"]["chunk"]["content"]
+        if route == "stream_log":
+            for op in payload["ops"]:
+                parts = op["path"].split("/")  # /logs/<name>/streamed_output_str/-
+                if op["op"] == "add" and parts[1:2] == ["logs"] and parts[3:] == ["streamed_output_str", "-"]:
+                    texts[parts[2]] = texts.get(parts[2], "") + op["value"]
+                chunk = op.get("value")
+                if parts[1:2] == ["logs"] and parts[3:] == ["streamed_output", "-"] and "content" in (chunk or {}):
+                    key = parts[2] + " (message chunks)"
+                    texts[key] = texts.get(key, "") + op["value"]["content"]
+    return texts
+
+
+def test_a_key_split_across_langserve_stream_events_is_not_recoverable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream streams its echo of the key in pieces of 5 characters: no event holds the key whole,
+    but a client concatenating the chunks of /moa/stream_events or /moa/stream_log would get it back."""
+    split = ModelBehavior(echo_authorization=True, chunk_chars=5)
+    with SimulatedOpenAIServer(default=split) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        settings = ServeSettings(assistants={"split": _config(["ok"], "agg")}, default_assistant="split")
+        question = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+        with running(create_app(settings, checkpoint=":memory:")) as base:
+            raw = {
+                r: httpx.post(f"{base}/moa/{r}", json=question, timeout=30).text
+                for r in ("stream_log", "stream_events")
+            }
+    for route, text in raw.items():
+        assert CANARY not in text
+        texts = _streamed_texts(route, text)
+        for run, streamed in texts.items():
+            assert ECHOED in streamed, (route, run, streamed)  # the whole answer arrives, key removed
+            assert streamed.startswith(("ok answer to: hi", "agg answer to: hi")), (route, run, streamed)
+        assert any(s.startswith("agg answer") for s in texts.values()), (route, texts)  # the aggregator's stream
+    assert CANARY in sim.api_keys
+
+
 def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     text = f"the key is {CANARY} and Authorization: Bearer {CANARY}\nsk-abcdefghijklmnop done"

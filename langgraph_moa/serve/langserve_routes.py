@@ -57,7 +57,7 @@ Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'`` (``fastapi``,
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
@@ -65,7 +65,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import orjson
 from fastapi import FastAPI, HTTPException, Request
 from langchain_core.messages import AnyMessage, convert_to_messages
-from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding
+from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.schema import StreamEvent
+from langchain_core.tracers.log_stream import RunLog, RunLogPatch
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Send
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -75,6 +77,7 @@ from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import redact
+from langgraph_moa.serve.redacted_streams import redact_run_log, redact_stream_events
 
 try:
     from langserve import add_routes
@@ -228,6 +231,18 @@ class _ConfigurableGraph(RunnableBinding):
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         return list(_configurable_specs(self.client_fields))
+
+    def astream_log(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, *, diff: bool = True, **kwargs: Any
+    ) -> AsyncIterator[RunLogPatch] | AsyncIterator[RunLog]:
+        """The graph's run log, with each model call's streamed text redacted across its chunks."""
+        return redact_run_log(super().astream_log(input, config, diff=True, **kwargs), diff=diff)
+
+    def astream_events(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[StreamEvent]:
+        """The graph's events, with each model call's streamed text redacted across its chunks."""
+        return redact_stream_events(super().astream_events(input, config, **kwargs))
 
 
 def _encode(obj: Any) -> Any:
