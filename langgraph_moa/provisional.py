@@ -62,26 +62,51 @@ def _write_token(write: Any, layer: int, text: str) -> None:
         write({"event": "provisional_token", "layer": layer, "text": text})
 
 
+class _Collector:
+    """The streamed chunks of one provisional answer: each token on the custom stream, redacted; then the answer."""
+
+    def __init__(self, inp: ProvisionalInput, cfg: MoAConfig) -> None:
+        self.inp, self.cfg = inp, cfg
+        self.write = get_stream_writer()
+        self.text = ""
+        self.total: AIMessageChunk | None = None
+        self.redactor = StreamRedactor(variables=_key_variables(cfg))
+
+    def add(self, chunk: AIMessageChunk) -> None:
+        """Count one chunk and stream its text once the redactor lets it through."""
+        self.total = chunk if self.total is None else self.total + chunk
+        if chunk.text:
+            self.text += chunk.text
+            _write_token(self.write, self.inp["layer"], self.redactor.feed(chunk.text))
+
+    def finish(self) -> dict[str, Any]:
+        """The state update: the answer (an echoed key removed) and its usage.
+
+        Raises:
+            EmptyResponseError: the model wrote no text.
+        """
+        _write_token(self.write, self.inp["layer"], self.redactor.flush())
+        if not self.text.strip():
+            raise EmptyResponseError("the model returned no text")
+        layer, model = self.inp["layer"], self.cfg.aggregator.model
+        text = redact(self.text, variables=_key_variables(self.cfg), shapes=False)  # never reaches the state
+        answer = ProvisionalAnswer(layer=layer, slot=0, model=model, content=text, built_from=self.inp["built_from"])
+        self.write({"event": "provisional_answer", **answer})
+        return {"provisional_answers": [answer], "usage": [_usage(self.total, layer, model)]}
+
+
 def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[str, Any]]:
     """Build the ``provisional`` node (sync and async), which calls the aggregator with ``resolve``'s model."""
 
-    def setup(inp: ProvisionalInput, config: RunnableConfig) -> tuple[MoAConfig, Runnable, list[Any]]:
+    def start(inp: ProvisionalInput, config: RunnableConfig) -> tuple[MoAConfig, Runnable, list[Any], _Collector]:
         cfg = moa_config_of_run(get_runtime(MoAConfig), config)
         if fingerprint(cfg) != inp["config_fingerprint"]:
             raise ConfigError("this turn was started with another MoA configuration")
-        spec = cfg.aggregator
         history = tool_turns_as_text(inp["messages"])
         messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
-        return cfg, resolve(spec, cfg, streaming=True), messages
-
-    def finish(inp: ProvisionalInput, cfg: MoAConfig, text: str, last: AIMessageChunk | None) -> dict[str, Any]:
-        if not text.strip():
-            raise EmptyResponseError("the model returned no text")
-        layer, model = inp["layer"], cfg.aggregator.model
-        text = redact(text, variables=_key_variables(cfg), shapes=False)  # an echoed key never reaches the state
-        answer = ProvisionalAnswer(layer=layer, slot=0, model=model, content=text, built_from=inp["built_from"])
-        get_stream_writer()({"event": "provisional_answer", **answer})
-        return {"provisional_answers": [answer], "usage": [_usage(last, layer, model)]}
+        model = resolve(cfg.aggregator, cfg, streaming=True)
+        get_stream_writer()({"event": "provisional_started", "layer": inp["layer"], "built_from": inp["built_from"]})
+        return cfg, model, messages, _Collector(inp, cfg)
 
     def failed(inp: ProvisionalInput, exc: Exception) -> dict[str, Any]:
         error_type, message = describe_error(exc)
@@ -91,37 +116,23 @@ def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[
         return {}
 
     def sync(inp: ProvisionalInput, config: RunnableConfig) -> dict[str, Any]:
-        write = get_stream_writer()
         try:
-            cfg, model, messages = setup(inp, config)
-            write({"event": "provisional_started", "layer": inp["layer"], "built_from": inp["built_from"]})
-            text, total, redactor = "", None, StreamRedactor(variables=_key_variables(cfg))
+            _, model, messages, collect = start(inp, config)
             for chunk in model.stream(messages):
-                total = chunk if total is None else total + chunk
-                if chunk.text:
-                    text += chunk.text
-                    _write_token(write, inp["layer"], redactor.feed(chunk.text))
-            _write_token(write, inp["layer"], redactor.flush())
-            return finish(inp, cfg, text, total)
+                collect.add(chunk)
+            return collect.finish()
         except ConfigError:
             raise
         except Exception as exc:  # a provisional answer never fails the run
             return failed(inp, exc)
 
     async def asynchronous(inp: ProvisionalInput, config: RunnableConfig) -> dict[str, Any]:
-        write = get_stream_writer()
         try:
-            cfg, model, messages = setup(inp, config)
-            write({"event": "provisional_started", "layer": inp["layer"], "built_from": inp["built_from"]})
-            text, total, redactor = "", None, StreamRedactor(variables=_key_variables(cfg))
+            cfg, model, messages, collect = start(inp, config)
             async with asyncio.timeout(cfg.timeout):
                 async for chunk in model.astream(messages):
-                    total = chunk if total is None else total + chunk
-                    if chunk.text:
-                        text += chunk.text
-                        _write_token(write, inp["layer"], redactor.feed(chunk.text))
-            _write_token(write, inp["layer"], redactor.flush())
-            return finish(inp, cfg, text, total)
+                    collect.add(chunk)
+            return collect.finish()
         except ConfigError:
             raise
         except Exception as exc:  # a provisional answer never fails the run
