@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from _moa_baselines import _with_references, graph_moa, openai_moa
+from _report import save_plot, write_table
 from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
@@ -47,7 +48,6 @@ from openai import AsyncOpenAI
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.local import free_port
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = [f"p{i}" for i in range(6)]
 
 
@@ -144,7 +144,6 @@ async def measure(base_url: str, requests: int) -> dict[str, float]:
 
 
 def write(results: dict[str, float], requests: int) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     baseline = results["LangChain, asyncio.gather"]
     lines = [
         f"CPU per request, 3 layers x 6 proposers + a streamed aggregator, instant simulated upstream in "
@@ -156,24 +155,18 @@ def write(results: dict[str, float], requests: int) -> Path:
     ]
     floor = results["(d) minimal LangGraph graph, streamed, checkpointer"]
     lines += [f"| {name} | {ms:.1f} | {ms / baseline:.2f} | {ms / floor:.2f} |" for name, ms in results.items()]
-    out = RESULTS / "cpu_per_request.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("cpu_per_request", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(7, 3))
         names = list(results)
         ax.barh(names, [results[n] for n in names])
         ax.invert_yaxis()
         ax.set_xlabel("CPU milliseconds per request")
         ax.set_title("Client-side CPU per MoA request (3 layers x 6 proposers)")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "cpu_per_request.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("cpu_per_request", draw)
     return out
 
 

@@ -22,12 +22,14 @@ import asyncio
 import statistics
 import time
 from pathlib import Path
+from typing import Any
+
+from _report import save_plot, write_table
 
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.providers import ModelResolver
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 COUNTS = (1, 2, 4, 6, 8)
 
 
@@ -80,7 +82,6 @@ async def measure(latency: float, repeats: int) -> list[dict[str, float]]:
 
 
 def write(rows: list[dict[str, float]], latency: float, repeats: int) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     lines = [
         f"Proposer latency {latency * 1000:.0f} ms (simulated server), median of {repeats} runs; "
         "ratios measured in one run by `python benchmarks/parallel_layers.py`.",
@@ -93,14 +94,9 @@ def write(rows: list[dict[str, float]], latency: float, repeats: int) -> Path:
             f"| {r['proposers']} | {r['graph_vs_ideal']:.2f} | {r['gather_vs_ideal']:.2f} | "
             f"{r['graph_vs_gather']:.2f} | {r['sequential_vs_graph']:.1f}x |"
         )
-    out = RESULTS / "parallel_layers.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("parallel_layers", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         xs = [r["proposers"] for r in rows]
         ax.plot(xs, [r["graph_vs_ideal"] for r in rows], "o-", label="langgraph-moa layer")
@@ -111,10 +107,9 @@ def write(rows: list[dict[str, float]], latency: float, repeats: int) -> Path:
         ax.set_ylabel("layer time / one proposer's latency")
         ax.set_title("A MoA layer runs its proposers in parallel")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "parallel_layers.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("parallel_layers", draw)
     return out
 
 

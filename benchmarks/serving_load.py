@@ -28,20 +28,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from _report import save_plot, write_table
+from _serve import start_moa_serve
 
-from langgraph_moa.local import free_port
 from langgraph_moa.serve.openai_api import APISettings
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = ["p1", "p2", "p3"]
 
 
@@ -54,23 +53,11 @@ def rss_kib(pid: int) -> int:
 
 
 def start_server(base_url: str, provider_concurrency: int, max_runs: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    args = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--base-url", base_url]
+    args = ["--base-url", base_url]
     args += ["--aggregator", "openai:agg", *(a for p in PROPOSERS for a in ("--proposer", f"openai:{p}"))]
     args += ["--provider-concurrency", str(provider_concurrency), "--max-concurrent-runs", str(max_runs)]
     args += ["--log-level", "warning", "--db", ":memory:"]
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moa serve did not start")
+    return start_moa_serve(*args)
 
 
 async def one(client: httpx.AsyncClient, i: int, stream: bool, leave: bool, messages: list[dict]) -> str:
@@ -213,32 +200,32 @@ def main() -> None:
         ("/health p50 / p99 / max", f"{p50:.0f} / {p99:.0f} / {latencies[-1]:.0f} ms"),
     ]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    RESULTS.mkdir(exist_ok=True)
     command = f"python benchmarks/serving_load.py --requests {args.requests} --disconnects {args.disconnects}"
     command += f" --rounds {args.rounds} --provider-concurrency {args.provider_concurrency}"
     command += f" --max-concurrent-runs {args.max_concurrent_runs}"
     command += " --no-maximal" if args.no_maximal else ""
-    text = (
-        f"# Serving under load\n\n`{command} --latency {args.latency}` on loopback, simulated models "
-        f"(2 layers, 3 proposers). One run; times depend on the machine's load.\n\n{table}\n"
+    out = write_table(
+        "serving_load",
+        [
+            "# Serving under load",
+            "",
+            f"`{command} --latency {args.latency}` on loopback, simulated models "
+            "(2 layers, 3 proposers). One run; times depend on the machine's load.",
+            "",
+            table,
+        ],
     )
-    (RESULTS / "serving_load.md").write_text(text)
-    print(text)
-    try:
-        import matplotlib
+    print(out.read_text())
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot([s[1] * 1000 for s in samples], ".", markersize=3)
         ax.set_xlabel("/health request, in order (all rounds)")
         ax.set_ylabel("/health latency (ms)")
         ax.set_title(f"/health during {args.requests} concurrent MoA requests")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "serving_load.png", dpi=120)
-    except ImportError:
-        print("matplotlib is not installed: no plot")
+        return fig
+
+    save_plot("serving_load", draw, dpi=120)
 
 
 if __name__ == "__main__":

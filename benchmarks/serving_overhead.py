@@ -20,46 +20,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import openai
+from _report import write_table
+from _serve import start_moa_serve
 from langserve import RemoteRunnable
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.local import free_port
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = ["p1", "p2", "p3"]
 QUESTION = [{"role": "user", "content": "What are three fun things to do in San Francisco?"}]
 
 
 def start_server(base_url: str, concurrency: int) -> tuple[subprocess.Popen, str]:
     """``moa serve`` with the simulated models, in its own process; returns it and its URL."""
-    port = free_port()
-    moa = shutil.which("moa", path=str(Path(sys.executable).parent)) or "moa"
-    args = [moa, "serve", "--port", str(port), "--base-url", base_url, "--aggregator", "openai:agg"]
+    args = ["--base-url", base_url, "--aggregator", "openai:agg"]
     args += [a for p in PROPOSERS for a in ("--proposer", f"openai:{p}")]
     args += ["--provider-concurrency", str(4 * concurrency), "--log-level", "warning"]
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moa serve did not start")
+    return start_moa_serve(*args)
 
 
 def timed(fn, n: int) -> float:
@@ -146,10 +129,7 @@ def write(row: dict[str, float], latency: float, requests: int, concurrency: int
     burst_ratio = row["burst OpenAI API"] / row["burst in process"]
     lines.append(f"| in process, {concurrency} at once | {row['burst in process'] / ideal:.2f} | 1.00 |")
     lines.append(f"| OpenAI API, {concurrency} at once | {row['burst OpenAI API'] / ideal:.2f} | {burst_ratio:.2f} |")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "serving_overhead.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_table("serving_overhead", lines)
 
 
 def main() -> None:

@@ -25,14 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from _moa_baselines import Timing, aggregator, graph_moa, openai_moa, proposer
+from _report import save_plot, write_table
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.testing import SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = [f"p{i}" for i in range(6)]
 TOKENS = 100
 
@@ -70,7 +71,6 @@ async def measure(grace: float, scale: float) -> dict[str, dict[str, Timing]]:
 
 
 def write(results: dict[str, dict[str, Timing]], grace: float, scale: float) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     names = list(results)
     plain = results[names[2]]["equal"].total
     lines = [
@@ -85,14 +85,9 @@ def write(results: dict[str, dict[str, Timing]], grace: float, scale: float) -> 
     for name in names:
         equal, slow = results[name]["equal"].total, results[name]["one 10x slower"].total
         lines.append(f"| {name} | {equal:.2f} | {slow:.2f} | {slow / equal:.2f}x | {slow / plain:.2f}x |")
-    out = RESULTS / "stragglers.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("stragglers", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(7, 3.6))
         ys = range(len(names))
         ax.barh([y + 0.2 for y in ys], [results[n]["equal"].total for n in names], 0.4, label="equal proposers")
@@ -102,10 +97,9 @@ def write(results: dict[str, dict[str, Timing]], grace: float, scale: float) -> 
         ax.set_xlabel("seconds to the end of the answer")
         ax.set_title("One slow proposer of six")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "stragglers.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("stragglers", draw)
     return out
 
 

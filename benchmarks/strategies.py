@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import save_plot, write_table
 from langgraph.cache.memory import InMemoryCache
 
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = ["p1", "p2", "p3", "p4"]
 CITIES = ["Paris", "Lyon", "Marseille", "Toulouse"]
 FILLER = (
@@ -138,7 +138,6 @@ async def measure(latency: float, repeats: int) -> list[dict[str, Any]]:
 
 
 def write(rows: list[dict[str, Any]], latency: float, repeats: int) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     lines = [
         f"4 layers (3 proposer layers x 4 proposers + aggregator) on the simulated server, every call "
         f"{latency * 1000:.0f} ms; latency is the median of {repeats} runs; ratios against plain MoA on the "
@@ -156,14 +155,9 @@ def write(rows: list[dict[str, Any]], latency: float, repeats: int) -> Path:
             f"| {r['seconds']:.3f} | {r['calls_ratio']:.2f} | {r['tokens_ratio']:.2f} | {r['cost_ratio']:.2f} "
             f"| {r['seconds_ratio']:.2f} | {r['did']} |"
         )
-    out = RESULTS / "strategies.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("strategies", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         metrics = [
             ("calls_ratio", "calls"),
@@ -183,10 +177,9 @@ def write(rows: list[dict[str, Any]], latency: float, repeats: int) -> Path:
         axes[0].set_ylabel("option / plain MoA")
         axes[0].legend(fontsize=8)
         fig.suptitle("What each option spends against plain MoA (simulated upstream)")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "strategies.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("strategies", draw)
     return out
 
 

@@ -28,14 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from _moa_baselines import Timing, aggregator, graph_moa, openai_moa, proposer
+from _report import save_plot, write_table
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.testing import SimulatedOpenAIServer
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = [f"p{i}" for i in range(6)]
 
 
@@ -73,7 +74,6 @@ async def measure(tokens: list[int], agg_tokens: int, grace: float) -> dict[str,
 
 
 def write(results: dict[str, Timing], tokens: list[int], agg_tokens: int, grace: float) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     names = list(results)
     plain = results[names[2]].first_token
     lines = [
@@ -93,14 +93,9 @@ def write(results: dict[str, Timing], tokens: list[int], agg_tokens: int, grace:
             f"| {name} | {seen:.2f}{mark} | {seen / plain:.2f} | {t.first_token:.2f} | "
             f"{t.first_token / plain:.2f} | {t.total:.2f} |"
         )
-    out = RESULTS / "ttft.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("ttft", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(7, 3.8))
         ys = list(range(len(names)))
         seen = [results[n].provisional_first_token or results[n].first_token for n in names]
@@ -111,10 +106,9 @@ def write(results: dict[str, Timing], tokens: list[int], agg_tokens: int, grace:
         ax.set_xlabel("seconds from the request")
         ax.set_title("Time to first token, 3 layers x 6 proposers")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(RESULTS / "ttft.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("ttft", draw)
     return out
 
 

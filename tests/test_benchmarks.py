@@ -59,3 +59,18 @@ async def test_per_settings_clients_open_a_pool_per_setting_shared_clients_do_no
             opened[mode] = (server.connections, built())
     assert opened["per-settings"] == (9, 9)  # 3 models x 3 settings, each with its own connection
     assert opened["shared"][0] <= 2 and opened["shared"][1] is None
+
+
+def test_start_moa_serve_returns_once_health_answers(benchmarks: None, server: SimulatedOpenAIServer) -> None:
+    import httpx
+    from _serve import start_moa_serve
+
+    process, url = start_moa_serve("--base-url", server.base_url, "--proposer", "openai:p", "--aggregator", "openai:a")
+    try:
+        assert process.poll() is None
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    with pytest.raises(RuntimeError, match="exited with status 2"):
+        start_moa_serve("--no-such-option")

@@ -1,0 +1,41 @@
+"""Start ``moa serve`` in its own process for a benchmark, and wait until it answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from langgraph_moa.local import free_port
+
+
+def start_moa_serve(*options: str, timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m langgraph_moa serve --port <free port> *options``; returns the process and its URL.
+
+    The server runs without the provider keys and ``MOA_API_KEYS`` of this
+    environment (the benchmarks call simulated models and no key is needed),
+    its output discarded. Returns once ``GET /health`` answers 200. Raises
+    ``RuntimeError`` if the process exits first, or (after stopping it) if that
+    takes more than ``timeout`` seconds. The caller terminates the process.
+    """
+    port = free_port()
+    args = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), *options]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moa serve exited with status {process.returncode} before answering /health")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise RuntimeError("moa serve did not start")
