@@ -881,7 +881,7 @@ def serve(
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )
-    configured = any(v is not None for v in vars(options).values())
+    configured = any(v is not None and v is not False for v in vars(options).values())
     with ExitStack() as stack:
         try:
             served = load_assistants(assistants) if assistants else {}
