@@ -34,15 +34,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from _moa_baselines import graph_moa, openai_moa
+from _report import save_plot, write_table
 from langgraph.checkpoint.memory import InMemorySaver
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.local import free_port
 
-RESULTS = Path(__file__).parent / "results"
 PROPOSERS = [f"p{i}" for i in range(6)]
 
 
@@ -95,7 +96,6 @@ async def measure(base_url: str, single: int, concurrent: int) -> dict[str, dict
 
 
 def write(results: dict[str, dict[str, float]], args: argparse.Namespace) -> Path:
-    RESULTS.mkdir(exist_ok=True)
     n = args.concurrent
     lines = [
         f"3 layers x 6 proposers + a streamed aggregator; simulated upstream in another process, "
@@ -113,14 +113,9 @@ def write(results: dict[str, dict[str, float]], args: argparse.Namespace) -> Pat
         f"| {r['p50_n'] / gathered:.2f} |"
         for name, r in results.items()
     ]
-    out = RESULTS / "concurrency.md"
-    out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
+    out = write_table("concurrency", lines)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    def draw(plt: Any) -> Any:
         fig, ax = plt.subplots(figsize=(7, 3))
         names = list(results)
         width = 0.38
@@ -132,10 +127,9 @@ def write(results: dict[str, dict[str, float]], args: argparse.Namespace) -> Pat
         ax.set_xlabel("seconds per request")
         ax.set_title(f"MoA request latency alone and {n} at once")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "concurrency.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: table only (pip install -e '.[dev]')")
+        return fig
+
+    save_plot("concurrency", draw)
     return out
 
 
