@@ -42,7 +42,7 @@ from langgraph_moa.cache import proposal_cache
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, model_name
+from langgraph_moa.local import BUNDLED_MODEL_NAME, kill_servers, local_config, local_servers, model_name
 from langgraph_moa.paths import data_dir
 from langgraph_moa.presets import PRESETS, get_preset
 from langgraph_moa.providers import StreamRedactor, check_credentials, redact
@@ -83,7 +83,7 @@ class OneLineErrors(typer.core.TyperGroup):
             err.print(f"[red]error:[/red] {escape(redact(message))}")
             sys.exit(exc.exit_code)
         except typer.Abort:
-            err.print("interrupted")
+            _report_interrupted()
             result = 130
         if result == 130:  # Ctrl-C: the run and its model servers are stopped; skip the slow interpreter teardown
             sys.stdout.flush()
@@ -533,13 +533,61 @@ async def _ask(prompt: str, config: MoAConfig, as_json: bool, system: str | None
         err.print(f"[yellow]{escape(CUT_NOTICE)}[/yellow]")
 
 
+INTERRUPT_GRACE = 0.5
+"""Seconds a run may take to wind down after Ctrl-C before the command exits anyway."""
+
+_interrupted = threading.Event()
+
+
+def _report_interrupted() -> None:
+    if not _interrupted.is_set():
+        _interrupted.set()
+        err.print("interrupted")
+
+
+def _exit_interrupted() -> None:  # runs on a timer thread when the run has not wound down in time
+    kill_servers()
+    _report_interrupted()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+async def _interruptible(coro: Any) -> Any:
+    """Await ``coro`` with Ctrl-C stopping it promptly.
+
+    asyncio.run's own handler cancels the run, which then waits for whatever its
+    libraries do on cancellation (closing streams, at the next ``await`` only). In
+    front of it, Ctrl-C kills the local model servers at once (a generating
+    llama.cpp server keeps the cores busy meanwhile) and starts a timer: if the
+    run has not wound down after :data:`INTERRUPT_GRACE` seconds, the command
+    exits with status 130 anyway.
+    """
+    cancel_run = signal.getsignal(signal.SIGINT)
+    if not callable(cancel_run) or threading.current_thread() is not threading.main_thread():
+        return await coro
+
+    def interrupt(signum: int, frame: Any) -> None:
+        kill_servers()
+        timer = threading.Timer(INTERRUPT_GRACE, _exit_interrupted)
+        timer.daemon = True
+        timer.start()
+        cancel_run(signum, frame)
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        return await coro
+    finally:
+        signal.signal(signal.SIGINT, cancel_run)
+
+
 def _run(coro: Any) -> None:
     try:
-        asyncio.run(coro)
+        asyncio.run(_interruptible(coro))
     except (MoAError, ConfigError, CLIError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _report_interrupted()
         raise typer.Exit(code=130) from None
     except Exception as exc:  # an unexpected failure still gets one line, secrets removed
         raise _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +100,26 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+_running: set[subprocess.Popen[bytes]] = set()
+"""The model servers this process started and has not stopped yet."""
+
+
+def kill_servers() -> None:
+    """SIGKILL every model server this process started and has not stopped yet.
+
+    For Ctrl-C: a llama.cpp server keeps nothing worth a graceful shutdown, and
+    one that is generating keeps the cores busy while the run is cancelled. It
+    only sends signals, so a signal handler may call it; the servers' context
+    managers still reap them.
+    """
+    for process in list(_running):
+        if process.returncode is None:
+            try:
+                process.send_signal(signal.SIGKILL)
+            except ProcessLookupError:  # pragma: no cover - exited in between
+                pass
+
+
 def _ready(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:
@@ -148,6 +169,7 @@ def llama_server(
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        _running.add(process)
         try:
             deadline = time.monotonic() + startup_timeout
             while not _ready(base_url):
@@ -161,6 +183,7 @@ def llama_server(
             yield base_url
         finally:
             stop_server(process)
+            _running.discard(process)
 
 
 def stop_server(process: subprocess.Popen[bytes], grace: float = 0.3) -> None:

@@ -190,6 +190,65 @@ def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, 
     process.stdin.close()
 
 
+STUBBORN_RUN = """
+import asyncio, subprocess, sys
+from langgraph_moa import cli, local
+
+server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+local._running.add(server)  # stands for a llama.cpp server of the local preset
+
+async def stubborn() -> None:
+    print(server.pid, flush=True)
+    while True:
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:  # a library that does not give up when cancelled
+            print(server.wait(timeout=60), flush=True)
+
+cli._run(stubborn())
+"""
+
+
+def test_ctrl_c_kills_the_local_servers_first_and_exits_if_the_run_does_not_wind_down() -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN_RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=moa_env(PYTHONPATH=str(Path(__file__).parent.parent)),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    server = int(process.stdout.readline())
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert process.stdout.read().split() == ["-9"]  # the server was SIGKILLed before the run saw the cancellation
+        assert process.stderr.read().strip().splitlines() == ["interrupted"]
+    finally:
+        if process.poll() is None:  # the feature is broken: leave no process behind
+            process.kill()
+            process.wait()
+            os.kill(server, signal.SIGKILL)
+
+
+def test_kill_servers_kills_every_running_server_and_none_stopped() -> None:
+    from langgraph_moa import local
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    local._running.update({running, stopped})
+    try:
+        local.kill_servers()
+        assert running.wait(timeout=60) == -9 and stopped.returncode == 0
+    finally:
+        local._running.difference_update({running, stopped})
+        running.kill()
+        running.wait()
+
+
 def test_an_answer_cut_at_max_tokens_is_marked(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("cut", ModelBehavior(finish_reason="length"))
     result = moa("ask", "q", *sim_args(server, "p", aggregator="cut"))
