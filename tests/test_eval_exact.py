@@ -13,6 +13,7 @@ from langgraph_moa import MoAConfig
 from langgraph_moa.eval import EvalInputError, ExactItem, builtin_suite, grade_exact, load_exact, run_exact
 from langgraph_moa.eval.grading import extract_answer, last_number, majority
 from langgraph_moa.eval.stats import bootstrap_ci, items_for_difference, paired_difference
+from langgraph_moa.eval.systems import parse_variant, variant_config
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, answer_key
 from tests.test_cli import moa, moa_env
 
@@ -294,6 +295,20 @@ def test_cli_variant_is_compared_item_by_item_with_moa(server: SimulatedOpenAISe
     table = (out / "summary.md").read_text()
     assert "| vs moa [95% CI] |" in table
     assert f"| {spec} | 4 | 0.0 |" in table and "-100.0 [-100.0, -100.0] (n=4)" in table
+
+
+def test_variant_values_are_json_and_commas_inside_them_stay() -> None:
+    spec = 'max_cost_usd=0.002,prices={"openai:m": {"input": 1, "output": 2}},ranker=openai:judge,note="a,\\"b"'
+    assert parse_variant(spec) == {
+        "max_cost_usd": 0.002,
+        "prices": {"openai:m": {"input": 1, "output": 2}},
+        "ranker": "openai:judge",
+        "note": 'a,"b',
+    }
+    base = MoAConfig(proposers=["openai:p"], aggregator="openai:a")
+    changed = variant_config(base, 'max_cost_usd=0.5,prices={"openai:p": {"input": 1, "output": 2}}')
+    assert changed.max_cost_usd == 0.5 and changed.prices["openai:p"].output == 2
+    assert changed.proposers == base.proposers
 
 
 @pytest.mark.parametrize(

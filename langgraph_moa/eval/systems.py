@@ -72,17 +72,43 @@ def distinct_proposers(config: MoAConfig) -> list[ModelSpec]:
     return list(seen.values())
 
 
+def _top_level_parts(spec: str) -> list[str]:
+    """``spec`` split at the commas outside brackets, braces and double quotes."""
+    parts, depth, quoted, escaped, start = [], 0, False, False, 0
+    for i, char in enumerate(spec):
+        if quoted:  # inside a JSON string: only its closing quote matters
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(spec[start:i])
+            start = i + 1
+    parts.append(spec[start:])
+    return parts
+
+
 def parse_variant(spec: str) -> dict[str, Any]:
     """The field changes of ``FIELD=VALUE[,FIELD=VALUE...]``.
 
     Each value is read as JSON when it parses (``0.9``, ``2``, ``true``,
-    ``null``), else kept as text (``ranker=openai:gpt-4o-mini``).
+    ``null``, ``{"openai:m": {"input": 1, "output": 2}}``), else kept as text
+    (``ranker=openai:gpt-4o-mini``). Commas inside brackets, braces or quotes
+    do not separate fields.
 
     Raises:
         ValueError: a part is not ``FIELD=VALUE``, or a field is given twice.
     """
     changes: dict[str, Any] = {}
-    for part in spec.split(","):
+    for part in _top_level_parts(spec):
         field, sep, raw = part.partition("=")
         field, raw = field.strip(), raw.strip()
         if not sep or not field or not raw:
