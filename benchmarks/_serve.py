@@ -6,13 +6,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import httpx
 
 from langgraph_moa.local import free_port
 
 
-def start_moa_serve(*options: str, timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+def start_moa_serve(
+    *options: str,
+    timeout: float = 60,
+    entry: Sequence[str] = ("-m", "langgraph_moa"),
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
     """``python -m langgraph_moa serve --port <free port> *options``; returns the process and its URL.
 
     The server runs without the provider keys and ``MOA_API_KEYS`` of this
@@ -20,10 +27,15 @@ def start_moa_serve(*options: str, timeout: float = 60) -> tuple[subprocess.Pope
     its output discarded. Returns once ``GET /health`` answers 200. Raises
     ``RuntimeError`` if the process exits first, or (after stopping it) if that
     takes more than ``timeout`` seconds. The caller terminates the process.
+    ``entry`` replaces ``-m langgraph_moa`` (e.g. a script that wraps the CLI,
+    run with this checkout on its path); ``env`` adds environment variables.
     """
     port = free_port()
-    args = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), *options]
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"}
+    args = [sys.executable, *entry, "serve", "--port", str(port), *options]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MOA_API_KEYS"} | dict(env or {})
+    if entry[:1] != ("-m",):  # a script: its folder comes first on sys.path, not this checkout
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

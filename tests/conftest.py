@@ -3,6 +3,7 @@ server, and an app served by uvicorn on loopback."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -68,10 +69,16 @@ _home_key = pytest.StashKey[Path]()
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's keys or endpoints."""
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's keys or endpoints; none leaves objects frozen out of garbage collection.
+
+    (An app served by a test freezes the objects alive at its start-up: see
+    ``langgraph_moa.serve.app.freeze_startup_objects``.)
+    """
     for name in PROVIDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

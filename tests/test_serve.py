@@ -381,6 +381,24 @@ def test_the_sqlite_tables_exist_from_start_up(tmp_path: Path) -> None:
     assert {"checkpoints", "writes"} <= tables
 
 
+def test_the_objects_of_start_up_are_frozen_out_of_garbage_collection() -> None:
+    """A full collection during a burst walks only what requests created, not every module and graph."""
+    import gc
+
+    gc.unfreeze()
+    with running(create_app(ServeSettings(freeze_startup_objects=False), checkpoint=":memory:")):
+        assert gc.get_freeze_count() == 0
+    marker = object.__new__(type("StartUpObject", (), {}))  # alive at start-up, tracked by the collector
+    try:
+        with running(create_app(ServeSettings(), checkpoint=":memory:")) as base:
+            assert httpx.get(base + "/health").json() == {"status": "ok"}
+            assert gc.get_freeze_count() > 1000
+            assert not any(o is marker for o in gc.get_objects())  # out of every generation
+    finally:
+        gc.unfreeze()
+    assert any(o is marker for o in gc.get_objects())
+
+
 def _start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--log-level", "info", *args]
