@@ -183,9 +183,9 @@ def freeze_startup_objects() -> int:
     200,000 such objects (modules, classes, the compiled graphs), none of which
     will ever be garbage, and a burst of requests triggers a few full
     collections: in ``benchmarks/serving_load.py`` on a shared 2-core machine,
-    each took 240-280 ms, the worst ``/health`` latencies of the run. Frozen
-    (:func:`gc.freeze`), those objects are skipped and a full collection of the
-    same load took 64-75 ms. Objects frozen are never freed; call this
+    each took 160-290 ms, among the worst ``/health`` latencies of the run.
+    Frozen (:func:`gc.freeze`), those objects are skipped and a full collection
+    of the same load took 31-75 ms. Objects frozen are never freed; call this
     when nothing but long-lived objects exists (``create_app`` does it once at
     start-up, before the first request).
 
