@@ -396,3 +396,14 @@ async def test_a_pinned_seed_gives_each_item_its_own_seeds_and_reproduces_them(s
     server.reset()
     await run_exact(ITEMS, pinned, concurrency=1)
     assert seeds_by_item() == first  # the same seed reproduces every item's draws
+
+
+def test_plot_uses_tokens_unless_every_system_is_priced(tmp_path: Path) -> None:
+    from langgraph_moa.eval.report import Row, plot_score_vs_cost
+
+    def row(name: str, cost: float) -> Row:
+        return Row(name, "moa", 10, 0.5, (0.4, 0.6), 1000, cost, 1.0, 0)
+
+    assert plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t") == "tokens"
+    assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t") == "cost"
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")

@@ -196,7 +196,7 @@ class PlotUnavailable(RuntimeError):
 
 
 def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: bool = True) -> str:
-    """Write a PNG of each system's score against its cost (tokens when nothing is priced).
+    """Write a PNG of each system's score against its cost, or its tokens when some system is not priced.
 
     Returns:
         What the x axis shows (``"cost"`` or ``"tokens"``).
@@ -212,7 +212,7 @@ def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: 
     except ImportError:
         raise PlotUnavailable("the plot needs matplotlib: pip install matplotlib (or the dev extra)") from None
     shown = [row for row in rows if row.n]
-    by_cost = any(row.cost_usd > 0 for row in shown)
+    by_cost = bool(shown) and all(row.cost_usd > 0 for row in shown)  # free beside priced would plot as 0
     scale = 100 if percent else 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for row in shown:
@@ -221,7 +221,7 @@ def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: 
         low, high = scale * row.ci95[0], scale * row.ci95[1]
         ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4)
         ax.annotate(row.name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("total cost (USD)" if by_cost else "total tokens (no model is priced)")
+    ax.set_xlabel("total cost (USD)" if by_cost else "total tokens (not every system is priced)")
     ax.set_ylabel(("score (%)" if percent else "score") + ", 95% CI")
     ax.set_title(title)
     ax.grid(alpha=0.3)
