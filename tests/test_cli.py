@@ -172,6 +172,13 @@ def test_a_failed_chat_turn_can_be_retried_or_left(server: SimulatedOpenAIServer
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]  # no two user turns in a row
 
 
+def sigint_as_default() -> None:
+    """In the child before exec: SIGINT acts, even if pytest runs as a background job (which ignores it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     import signal
 
@@ -182,6 +189,7 @@ def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, 
         stderr=subprocess.PIPE,
         text=True,
         env=moa_env(),
+        preexec_fn=sigint_as_default,
     )
     assert process.stderr is not None
     assert "earlier message(s)" in process.stderr.readline()  # waiting at the prompt, stdin still open
@@ -218,6 +226,7 @@ def test_ctrl_c_kills_the_local_servers_first_and_exits_if_the_run_does_not_wind
         stderr=subprocess.PIPE,
         text=True,
         env=moa_env(PYTHONPATH=str(Path(__file__).parent.parent)),
+        preexec_fn=sigint_as_default,
     )
     assert process.stdout is not None and process.stderr is not None
     server = int(process.stdout.readline())
