@@ -206,6 +206,33 @@ def test_a_key_split_across_langserve_stream_events_is_not_recoverable(monkeypat
     assert CANARY in sim.api_keys
 
 
+def test_a_key_in_a_custom_api_key_env_is_removed_from_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's ``api_key_env`` need not be named like a secret (``*_KEY``, ``*_TOKEN``, ...): its value is still one."""
+    split = ModelBehavior(echo_authorization=True, chunk_chars=5)
+    failing = ModelBehavior(echo_authorization=True, faults=[Fault(500, times=ALWAYS)])
+    with SimulatedOpenAIServer({"bad": failing}, default=split) as sim:
+        monkeypatch.setenv("MY_LLM_CRED", CANARY)
+
+        def spec(model: str) -> dict[str, str]:
+            return {"model": f"openai:{model}", "api_key_env": "MY_LLM_CRED", "base_url": sim.base_url}
+
+        config = MoAConfig(proposers=[spec("ok"), spec("bad")], aggregator=spec("agg"), max_retries=0, min_proposals=1)
+        settings = ServeSettings(assistants={"custom": config}, default_assistant="custom")
+        question = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+        seen = []
+        with running(create_app(settings, checkpoint=":memory:")) as base:
+            for stream in (False, True):
+                payload = {"model": "custom", "messages": _ask("hi"), "stream": stream}
+                seen.append((f"/v1 stream={stream}", httpx.post(f"{base}/v1/chat/completions", json=payload).text))
+            for route in ("invoke", "stream", "stream_log", "stream_events"):
+                seen.append((f"/moa/{route}", httpx.post(f"{base}/moa/{route}", json=question, timeout=30).text))
+    assert CANARY in sim.api_keys and all(ECHOED in text for _, text in seen)
+    for route in ("stream_log", "stream_events"):
+        texts = _streamed_texts(route, dict(seen)[f"/moa/{route}"])
+        seen += [(f"/moa/{route} {run}, reassembled", text) for run, text in texts.items()]
+    _assert_clean(seen)
+
+
 def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     text = f"the key is {CANARY} and Authorization: Bearer {CANARY}\nsk-abcdefghijklmnop done"

@@ -6,7 +6,13 @@
 - :mod:`~langgraph_moa.providers.redaction`: secrets removed from text and streams (``redact``, ``StreamRedactor``, ``describe_error``).
 """
 
-from langgraph_moa.providers.credentials import API_KEY_VARIABLES, api_key, check_credentials, supported_providers
+from langgraph_moa.providers.credentials import (
+    API_KEY_VARIABLES,
+    api_key,
+    check_credentials,
+    key_variables,
+    supported_providers,
+)
 from langgraph_moa.providers.endpoints import (
     LOOPBACK_HOSTS,
     allowed_base_urls_from_env,
@@ -28,6 +34,7 @@ __all__ = [
     "check_endpoints",
     "describe_error",
     "effective_base_url",
+    "key_variables",
     "redact",
     "supported_providers",
 ]

@@ -34,6 +34,15 @@ _OPENAI_COMPATIBLE = {"openai", "together"}
 _PLACEHOLDER_KEY = "not-needed"  # OpenAI-compatible local servers ignore the key; the SDK wants one
 
 
+def key_variables(*configs: MoAConfig) -> list[str]:
+    """The ``api_key_env`` variables that the models of ``configs`` name, for :func:`redact` and ``StreamRedactor``.
+
+    A model's own key variable need not be named like a secret (``MY_LLM_CRED``),
+    so :func:`~langgraph_moa.providers.redact` would not know it from its name.
+    """
+    return sorted({spec.api_key_env for config in configs for spec in config.all_models() if spec.api_key_env})
+
+
 def supported_providers() -> frozenset[str] | None:
     """The providers ``init_chat_model`` knows, or ``None`` if LangChain does not say."""
     from langchain.chat_models import base

@@ -57,7 +57,10 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.paths import data_dir
-from langgraph_moa.providers import LOOPBACK_HOSTS  # for ServeSettings.allowed_hosts; exported here too
+from langgraph_moa.providers import (
+    LOOPBACK_HOSTS,  # for ServeSettings.allowed_hosts; exported here too
+    key_variables,
+)
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, loopback_host
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
@@ -344,4 +347,5 @@ def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str)
     limits = ClientLimits(
         max_tokens=settings.max_tokens, max_messages=settings.max_messages, max_chars=settings.max_request_chars
     )
-    add_moa_routes(app, graph, path=path, client_fields=TUNING_FIELDS, limits=limits)
+    secrets = key_variables(*settings.assistants.values())  # a model's own key variable, whatever its name
+    add_moa_routes(app, graph, path=path, client_fields=TUNING_FIELDS, limits=limits, secret_variables=secrets)

@@ -76,7 +76,7 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.presets import PRESETS
-from langgraph_moa.providers import redact
+from langgraph_moa.providers import key_variables, redact
 from langgraph_moa.serve.redacted_streams import redact_run_log, redact_stream_events
 
 try:
@@ -227,6 +227,7 @@ class _ConfigurableGraph(RunnableBinding):
     """
 
     client_fields: ClassVar[frozenset[str]] = CLIENT_FIELDS  # set per app by a subclass: copies keep it
+    secret_variables: ClassVar[tuple[str, ...]] = ()  # the served models' api_key_env, set the same way
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
@@ -236,13 +237,15 @@ class _ConfigurableGraph(RunnableBinding):
         self, input: Any, config: RunnableConfig | None = None, *, diff: bool = True, **kwargs: Any
     ) -> AsyncIterator[RunLogPatch] | AsyncIterator[RunLog]:
         """The graph's run log, with each model call's streamed text redacted across its chunks."""
-        return redact_run_log(super().astream_log(input, config, diff=True, **kwargs), diff=diff)
+        patches = super().astream_log(input, config, diff=True, **kwargs)
+        return redact_run_log(patches, diff=diff, variables=self.secret_variables)
 
     def astream_events(  # type: ignore[override]
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[StreamEvent]:
         """The graph's events, with each model call's streamed text redacted across its chunks."""
-        return redact_stream_events(super().astream_events(input, config, **kwargs))
+        events = super().astream_events(input, config, **kwargs)
+        return redact_stream_events(events, variables=self.secret_variables)
 
 
 def _encode(obj: Any) -> Any:
@@ -270,10 +273,16 @@ class GraphSerializer(WellKnownLCSerializer):
     sent.
     """
 
+    def __init__(self, variables: Collection[str] = ()) -> None:
+        """``variables``: more environment variables whose values must not appear (models' ``api_key_env``)."""
+        super().__init__()
+        self.variables = tuple(variables)
+
     def dumps(self, obj: Any) -> bytes:
         """Dump ``obj`` to a JSON byte string, secrets removed."""
         # by value: failure messages were redacted when recorded, and answers keep words such as "Bearer"
-        return redact(orjson.dumps(obj, default=_encode).decode(), shapes=False).encode()
+        text = orjson.dumps(obj, default=_encode).decode()
+        return redact(text, variables=self.variables, shapes=False).encode()
 
 
 def _base_configurable(graph: Runnable) -> dict[str, Any]:
@@ -422,6 +431,7 @@ def add_moa_routes(
     path: str = "/moa",
     client_fields: Collection[str] = CLIENT_FIELDS,
     limits: ClientLimits | None = None,
+    secret_variables: Collection[str] = (),
 ) -> None:
     """Add LangServe routes for a MoA graph to ``app``.
 
@@ -443,6 +453,12 @@ def add_moa_routes(
             client that could name an endpoint would receive the server's keys.
         limits: Caps on ``max_tokens``, ``layers``, proposers per layer and
             ``timeout`` in a request (default :class:`ClientLimits`).
+        secret_variables: Environment variables whose values are removed
+            from every response and stream event, besides the provider keys and
+            the variables named like secrets (see
+            :func:`~langgraph_moa.providers.redact`): the ``api_key_env`` of
+            the models served. Those of the configuration bound to ``graph``
+            are added.
 
     Raises:
         ValueError: ``path`` does not start with ``/``, ``graph`` was compiled
@@ -482,7 +498,16 @@ def add_moa_routes(
             "graph has a checkpointer, but LangServe keeps no threads and cannot pass a thread_id: "
             "compile the graph for these routes without one"
         )
-    runnable_type = type("ConfigurableMoAGraph", (_ConfigurableGraph,), {"client_fields": fields})
+    base = _base_configurable(graph)
+    variables = set(secret_variables)
+    try:
+        variables.update(key_variables(moa_config_from(None, base)))
+    except ConfigError:
+        pass  # an invalid bound configuration is refused per request, with a 422 naming the field
+    secrets = tuple(sorted(variables))
+    runnable_type = type(
+        "ConfigurableMoAGraph", (_ConfigurableGraph,), {"client_fields": fields, "secret_variables": secrets}
+    )
     runnable = runnable_type(
         bound=graph,
         kwargs={"stream_mode": "values"},  # /stream chunks are whole states, like /invoke's output
@@ -494,8 +519,8 @@ def add_moa_routes(
         runnable,
         path=path.rstrip("/"),
         config_keys=("configurable",),
-        per_req_config_modifier=_make_config_check(_base_configurable(graph), fields, limits or ClientLimits()),
-        serializer=GraphSerializer(),
+        per_req_config_modifier=_make_config_check(base, fields, limits or ClientLimits()),
+        serializer=GraphSerializer(secrets),
     )
 
 

@@ -87,7 +87,7 @@ from sse_starlette import EventSourceResponse
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
 from langgraph_moa.presets import PRESETS
-from langgraph_moa.providers import StreamRedactor, check_credentials
+from langgraph_moa.providers import StreamRedactor, check_credentials, key_variables
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
 from langgraph_moa.serve.openai_schemas import (
@@ -285,7 +285,8 @@ class _Run:
         modes = ["messages", "values"] if stream else ["values"]
         # a stored run is written once, when it ends: nothing can resume it over this API
         extra = {"durability": "exit"} if "configurable" in run_config else {}
-        redactor = StreamRedactor()  # a key an upstream echoes is removed, even split across tokens
+        # a key an upstream echoes is removed, even split across tokens, whatever its variable's name
+        redactor = StreamRedactor(variables=key_variables(config))
         try:
             async for mode, chunk in graph.astream(inputs, run_config, context=config, stream_mode=modes, **extra):
                 if mode == "values":

@@ -26,7 +26,7 @@ the environment, see :func:`~langgraph_moa.providers.redact`), like answers.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
@@ -57,14 +57,19 @@ def _fed(chunk: BaseMessageChunk, redactor: StreamRedactor) -> BaseMessageChunk:
     return chunk.model_copy(update={"content": parts})
 
 
-async def redact_stream_events(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """``events`` (of ``astream_events``) with each chat model call's streamed text redacted across chunks."""
+async def redact_stream_events(
+    events: AsyncIterator[StreamEvent], *, variables: Collection[str] = ()
+) -> AsyncIterator[StreamEvent]:
+    """``events`` (of ``astream_events``) with each chat model call's streamed text redacted across chunks.
+
+    ``variables`` are more environment variables whose values must not appear (models' ``api_key_env``).
+    """
     redactors: dict[str, StreamRedactor] = {}
     last: dict[str, StreamEvent] = {}
     async for event in events:
         run = event.get("run_id", "")
         if event["event"] == "on_chat_model_stream" and isinstance(event["data"].get("chunk"), BaseMessageChunk):
-            redactor = redactors.setdefault(run, StreamRedactor())
+            redactor = redactors.setdefault(run, StreamRedactor(variables=variables))
             event = {**event, "data": {**event["data"], "chunk": _fed(event["data"]["chunk"], redactor)}}
             last[run] = event
         elif event["event"] == "on_chat_model_end" and run in redactors:
@@ -88,7 +93,9 @@ def _held_back(name: str, redactors: dict[str, StreamRedactor]) -> list[dict[str
     return ops
 
 
-async def _redacted_patches(patches: AsyncIterator[RunLogPatch]) -> AsyncIterator[RunLogPatch]:
+async def _redacted_patches(
+    patches: AsyncIterator[RunLogPatch], variables: Collection[str]
+) -> AsyncIterator[RunLogPatch]:
     redactors: dict[str, StreamRedactor] = {}
     async for patch in patches:
         ops: list[dict[str, Any]] = []
@@ -97,9 +104,9 @@ async def _redacted_patches(patches: AsyncIterator[RunLogPatch]) -> AsyncIterato
             streamed = _STREAMED.fullmatch(path) if op.get("op") == "add" else None
             value = op.get("value")
             if streamed and isinstance(value, str) and streamed.group(2) == "streamed_output_str":
-                op = {**op, "value": redactors.setdefault(path, StreamRedactor()).feed(value)}
+                op = {**op, "value": redactors.setdefault(path, StreamRedactor(variables=variables)).feed(value)}
             elif streamed and isinstance(value, BaseMessageChunk):
-                op = {**op, "value": _fed(value, redactors.setdefault(path, StreamRedactor()))}
+                op = {**op, "value": _fed(value, redactors.setdefault(path, StreamRedactor(variables=variables)))}
             elif finished := _FINISHED.fullmatch(path):
                 ops += _held_back(finished.group(1), redactors)
             ops.append(op)
@@ -110,7 +117,7 @@ async def _redacted_patches(patches: AsyncIterator[RunLogPatch]) -> AsyncIterato
 
 
 def redact_run_log(
-    patches: AsyncIterator[RunLogPatch], *, diff: bool = True
+    patches: AsyncIterator[RunLogPatch], *, diff: bool = True, variables: Collection[str] = ()
 ) -> AsyncIterator[RunLogPatch] | AsyncIterator[RunLog]:
     """``patches`` (of ``astream_log(diff=True)``) with each run's streamed text redacted across chunks.
 
@@ -118,13 +125,15 @@ def redact_run_log(
         patches: The patches of ``astream_log`` with ``diff=True``.
         diff: Yield the redacted patches (True), or the run log they build up
             (False, as ``astream_log(diff=False)`` does).
+        variables: More environment variables whose values must not appear
+            (models' ``api_key_env``).
     """
     if diff:
-        return _redacted_patches(patches)
+        return _redacted_patches(patches, variables)
 
     async def accumulated() -> AsyncIterator[RunLog]:
         state = RunLog(state=None)  # type: ignore[arg-type]
-        async for patch in _redacted_patches(patches):
+        async for patch in _redacted_patches(patches, variables):
             state = state + patch
             yield state
 
