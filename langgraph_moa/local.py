@@ -225,10 +225,11 @@ def local_servers(ggufs: Sequence[Path | str] = (), *, parallel_samples: bool = 
     least one thread): llama-cpp-python's server answers one request at a time,
     so samples sent to one server queue behind each other. The first server,
     with llama.cpp's default threads, writes the aggregation. Off by default:
-    measured on a loaded 2-core machine (``benchmarks/local_moa.py``, both in one
-    run), the samples took 4.0x a single answer's time on their own servers
-    against 4.7x queued on one, but whole MoA answers took longer (13.2x against
-    8.7x), the aggregation being slower beside the extra servers.
+    on an idle 2-core machine (``benchmarks/local_moa.py``, both in one run)
+    whole MoA answers took 3.7x a single answer's time against 4.7x queued, but
+    starting the extra servers took 1.5 s more, and on a loaded machine the
+    answers were slower (13.2x against 8.7x). It pays when the servers answer
+    many questions (a chat, an evaluation).
 
     Yields:
         :class:`LocalServers`: ``{model name: base URL}``, in the order of ``ggufs``.
