@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,12 +38,36 @@ from rich.console import Console
 from rich.markup import escape
 
 from langgraph_moa.cache import proposal_cache
+from langgraph_moa.cli_options import (
+    LOCAL_PRESET,
+    AggregatorOpt,
+    BaseUrlOpt,
+    EarlyStopOpt,
+    GgufOpt,
+    KeepTopOpt,
+    LayersOpt,
+    MaxCostOpt,
+    MaxTokensOpt,
+    MinProposalsOpt,
+    PresetOpt,
+    ProposerOpt,
+    ProvisionalOpt,
+    RunOptions,
+    SeedOpt,
+    StragglerOpt,
+    TemperatureOpt,
+    TimeoutOpt,
+    WindowOpt,
+    err,
+    open_config,
+)
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
+from langgraph_moa.eval.cli import eval_app
 from langgraph_moa.graph import create_moa_graph
-from langgraph_moa.local import BUNDLED_MODEL_NAME, kill_servers, local_config, local_servers, model_name
+from langgraph_moa.local import BUNDLED_MODEL_NAME, kill_servers
 from langgraph_moa.paths import data_dir
-from langgraph_moa.presets import PRESETS, get_preset
+from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import StreamRedactor, check_credentials, redact
 from langgraph_moa.stream import AGGREGATOR_NODE, is_aggregator_token, summarize_usage
 
@@ -100,17 +123,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Mixture-of-Agents on LangGraph: several models propose, one aggregates.",
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
-eval_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval.",
-)
 app.add_typer(eval_app, name="eval")
-
-DEFAULT_PRESET = "moa-current"
-LOCAL_PRESET = "local"
 
 
 class CLIError(Exception):
@@ -118,193 +132,6 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- options
-
-PresetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--preset",
-        "-p",
-        help=f"One of: {', '.join([*PRESETS, LOCAL_PRESET])}. Default: {DEFAULT_PRESET}, "
-        f"or {LOCAL_PRESET} when TOGETHER_API_KEY is not set.",
-    ),
-]
-LayersOpt = Annotated[int | None, typer.Option("--layers", "-l", help="Layers, counting the aggregator.")]
-ProposerOpt = Annotated[
-    list[str] | None,
-    typer.Option("--proposer", help="A proposer 'provider:model'; repeat for several. Replaces the preset's."),
-]
-AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="The aggregator 'provider:model'.")]
-TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.")]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option("--seed", min=0, help="Base sampling seed, for reproducible runs (default: fresh every run)."),
-]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion token limit per call.")]
-BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base-url",
-        help="OpenAI-compatible server for 'openai:' models (vLLM, Ollama, llama.cpp, LM Studio). "
-        "Bare model names then mean 'openai:<name>'.",
-    ),
-]
-TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call, retries included.")]
-MinProposalsOpt = Annotated[int | None, typer.Option("--min-proposals", help="Successes a layer needs.")]
-GgufOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--gguf", help="A local GGUF model for the local preset; repeat so each is a proposer."),
-]
-# Latency and cost options (docs/latency.md, docs/strategies.md); each is off unless given.
-StragglerOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--straggler-timeout",
-        help="Once a layer has --min-proposals proposals, seconds the others still get before they are cut.",
-    ),
-]
-ProvisionalOpt = Annotated[
-    bool,
-    typer.Option(
-        "--provisional",
-        help="With 3+ layers, show an early answer from the previous layer's proposals on stderr, marked "
-        "provisional, while the last proposer layer runs.",
-    ),
-]
-EarlyStopOpt = Annotated[
-    float | None,
-    typer.Option("--early-stop", help="Skip the remaining proposer layers once a layer agrees this much (0-1)."),
-]
-KeepTopOpt = Annotated[
-    int | None, typer.Option("--keep-top", help="Keep only the best K proposals of a layer as references.")
-]
-WindowOpt = Annotated[
-    int | None,
-    typer.Option("--aggregation-window", help="Aggregate at most N references per pass (Self-MoA-Seq)."),
-]
-MaxCostOpt = Annotated[
-    float | None,
-    typer.Option("--max-cost", help="Budget per run in USD: skip proposer layers that would exceed it."),
-]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The model options shared by ``ask`` and ``chat``."""
-
-    preset: str | None = None
-    layers: int | None = None
-    proposers: list[str] | None = None
-    aggregator: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    base_url: str | None = None
-    timeout: float | None = None
-    min_proposals: int | None = None
-    gguf: list[Path] | None = None
-    seed: int | None = None
-    straggler_timeout: float | None = None
-    provisional: bool = False
-    early_stop: float | None = None
-    keep_top: int | None = None
-    aggregation_window: int | None = None
-    max_cost_usd: float | None = None
-
-    def wants_local(self) -> bool:
-        """The local preset: asked for, GGUF files given, or nothing else configured."""
-        if self.preset == LOCAL_PRESET or self.gguf:
-            return True
-        chosen = self.preset or self.proposers or self.aggregator or self.base_url
-        return not chosen and not os.environ.get("TOGETHER_API_KEY")
-
-    def overrides(self) -> dict[str, Any]:
-        """The settings given on the command line, as ``MoAConfig`` fields."""
-        fields = {
-            "layers": self.layers,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "timeout": self.timeout,
-            "min_proposals": self.min_proposals,
-            "seed": self.seed,
-            "straggler_timeout": self.straggler_timeout,
-            "provisional_answers": self.provisional or None,
-            "early_stop": self.early_stop,
-            "keep_top": self.keep_top,
-            "aggregation_window": self.aggregation_window,
-            "max_cost_usd": self.max_cost_usd,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
-
-def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
-    """The run's config; for the local preset, start the llama.cpp servers on ``stack``.
-
-    Raises:
-        typer.BadParameter: an option is invalid (exit status 2).
-        MoAError: the local model cannot be served.
-    """
-    if not options.wants_local():
-        return build_config(options)
-    if options.proposers or options.aggregator:
-        raise typer.BadParameter("the local preset picks its own models: use --gguf instead of --proposer/--aggregator")
-    why = (
-        "asked for"
-        if options.preset == LOCAL_PRESET or options.gguf
-        else f"no TOGETHER_API_KEY is set for the default preset {DEFAULT_PRESET}"
-    )
-    names = [model_name(Path(p).expanduser()) for p in options.gguf] if options.gguf else [BUNDLED_MODEL_NAME]
-    try:  # every option is checked before a model server starts
-        local_config(dict.fromkeys(names, "http://127.0.0.1:1/v1"), **options.overrides())
-    except ValidationError as exc:
-        raise typer.BadParameter(describe_validation_error(exc)) from None
-    bundled = not options.gguf and not options.base_url
-    if bundled:
-        err.print(
-            f"moa: {BUNDLED_MODEL_NAME}, the bundled 135M-parameter model, shows that the pipeline runs; "
-            "its answers are often wrong and say nothing about MoA's quality (set TOGETHER_API_KEY, or use "
-            "--gguf or --base-url with a larger model)"
-        )
-    if options.base_url:
-        urls = {BUNDLED_MODEL_NAME: options.base_url}
-        where = f"your server at {options.base_url}"
-    else:
-        urls = stack.enter_context(local_servers(options.gguf or ()))
-        where = "llama.cpp on " + ", ".join(urls.values())
-    config = local_config(urls, **options.overrides())
-    models = ", ".join(urls)
-    shape = f"Self-MoA, {len(config.proposers)} samples of {models}" if len(urls) == 1 else f"proposers {models}"
-    err.print(
-        f"moa: local preset ({why}): {shape}{' (bundled)' if bundled else ''}, "
-        f"aggregator {config.aggregator.name}; {where}"
-    )
-    return config
-
-
-def build_config(options: RunOptions) -> MoAConfig:
-    """Turn command-line options into a validated :class:`MoAConfig` from a hosted preset.
-
-    Raises:
-        typer.BadParameter: an option is invalid (exit status 2).
-    """
-
-    def model_name(name: str) -> str:
-        return f"openai:{name}" if options.base_url and ":" not in name else name
-
-    overrides = options.overrides()
-    if options.base_url:
-        overrides["base_url"] = options.base_url
-    if options.proposers:
-        overrides["proposers"] = [model_name(p) for p in options.proposers]
-        overrides["layer_proposers"] = None
-    if options.aggregator:
-        overrides["aggregator"] = model_name(options.aggregator)
-    try:
-        return get_preset(options.preset or DEFAULT_PRESET, **overrides)
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="--preset") from None
-    except ValidationError as exc:
-        raise typer.BadParameter(describe_validation_error(exc)) from None
-
-
 # --------------------------------------------------------------------------- progress
 
 
@@ -1024,7 +851,3 @@ def main() -> None:  # pragma: no cover - console entry point
 def _setup() -> None:
     # SIGTERM unwinds like Ctrl-C, so local model servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
-# `moa eval`: its commands reuse the model options above, so they are defined last.
-import langgraph_moa.eval.cli  # noqa: E402, F401

@@ -193,7 +193,8 @@ def test_serve_refuses_an_empty_assistants_file_and_a_name_taken_by_an_assistant
     runner = CliRunner()
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
-    result = runner.invoke(app, ["serve", "--assistants", str(empty)])
+    unbindable = ["--host", "256.0.0.1"]  # had the refusal regressed, serving would fail at once instead of hanging
+    result = runner.invoke(app, ["serve", "--assistants", str(empty), *unbindable])
     assert result.exit_code == 2 and "holds no assistants" in result.output, result.output
     taken = tmp_path / "taken.json"
     taken.write_text(json.dumps({"fast": {"preset": "moa-lite"}}))

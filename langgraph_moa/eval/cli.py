@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from langgraph_moa.cache import proposal_cache
-from langgraph_moa.cli import (
+from langgraph_moa.cli_options import (
     AggregatorOpt,
     BaseUrlOpt,
     GgufOpt,
@@ -35,7 +35,6 @@ from langgraph_moa.cli import (
     TemperatureOpt,
     TimeoutOpt,
     err,
-    eval_app,
     open_config,
 )
 from langgraph_moa.config import MoAConfig
@@ -59,6 +58,13 @@ from .mt_bench import (
 )
 from .report import PlotUnavailable, markdown_table, plot_score_vs_cost
 from .systems import variant_config
+
+eval_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval.",
+)
+"""``moa eval``: :mod:`langgraph_moa.cli` adds it to the ``moa`` command."""
 
 PLOT_FILE = "score_vs_cost.png"
 TABLE_FILE = "summary.md"
