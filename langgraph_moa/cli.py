@@ -468,7 +468,7 @@ def ask(
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed,
-        straggler_timeout, provisional, early_stop, keep_top, aggregation_window, max_cost,
+        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
     )  # fmt: skip
     _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 
@@ -645,7 +645,7 @@ def chat(
     """
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, None,
-        straggler_timeout, provisional, early_stop, keep_top, aggregation_window, max_cost,
+        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
     )  # fmt: skip
     path = db or default_chat_db()
     _with_config(options, lambda config: _chat(config, thread, path, interactive=sys.stdin.isatty()))
@@ -756,7 +756,7 @@ def serve(
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
     )
-    configured = any(v is not None and v is not False for v in vars(options).values())
+    configured = any(v is not None for v in vars(options).values())
     with ExitStack() as stack:
         try:
             served = load_assistants(assistants) if assistants else {}

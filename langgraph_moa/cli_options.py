@@ -101,7 +101,11 @@ MaxCostOpt = Annotated[
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The model options shared by ``ask`` and ``chat``."""
+    """The model options the ``moa`` commands share.
+
+    A field is None when its option was not given (a flag that is off, like
+    ``--provisional``, is None too), so ``moa serve`` can tell whether any was.
+    """
 
     preset: str | None = None
     layers: int | None = None
@@ -115,7 +119,7 @@ class RunOptions:
     gguf: list[Path] | None = None
     seed: int | None = None
     straggler_timeout: float | None = None
-    provisional: bool = False
+    provisional: bool | None = None
     early_stop: float | None = None
     keep_top: int | None = None
     aggregation_window: int | None = None
@@ -138,7 +142,7 @@ class RunOptions:
             "min_proposals": self.min_proposals,
             "seed": self.seed,
             "straggler_timeout": self.straggler_timeout,
-            "provisional_answers": self.provisional or None,
+            "provisional_answers": self.provisional,
             "early_stop": self.early_stop,
             "keep_top": self.keep_top,
             "aggregation_window": self.aggregation_window,

@@ -150,11 +150,6 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def model_options(**kwargs: Any) -> RunOptions:
-    """``RunOptions`` from the shared model options."""
-    return RunOptions(**kwargs)
-
-
 def extra_configs(specs: list[str] | None, options: RunOptions, stack: ExitStack) -> dict[str, MoAConfig]:
     """``--system NAME=PRESET`` configurations, with the run's temperature, max_tokens, timeout and endpoint."""
     configs: dict[str, MoAConfig] = {}
