@@ -1,4 +1,8 @@
-"""Start ``moa serve`` in its own process for a benchmark, and wait until it answers."""
+"""Servers a benchmark starts in their own processes: ``moa serve``, and the simulated upstream.
+
+Each waits until its server answers; a process of its own keeps the server's
+CPU time out of the benchmark's.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -51,3 +56,19 @@ def start_moa_serve(
     process.kill()
     process.wait()
     raise RuntimeError("moa serve did not start")
+
+
+@contextmanager
+def simulated_upstream(*options: str) -> Iterator[str]:
+    """``python -m langgraph_moa.testing --port <free port> *options``; yields its base URL, stops it on exit.
+
+    ``options`` are the simulated server's (``--latency``, ``--chunk-delay``, ...).
+    """
+    args = [sys.executable, "-m", "langgraph_moa.testing", "--port", str(free_port()), *options]
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()  # printed once the server listens
+    finally:
+        server.terminate()
+        server.wait()

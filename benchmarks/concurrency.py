@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,11 +36,11 @@ from typing import Any
 
 from _moa_baselines import graph_moa, openai_moa
 from _report import save_plot, write_table
+from _serve import simulated_upstream
 from langgraph.checkpoint.memory import InMemorySaver
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.local import free_port
 
 PROPOSERS = [f"p{i}" for i in range(6)]
 
@@ -140,22 +138,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.3)
     parser.add_argument("--chunk-delay", type=float, default=0.02)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "langgraph_moa.testing", "--port", str(port),
-            "--latency", str(args.latency), "--chunk-delay", str(args.chunk_delay),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()  # printed once the server listens
+    options = ["--latency", str(args.latency), "--chunk-delay", str(args.chunk_delay)]
+    with simulated_upstream(*options) as base_url:
         results = asyncio.run(measure(base_url, args.single, args.concurrent))
-    finally:
-        server.terminate()
-        server.wait()
     print(write(results, args).read_text())
 
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import operator
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,6 +37,7 @@ from typing import Annotated, Any, TypedDict
 
 from _moa_baselines import _with_references, graph_moa, openai_moa
 from _report import save_plot, write_table
+from _serve import simulated_upstream
 from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
@@ -46,7 +45,6 @@ from langgraph.types import Send
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.local import free_port
 
 PROPOSERS = [f"p{i}" for i in range(6)]
 
@@ -174,17 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "langgraph_moa.testing", "--port", str(port)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()  # printed once the server listens
+    with simulated_upstream() as base_url:
         results = asyncio.run(measure(base_url, args.requests))
-    finally:
-        server.terminate()
-        server.wait()
     print(write(results, args.requests).read_text())
 
 
