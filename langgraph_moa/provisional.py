@@ -35,7 +35,7 @@ from langgraph_moa.context import moa_config_of_run
 from langgraph_moa.errors import ConfigError, EmptyResponseError
 from langgraph_moa.nodes import PROVISIONAL_NODE, fingerprint
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
-from langgraph_moa.providers import ModelResolver, StreamRedactor, describe_error, redact
+from langgraph_moa.providers import ModelResolver, StreamRedactor, describe_error, key_variables, redact
 from langgraph_moa.state import ProvisionalAnswer, ProvisionalInput, UsageRecord
 
 
@@ -52,10 +52,6 @@ def _usage(message: AIMessageChunk | None, layer: int, model: str) -> UsageRecor
     )
 
 
-def _key_variables(cfg: MoAConfig) -> list[str]:
-    return [cfg.aggregator.api_key_env] if cfg.aggregator.api_key_env else []
-
-
 def _write_token(write: Any, layer: int, text: str) -> None:
     """A ``provisional_token`` event, once the redactor has let some text through."""
     if text:
@@ -70,7 +66,8 @@ class _Collector:
         self.write = get_stream_writer()
         self.text = ""
         self.total: AIMessageChunk | None = None
-        self.redactor = StreamRedactor(variables=_key_variables(cfg))
+        self.secrets = key_variables(cfg)  # the models' own key variables, whatever their names
+        self.redactor = StreamRedactor(variables=self.secrets)
 
     def add(self, chunk: AIMessageChunk) -> None:
         """Count one chunk and stream its text once the redactor lets it through."""
@@ -89,7 +86,7 @@ class _Collector:
         if not self.text.strip():
             raise EmptyResponseError("the model returned no text")
         layer, model = self.inp["layer"], self.cfg.aggregator.model
-        text = redact(self.text, variables=_key_variables(self.cfg), shapes=False)  # never reaches the state
+        text = redact(self.text, variables=self.secrets, shapes=False)  # never reaches the state
         answer = ProvisionalAnswer(layer=layer, slot=0, model=model, content=text, built_from=self.inp["built_from"])
         self.write({"event": "provisional_answer", **answer})
         return {"provisional_answers": [answer], "usage": [_usage(self.total, layer, model)]}
