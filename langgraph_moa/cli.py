@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, RemoveMessage
@@ -108,10 +108,8 @@ class OneLineErrors(typer.core.TyperGroup):
         except typer.Abort:
             _report_interrupted()
             result = 130
-        if result == 130:  # Ctrl-C: the run and its model servers are stopped; skip the slow interpreter teardown
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
+        if result == 130:  # Ctrl-C: the run and its model servers are stopped
+            _exit_130()
         sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -372,12 +370,17 @@ def _report_interrupted() -> None:
         err.print("interrupted")
 
 
-def _exit_interrupted() -> None:  # runs on a timer thread when the run has not wound down in time
-    kill_servers()
-    _report_interrupted()
+def _exit_130() -> NoReturn:
+    """After Ctrl-C: exit with status 130 at once, skipping the slow interpreter teardown."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
+
+
+def _exit_interrupted() -> NoReturn:  # runs on a timer thread when the run has not wound down in time
+    kill_servers()
+    _report_interrupted()
+    _exit_130()
 
 
 async def _interruptible(coro: Any) -> Any:
