@@ -1,20 +1,22 @@
-"""MoA on the bundled local model: wall time per answer and per layer, tokens per second.
+"""MoA on the bundled local model against its physical floor.
 
-Starts llama.cpp servers for SmolLM2-135M-Instruct (the ``local`` extra; with
-``local_servers(parallel_samples=True)``: one for the aggregator, one 1-thread
-server per sample) and,
-for each prompt, in the same run:
+Starts one llama.cpp server (xllamacpp) for SmolLM2-135M-Instruct with a slot
+per Self-MoA sample, as the local preset does, and a second one with one slot
+(the samples queue on it). For each prompt, in the same run:
 
-- answers it once with the local preset (Self-MoA: 3 samples in parallel, then the aggregator),
-- answers it with the 3 samples queued on the aggregator's one server (as before
-  the sample servers existed),
-- answers it with the aggregator model alone (``layers=1``, one call),
+- answers it with the local preset (Self-MoA: 3 samples at once on the
+  server's slots, then the aggregator on the same server),
+- answers it the same way on the one-slot server,
+- answers it with the model alone (``layers=1``, one call).
 
-then reports, per prompt and in total, the ratio of MoA wall time to the
-single-model answer, each layer's share of MoA time, and completion tokens per
-second: the completion tokens llama.cpp reported for the proposer calls over
-MoA wall time, and the aggregator's streaming rate (llama.cpp sends one token
-per streamed chunk and no usage on streamed calls, so its chunks are counted). Times on a shared machine are noisy: read the ratios.
+On a compute-bound CPU (a 135M model on 2 cores) MoA cannot take less than the
+time to generate all its tokens: the floor is the completion tokens of every
+proposer call and of the aggregator's, as llama.cpp reported them, at the
+tokens per second of the single answers in the same run (their completion
+tokens over their wall time, prompt reading included). MoA / floor near 1
+means the graph adds nothing to the model's own work; below 1, batching the
+samples on the slots beat one stream. The ratio to a single answer is reported
+next to it. Times on a shared machine are noisy: read the ratios.
 
     python benchmarks/local_moa.py [--max-tokens 128] [--layers 2]
 """
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from pathlib import Path
 
 from langgraph_moa import create_moa_graph
-from langgraph_moa.local import LocalServers, local_config, local_servers
+from langgraph_moa.local import local_config, local_servers
 
 RESULTS = Path(__file__).parent / "results"
 PROMPTS = [
@@ -66,18 +69,21 @@ async def timed_run(graph, config, prompt: str) -> dict:
         "marks": marks,
         "first_token": first_token or total,
         "completion_tokens": sum(r["output_tokens"] for r in usage),
-        "aggregator_tokens": aggregator_chunks,  # llama.cpp streams one token per chunk
+        "aggregator_tokens": sum(r["output_tokens"] for r in usage if r["role"] == "aggregator"),
+        "aggregator_chunks": aggregator_chunks,
+        "unreported": sum(1 for r in usage if not r["reported"]),
         "aggregator_time": agg_time,
         "failures": len(final.get("failures", [])),
     }
 
 
-async def measure(urls: LocalServers, layers: int, max_tokens: int) -> list[dict]:
+async def measure(urls: dict[str, str], one_slot: dict[str, str], layers: int, max_tokens: int) -> list[dict]:
     graph = create_moa_graph().compile()
     moa = local_config(urls, layers=layers, max_tokens=max_tokens)
-    queued = local_config(dict(urls), layers=layers, max_tokens=max_tokens)  # every sample on one server
+    queued = local_config(one_slot, layers=layers, max_tokens=max_tokens)
     single = local_config(urls, layers=1, max_tokens=max_tokens)
     await timed_run(graph, moa, "Hello")  # warm up the models and the clients
+    await timed_run(graph, queued, "Hello")
     rows = []
     for prompt in PROMPTS:
         m = await timed_run(graph, moa, prompt)
@@ -89,50 +95,51 @@ async def measure(urls: LocalServers, layers: int, max_tokens: int) -> list[dict
 
 def write(rows: list[dict], layers: int, max_tokens: int) -> Path:
     RESULTS.mkdir(exist_ok=True)
+    rate = sum(r["single"]["completion_tokens"] for r in rows) / sum(r["single"]["total"] for r in rows)
     lines = [
-        f"Local preset: Self-MoA of SmolLM2-135M-Instruct (Q4_1, llama.cpp, 2 cores), {layers} layers, "
-        f"3 samples per proposer layer, max_tokens={max_tokens}; measured in one run by "
-        "`python benchmarks/local_moa.py`. Seconds are this run on this machine and move with its load; "
-        "the ratios and shares are the comparable figures.",
+        f"Local preset: Self-MoA of SmolLM2-135M-Instruct (Q4_1, llama.cpp via xllamacpp, 2 cores), {layers} "
+        f"layers, 3 samples per proposer layer, max_tokens={max_tokens}; measured in one run by "
+        "`python benchmarks/local_moa.py` (load average "
+        f"{os.getloadavg()[0]:.1f} at the end). The floor is the MoA run's completion tokens (every proposer "
+        f"and the aggregator, as llama.cpp reported them) at the single answers' {rate:.0f} tokens/s. "
+        "Seconds move with the machine's load; the ratios are the comparable figures.",
         "",
-        "| prompt | MoA s | single s | MoA / single | samples queued on one server: MoA / single "
-        "| time to first token, MoA / single | "
+        "| prompt | MoA s | single s | MoA / single | MoA tokens (aggregator) | floor s | MoA / floor "
+        "| samples on 1 slot: MoA / floor | time to first token, MoA / single | "
         + " | ".join(f"layer {n} s (share)" for n in range(1, layers))
-        + " | aggregator s (share) | proposer completion tok/s | aggregator streamed tok/s (prompt processing included) |",
-        "|---|---|---|---|---|---|" + "---|" * (layers - 1) + "---|---|---|",
+        + " | aggregator s (share) |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * (layers - 1) + "---|",
     ]
     for row in rows:
-        m, s = row["moa"], row["single"]
+        m, s, q = row["moa"], row["single"], row["queued"]
         per_layer, previous = [], 0.0
         for n in range(1, layers):
             end = m["marks"].get(f"layer {n}", previous)
             per_layer.append(f"{end - previous:.1f} ({(end - previous) / m['total']:.0%})")
             previous = end
+        floor, queued_floor = m["completion_tokens"] / rate, q["completion_tokens"] / rate
         lines.append(
             f"| {row['prompt']} | {m['total']:.1f} | {s['total']:.1f} | {m['total'] / s['total']:.1f}x | "
-            f"{row['queued']['total'] / s['total']:.1f}x | "
-            f"{m['first_token'] / s['first_token']:.1f}x | "
+            f"{m['completion_tokens']} ({m['aggregator_tokens']}) | {floor:.1f} | {m['total'] / floor:.2f} | "
+            f"{q['total'] / queued_floor:.2f} | {m['first_token'] / s['first_token']:.1f}x | "
             + " | ".join(per_layer)
-            + f" | {m['aggregator_time']:.1f} ({m['aggregator_time'] / m['total']:.0%}) | "
-            f"{m['completion_tokens'] / m['total']:.0f} | "
-            f"{m['aggregator_tokens'] / max(m['aggregator_time'], 1e-9):.0f} |"
+            + f" | {m['aggregator_time']:.1f} ({m['aggregator_time'] / m['total']:.0%}) |"
         )
     moa_total = sum(r["moa"]["total"] for r in rows)
     single_total = sum(r["single"]["total"] for r in rows)
     queued_total = sum(r["queued"]["total"] for r in rows)
-    samples = sum(r["moa"]["marks"].get("layer 1", 0.0) for r in rows)
-    samples_queued = sum(r["queued"]["marks"].get("layer 1", 0.0) for r in rows)
-    tokens = sum(r["moa"]["completion_tokens"] for r in rows)
+    floor_total = sum(r["moa"]["completion_tokens"] for r in rows) / rate
+    queued_floor_total = sum(r["queued"]["completion_tokens"] for r in rows) / rate
     failures = sum(r["moa"]["failures"] for r in rows)
+    unreported = sum(r["moa"]["unreported"] + r["single"]["unreported"] for r in rows)
     lines += [
         "",
-        f"All prompts: MoA took {moa_total / single_total:.1f}x the wall time of single-model answers "
-        f"({queued_total / single_total:.1f}x with the samples queued on one server); "
-        f"{tokens / moa_total:.0f} proposer completion tokens per second of MoA wall time; "
-        f"{failures} failed proposer call(s).",
-        f"The 3 samples (layer 1) took {samples / single_total:.1f}x the single answers' time on their own "
-        f"1-thread servers, {samples_queued / single_total:.1f}x queued on one server.",
-        "Tokens per second depend on the machine; compare them between rows of one run.",
+        f"All prompts: MoA took {moa_total:.1f} s against a floor of {floor_total:.1f} s "
+        f"({moa_total / floor_total:.2f}x the floor) and {moa_total / single_total:.1f}x the single answers' "
+        f"{single_total:.1f} s. With the samples queued on a one-slot server: {queued_total:.1f} s, "
+        f"{queued_total / queued_floor_total:.2f}x its floor. {failures} failed proposer call(s); "
+        f"{unreported} call(s) without reported usage.",
+        "A 135M model's answers say nothing about MoA's quality; these runs show what the pipeline costs.",
     ]
     out = RESULTS / "local_moa.md"
     out.write_text("\n".join(lines) + "\n")
@@ -144,8 +151,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
-    with local_servers(parallel_samples=True) as urls:
-        rows = asyncio.run(measure(urls, args.layers, args.max_tokens))
+    with local_servers() as urls, local_servers(slots=1) as one_slot:
+        rows = asyncio.run(measure(urls, one_slot, args.layers, args.max_tokens))
     print(write(rows, args.layers, args.max_tokens).read_text())
 
 

