@@ -219,9 +219,10 @@ async def test_one_engine_serves_the_samples_at_once_on_its_slots() -> None:
 
     from langgraph_moa import local
 
+    others = set(local._running)  # the module's shared server
     with local_servers() as urls:
         ((name, url),) = urls.items()
-        assert len(local._running) == 1, "one engine process for every sample and the aggregator"
+        assert len(local._running - others) == 1, "one engine process for every sample and the aggregator"
         config = local_config(urls, max_tokens=64, temperature=0.7)
         assert {p.base_url for p in config.proposers} | {config.aggregator.base_url} == {url}
         run = asyncio.create_task(create_moa_graph().compile().ainvoke(user(QUESTION), context=config))
@@ -232,7 +233,7 @@ async def test_one_engine_serves_the_samples_at_once_on_its_slots() -> None:
         state = await run
     assert peak == 3, f"the three samples ran on {peak} slot(s) at once"
     assert len(state["proposals"]) == 3 and state["messages"][-1].text.strip()
-    assert local._running == set()
+    assert local._running == others
 
 
 def _threads() -> set[str]:
@@ -246,10 +247,10 @@ def test_a_stopped_engine_leaves_no_process_or_thread() -> None:
 
     from langgraph_moa import local
 
-    before = _threads()
+    before, others = _threads(), set(local._running)
     with local_servers() as urls:
-        (process,) = local._running
+        (process,) = local._running - others
         assert _processing_slots(next(iter(urls.values()))) == 0
         assert _threads() == before, "the engine runs in its own process, not on a thread of this one"
     assert process.returncode == -9 and not os.path.exists(f"/proc/{process.pid}")
-    assert _threads() == before and local._running == set()
+    assert _threads() == before and local._running == others
