@@ -254,3 +254,18 @@ def test_a_stopped_engine_leaves_no_process_or_thread() -> None:
         assert _threads() == before, "the engine runs in its own process, not on a thread of this one"
     assert process.returncode == -9 and not os.path.exists(f"/proc/{process.pid}")
     assert _threads() == before and local._running == others
+
+
+async def test_a_json_schema_reaches_the_engine_as_a_grammar(local_urls: dict[str, str]) -> None:
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class Colour(BaseModel):
+        name: str
+        rgb: list[int]
+
+    ((name, url),) = local_urls.items()
+    model = ChatOpenAI(model=name, base_url=url, api_key="unused", max_tokens=200, temperature=0.7)
+    # llama.cpp turns the schema into a grammar: even a 135M model can only write matching JSON
+    answer = await model.with_structured_output(Colour, method="json_schema").ainvoke("Name a colour and its RGB.")
+    assert isinstance(answer, Colour)
