@@ -14,7 +14,8 @@ both see the same load:
 xllamacpp runs as the project runs it (:func:`langgraph_moa.local.llama_server`,
 3 slots); llama-cpp-python as it was run before (``python -m llama_cpp.server``,
 which answers one request at a time). llama-cpp-python is not a dependency: it
-compiles from source at install, so it is measured only where it is installed.
+compiles from source at install, so it is measured only where it is installed
+with its ``[server]`` extra.
 Times on a shared machine are noisy: the load average is written with the table.
 
     python benchmarks/local_engines.py [--repeats 3] [--max-tokens 64]
@@ -23,7 +24,6 @@ Times on a shared machine are noisy: the load average is written with the table.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -92,8 +92,13 @@ def llama_cpp_python_server() -> Iterator[tuple[str, int]]:
 
 ENGINES: dict[str, tuple[str, Callable[[], object]]] = {
     "xllamacpp": ("xllamacpp", xllamacpp_server),
-    "llama-cpp-python": ("llama_cpp", llama_cpp_python_server),
+    "llama-cpp-python": ("llama_cpp.server.app", llama_cpp_python_server),
 }
+
+
+def installed(module: str) -> bool:
+    """True when ``module`` imports (in a child process: llama-cpp-python's server needs its ``[server]`` extra)."""
+    return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
 def one_run(start: Callable[[], object], max_tokens: int) -> dict[str, float]:
@@ -124,7 +129,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
-    engines = {name: start for name, (module, start) in ENGINES.items() if importlib.util.find_spec(module)}
+    engines = {name: start for name, (module, start) in ENGINES.items() if installed(module)}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
     load = [os.getloadavg()[0]]
     for _ in range(args.repeats):

@@ -19,7 +19,7 @@ if not bundled_model_installed():
 from langgraph_moa import create_moa_graph
 from langgraph_moa.local import bundled_gguf, llama_server, local_config, local_servers
 from tests.conftest import user
-from tests.test_cli import moa_env
+from tests.test_cli import moa_env, sigint_as_default
 
 pytestmark = pytest.mark.local_model
 
@@ -182,6 +182,7 @@ def test_ctrl_c_stops_the_run_and_the_llama_cpp_server() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=moa_env(),
+        preexec_fn=sigint_as_default,  # a test run in the background inherits SIGINT ignored
     )
     assert process.stderr is not None
     lines = []
