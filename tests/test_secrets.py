@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from langgraph_moa import MoAConfig
 from langgraph_moa.cli import app as cli_app
-from langgraph_moa.providers import StreamRedactor
+from langgraph_moa.providers import StreamRedactor, redact
 from langgraph_moa.serve.app import ServeSettings, create_app
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running
@@ -244,6 +244,71 @@ def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.Monke
         error = StreamRedactor(shapes=True)  # key-shaped tokens too
         shown = "".join(error.feed(p) for p in pieces) + error.flush()
         assert shown == "the key is *** and Authorization: Bearer ***\n*** done", size
+
+
+def _every_chunking(text: str) -> Iterator[tuple[str, list[str]]]:
+    """``text`` cut in pieces of every size from 1 to its length, and in 50 random cuts."""
+    import random
+
+    for size in range(1, len(text) + 1):
+        yield f"size {size}", [text[i : i + size] for i in range(0, len(text), size)]
+    rng = random.Random(20)
+    for n in range(50):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, min(60, len(text) - 1))))
+        yield f"random cut {n}", [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+def _streamed(redactor: StreamRedactor, pieces: list[str]) -> str:
+    return "".join(redactor.feed(p) for p in pieces) + redactor.flush()
+
+
+def test_a_key_in_a_long_run_without_whitespace_is_removed_however_it_is_chunked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe of the issue: compact JSON, the key after 600 characters without whitespace, streamed in pieces."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("MY_LLM_CRED", "cred-" + "p" * 20 + "-end")  # a key that starts like its padding
+    text = (
+        json.dumps(
+            {"pad": "p" * 600, "auth": CANARY, "again": f"x{CANARY}{CANARY}y", "cred": "cred-" + "p" * 20 + "-end"},
+            separators=(",", ":"),
+        )
+        + "q" * 700
+    )
+    expected = text.replace(CANARY, "***").replace("cred-" + "p" * 20 + "-end", "***")
+    for how, pieces in _every_chunking(text):
+        for redactor in (
+            StreamRedactor(variables=["MY_LLM_CRED"]),
+            StreamRedactor(variables=["MY_LLM_CRED"], shapes=True),
+        ):
+            assert _streamed(redactor, pieces) == expected, how
+
+
+def test_overlapping_keys_are_each_removed_however_the_stream_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of one key is the start of another: cutting before the second must not free the first one's start."""
+    monkeypatch.setenv("FIRST_KEY", "abcdef123")
+    monkeypatch.setenv("SECOND_KEY", "123xyzuvw")
+    text = "zz" + "abcdef123" + "zz" + "abcdef123xyzuvw" + "abcdef12" + "3xyz" + "123xyzu"
+    for how, pieces in _every_chunking(text):
+        shown = _streamed(StreamRedactor(), pieces)
+        assert shown == redact(text, shapes=False), how
+        assert "abcdef" not in shown and "xyzuvw" not in shown, how
+
+
+def test_key_shaped_tokens_are_removed_from_a_long_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "a" * 300 + "/sk-" + "k" * 700 + "/Bearer " + "t" * 40 + "," + "b" * 300
+    for how, pieces in _every_chunking(text):
+        shown = _streamed(StreamRedactor(shapes=True), pieces)
+        assert shown == "a" * 300 + "/***/Bearer ***," + "b" * 300, how
+
+
+def test_the_redactor_holds_back_only_what_could_start_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long answer without whitespace is not held until its end: the stream keeps flowing."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    redactor = StreamRedactor()
+    shown = "".join(redactor.feed(c) for c in "p" * 5000 + CANARY[:10])
+    assert shown == "p" * 5000  # the key's first characters are held, nothing else
+    assert redactor.flush() == CANARY[:10]  # not a key after all
 
 
 def test_an_answer_about_bearer_tokens_keeps_its_words(monkeypatch: pytest.MonkeyPatch) -> None:
