@@ -300,7 +300,8 @@ async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pyt
     spec = ModelSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
 
     def model(timeout: float, **settings: object) -> object:
-        return resolve(spec, MoAConfig(timeout=timeout, **settings), streaming=True).bound  # type: ignore[attr-defined]
+        redacted = resolve(spec, MoAConfig(timeout=timeout, **settings), streaming=True)
+        return redacted.model.bound  # type: ignore[attr-defined]  # the provider's model inside RedactedChatModel
 
     built = [model(t + 1) for t in range(6)]  # the timeout is the client's: one model each
     assert len({id(m) for m in built}) == 6

@@ -311,6 +311,58 @@ def test_the_redactor_holds_back_only_what_could_start_a_key(monkeypatch: pytest
     assert redactor.flush() == CANARY[:10]  # not a key after all
 
 
+LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 300 + '"}'
+"""An answer holding the key inside a long run without whitespace (compact JSON), as in the issue's probe."""
+
+
+def _echo_in_a_long_run(chunk_chars: int) -> ModelBehavior:
+    return ModelBehavior(reply=LONG_RUN, echo_authorization=True, chunk_chars=chunk_chars)
+
+
+async def test_every_stream_mode_of_the_graph_is_redacted_at_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph's own model calls emit redacted chunks: no stream mode, event or checkpoint holds the key,
+    and no concatenation of a call's chunks gives it back."""
+    from langchain_core.load import dumpd
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from langgraph_moa import create_moa_graph
+
+    with SimulatedOpenAIServer(default=_echo_in_a_long_run(3)) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        saver = InMemorySaver()
+        graph = create_moa_graph().compile(checkpointer=saver)
+        context = _config(["ok", "ok2"], "agg", layers=3, provisional_answers=True)
+        seen: list[tuple[str, str]] = []
+        streamed: dict[str, str] = {}
+        modes = ["messages", "values", "updates", "custom", "debug", "checkpoints", "tasks"]
+        config = {"configurable": {"thread_id": "modes"}}
+        async for namespace, mode, part in graph.astream(
+            {"messages": [("user", "hi")]}, config, context=context, stream_mode=modes, subgraphs=True
+        ):
+            seen.append((f"{mode} {namespace}", json.dumps(part, default=lambda o: repr(dumpd(o)))))
+            if mode == "messages":
+                chunk, _ = part
+                streamed[chunk.id] = streamed.get(chunk.id, "") + chunk.text
+        events: dict[str, str] = {}
+        async for event in graph.astream_events(
+            {"messages": [("user", "again")]}, {"configurable": {"thread_id": "events"}}, context=context
+        ):
+            seen.append((event["event"], json.dumps(event, default=lambda o: repr(dumpd(o)))))
+            if event["event"] == "on_chat_model_stream":
+                events[event["run_id"]] = events.get(event["run_id"], "") + event["data"]["chunk"].text
+        for thread in ("modes", "events"):
+            for checkpoint in saver.list({"configurable": {"thread_id": thread}}):
+                seen.append((f"checkpoint {thread}", repr(checkpoint)))
+    assert CANARY in sim.api_keys and sim.calls("agg") >= 2
+    expected = LONG_RUN.replace(CANARY, "***")
+    assert streamed and all(text.startswith(expected) for text in streamed.values()), streamed
+    assert events and all(text.startswith(expected) for text in events.values()), events
+    seen += [(f"messages {i}, reassembled", t) for i, t in streamed.items()]
+    seen += [(f"events {i}, reassembled", t) for i, t in events.items()]
+    _assert_clean(seen)
+
+
 def test_an_answer_about_bearer_tokens_keeps_its_words(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     answer = "Send 'Authorization: Bearer <token>': the Bearer authentication scheme of RFC 6750."

@@ -106,9 +106,7 @@ class EndpointPolicy:
                     "the endpoints a run may name in MOA_ALLOWED_BASE_URLS (comma-separated URL prefixes, "
                     "loopback included) or serves a model on it (MOA_ASSISTANTS)"
                 )
-            if spec.api_key_env and not any(
-                var == spec.api_key_env and _covers(d, destination) for d, var in operator
-            ):
+            if spec.api_key_env and not any(var == spec.api_key_env and _covers(d, destination) for d, var in operator):
                 raise ConfigError(
                     f"model {spec.model!r}: api_key_env {spec.api_key_env!r} is not allowed on this server "
                     f"for {url or spec.provider + ' models'}; a run may name only a key variable that one of "
@@ -154,7 +152,7 @@ def _served_configs() -> list[MoAConfig]:
     for factory in PRESET_FACTORIES.values():
         try:
             configs.append(factory())
-        except Exception:  # noqa: BLE001 - a preset that cannot be built now (its server is not running) allows nothing
+        except Exception:  # a preset that cannot be built now (its server is not running) allows nothing
             continue
     file = os.environ.get(ASSISTANTS_VARIABLE)
     if file:

@@ -29,6 +29,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.providers.credentials import _OPENAI_COMPATIBLE, _PLACEHOLDER_KEY, api_key, check_credentials
 from langgraph_moa.providers.endpoints import EndpointPolicy, effective_base_url
+from langgraph_moa.providers.redacted_model import is_chat_model, redacted_model
 
 
 class ModelResolver:
@@ -85,11 +86,17 @@ class ModelResolver:
             seed: The call's sampling seed (see :meth:`seed_for`), bound to the
                 call so one client serves every seed.
 
+        Chat models come wrapped in a
+        :class:`~langgraph_moa.providers.redacted_model.RedactedChatModel`: their
+        answers and streamed tokens have the secrets removed at the source.
+
         Raises:
             MissingCredentialsError: the provider's API key is not set.
         """
         if spec.model in self._models:
             model: Runnable = self._models[spec.model]
+            if not is_chat_model(model):  # an agent: its own model calls are its own
+                return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
         else:
             key = api_key(spec, config)
             temperature = spec.temperature if spec.temperature is not None else config.temperature
@@ -119,6 +126,8 @@ class ModelResolver:
                 per_call["seed"] = seed
             if per_call:
                 model = model.bind(**per_call)
+        # secrets are removed where the tokens arise, so no stream mode or host sees them
+        model = redacted_model(model, [spec.api_key_env] if spec.api_key_env else [], streams=streaming)
         return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
 
 
