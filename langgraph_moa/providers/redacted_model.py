@@ -130,6 +130,11 @@ class RedactedChatModel(BaseChatModel):
             inner._get_ls_params(stop=stop, **kwargs) if inner is not None else super()._get_ls_params(stop, **kwargs)
         )
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, Any]:
+        """The provider's model with ``tools`` bound, still redacted (tool-call arguments pass as they are)."""
+        bound = self.model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
+        return self.model_copy(update={"model": bound})
+
     def _streaming_disabled(self, **kwargs: Any) -> bool:
         return not self.streams or super()._streaming_disabled(**kwargs)
 
