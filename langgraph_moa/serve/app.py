@@ -48,23 +48,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from langgraph.errors import GraphRecursionError
+from fastapi import FastAPI
 from pydantic import Field, SecretStr
 
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.context import moa_config_from
-from langgraph_moa.errors import ConfigError, MoAError
+from langgraph_moa.errors import ConfigError
 from langgraph_moa.paths import data_dir
 from langgraph_moa.providers import (
     LOOPBACK_HOSTS,  # for ServeSettings.allowed_hosts; exported here too
     key_variables,
 )
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, loopback_host
+from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, add_error_handlers, loopback_host
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
-from langgraph_moa.serve.openai_errors import OpenAIError, error_for
+from langgraph_moa.serve.openai_errors import error_for
 from langgraph_moa.serve.shutdown import CountInFlight, InFlight
 
 __all__ = [
@@ -305,33 +303,12 @@ def create_app(
         app.add_middleware(
             CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant), slots=slots
         )
-    _add_error_handlers(app, settings.default_assistant or "moa")
+    add_error_handlers(app, settings.default_assistant or "moa")
     app.add_middleware(
         RequestGuard, keys=settings.api_keys, max_bytes=settings.max_request_bytes, allowed_hosts=settings.allowed_hosts
     )
     app.add_middleware(CountInFlight, in_flight=in_flight)  # added last, so it runs first
     return app
-
-
-def _add_error_handlers(app: FastAPI, assistant: str) -> None:
-    """Answer a failed LangServe run as ``/v1`` answers one: its status, code and reason, as JSON.
-
-    ``/v1`` catches its own errors; LangServe's ``/invoke`` and ``/batch`` let a
-    run's exception through, which would otherwise be a bare 500 in plain text.
-    """
-
-    async def failed_run(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, RecursionError) and not isinstance(exc, GraphRecursionError):
-            error = OpenAIError(
-                400, "the body nests too deeply to be read", type="invalid_request_error", code="invalid_json"
-            )
-        else:
-            error = error_for(exc, assistant)
-        return error.response()
-
-    app.add_exception_handler(MoAError, failed_run)
-    app.add_exception_handler(RecursionError, failed_run)
-    app.add_exception_handler(Exception, failed_run)  # the 500 is logged by the server too
 
 
 def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str) -> None:
