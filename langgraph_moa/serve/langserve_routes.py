@@ -71,9 +71,9 @@ from langchain_core.runnables.schema import StreamEvent
 from langchain_core.tracers.log_stream import RunLog, RunLogPatch
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Send
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from langgraph_moa.config import MoAConfig
+from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.local import LocalModelError
@@ -425,6 +425,23 @@ def _check_limits(cfg: MoAConfig, sent: Mapping[str, Any], limits: ClientLimits)
             raise _refuse(f"a layer has {widest} proposers, above this server's limit of {limits.max_proposers}")
 
 
+def _check_strictly(sent: Mapping[str, Any]) -> None:
+    """Validate each value a client sent as it was sent: a value of the wrong kind is a 422 naming it.
+
+    LangServe's own validation of ``configurable`` is lax (``true`` becomes ``1``,
+    ``"0.5"`` becomes ``0.5``) and runs first, so the raw body is checked here.
+    """
+    fields = {k: v for k, v in sent.items() if v is not None and k in MoAConfig.model_fields}
+    errors = []
+    for name, value in fields.items():
+        try:
+            MoAConfig.__pydantic_validator__.validate_assignment(MoAConfig.model_construct(), name, value)
+        except ValidationError as exc:
+            errors.append(describe_validation_error(exc))
+    if errors:
+        raise _refuse("; ".join(errors))
+
+
 async def _start_local_model() -> None:
     """Start the bundled model's llama.cpp server for the ``local`` preset (once; it stops with the process)."""
     from langgraph_moa import studio
@@ -464,6 +481,7 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
                     f"(allowed: {', '.join(sorted(client_fields))}). Endpoints, keys, prices, tools and review "
                     "are the server's to choose"
                 )
+            _check_strictly(sent)
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
         _check_client_models(configurable, limits)
         if configurable.get("preset") == LOCAL_PRESET:
