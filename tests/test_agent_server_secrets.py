@@ -28,7 +28,7 @@ from tests.test_langgraph_dev import DevServer
 pytestmark = pytest.mark.langgraph_dev
 
 CANARY = "moa-canary-agent-4c2b9e7f1d"
-LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 300 + '"}'
+LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 700 + '"}'
 REDACTED = LONG_RUN.replace(CANARY, "***")
 
 

@@ -311,7 +311,7 @@ def test_the_redactor_holds_back_only_what_could_start_a_key(monkeypatch: pytest
     assert redactor.flush() == CANARY[:10]  # not a key after all
 
 
-LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 300 + '"}'
+LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 700 + '"}'
 """An answer holding the key inside a long run without whitespace (compact JSON), as in the issue's probe."""
 
 
@@ -360,6 +360,51 @@ async def test_every_stream_mode_of_the_graph_is_redacted_at_the_source(monkeypa
     assert events and all(text.startswith(expected) for text in events.values()), events
     seen += [(f"messages {i}, reassembled", t) for i, t in streamed.items()]
     seen += [(f"events {i}, reassembled", t) for i, t in events.items()]
+    _assert_clean(seen)
+
+
+def test_a_key_in_a_long_run_is_removed_from_every_served_stream_and_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's probe on every stream that showed the key: /v1, /moa/stream_log, /moa/stream_events,
+    ``moa ask`` stdout and ``--provisional`` stderr; the key in a custom ``api_key_env`` too."""
+    with SimulatedOpenAIServer(default=_echo_in_a_long_run(3)) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        monkeypatch.setenv("MY_LLM_CRED", CANARY)
+        custom = {"model": "openai:agg", "api_key_env": "MY_LLM_CRED", "base_url": sim.base_url}
+        assistants = {"long": _config(["ok"], "agg"), "custom": MoAConfig(proposers=[custom], aggregator=custom)}
+        seen: list[tuple[str, str]] = []
+        question = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+        for name in assistants:
+            settings = ServeSettings(assistants=assistants, default_assistant=name)
+            with running(create_app(settings, checkpoint=":memory:")) as base:
+                payload = {"model": name, "messages": _ask("hi"), "stream": True}
+                raw = httpx.post(f"{base}/v1/chat/completions", json=payload, timeout=30).text
+                deltas = [
+                    json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    for line in raw.splitlines()
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"]
+                ]
+                seen.append((f"/v1 {name}, joined", "".join(deltas)))
+                assert "".join(deltas).startswith(LONG_RUN.replace(CANARY, "***"))
+                for route in ("stream_log", "stream_events"):
+                    text = httpx.post(f"{base}/moa/{route}", json=question, timeout=30).text
+                    seen += [
+                        (f"/moa/{route} {name} {run}, joined", t) for run, t in _streamed_texts(route, text).items()
+                    ]
+        runner = CliRunner()
+        options = ["--proposer", "openai:ok", "--aggregator", "openai:agg"]
+        result = runner.invoke(cli_app, ["ask", "hi", *options])
+        assert result.exit_code == 0, result.output
+        seen.append(("moa ask", result.output))
+        result = runner.invoke(cli_app, ["ask", "hi", *options, "--layers", "3", "--provisional"])
+        assert result.exit_code == 0, result.output
+        seen.append(("moa ask --provisional", result.output))
+        out, err = capfd.readouterr()
+        seen.append(("stdout and stderr", out + err))
+    assert CANARY in sim.api_keys
+    assert any(text.startswith(LONG_RUN.replace(CANARY, "***")) for where, text in seen if "/moa/" in where)
     _assert_clean(seen)
 
 
