@@ -133,7 +133,9 @@ async def test_the_local_preset_runs_on_its_loopback_server(
 
 
 def test_url_prefixes_allow_only_what_they_cover() -> None:
-    listed = MoAConfig(proposers=[ModelSpec(model="openai:a", base_url="https://api.example.org/v1/")], aggregator="openai:a")
+    listed = MoAConfig(
+        proposers=[ModelSpec(model="openai:a", base_url="https://api.example.org/v1/")], aggregator="openai:a"
+    )
     EndpointPolicy(base_urls=("https://api.example.org/v1",)).check(listed)
     for other in ["https://api.example.org/v2", "https://api.example.org.evil.test", "http://api.example.org/v1"]:
         with pytest.raises(ConfigError):

@@ -350,7 +350,8 @@ async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(serv
     with pytest.raises(ConfigError, match="'http://attacker.example/v1' is not allowed.*MOA_ALLOWED_BASE_URLS"):
         await graph.ainvoke(user("hi"), context=elsewhere)
     unlisted = create_moa_graph(allowed_base_urls=["https://api.example.org/v1"]).compile()
-    with pytest.raises(ConfigError, match="is not allowed on this server"):  # loopback too: tests/test_endpoint_policy.py
+    # loopback too, unless listed: tests/test_endpoint_policy.py
+    with pytest.raises(ConfigError, match="is not allowed on this server"):
         await unlisted.ainvoke(user("hi"), context=local)
 
 
