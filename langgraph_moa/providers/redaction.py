@@ -79,6 +79,9 @@ _SHAPE_START = re.compile(
 )
 
 
+_HEAD = 8  # characters of a secret's start compared first (secrets are at least 6 long)
+
+
 class StreamRedactor:
     """:func:`redact` for a text that arrives in pieces (a streamed answer).
 
@@ -103,7 +106,7 @@ class StreamRedactor:
     def __init__(self, *, variables: Iterable[str] = (), shapes: bool = False, hold: int | None = None) -> None:
         """``hold`` is accepted for compatibility and unused: what is held back depends on the secrets."""
         self._values = secret_values(variables)
-        self._prefixes = {v[:n] for v in self._values for n in range(1, len(v))}
+        self._heads = {v[:_HEAD] for v in self._values}  # a cheap first test of a long tail
         self._longest = max((len(v) for v in self._values), default=0)
         self._shapes = shapes
         self._pending = ""
@@ -112,8 +115,11 @@ class StreamRedactor:
         """Where the text that is certain ends: nothing from there on may be sent yet."""
         cut = len(text)
         for start in range(max(0, len(text) - self._longest + 1), len(text)):
-            if text[start:] in self._prefixes:  # the start of a secret, still to be completed
-                cut = start
+            if len(text) - start >= _HEAD and text[start : start + _HEAD] not in self._heads:
+                continue
+            tail = text[start:]
+            if any(len(v) > len(tail) and v.startswith(tail) for v in self._values):
+                cut = start  # the start of a secret, still to be completed
                 break
         if self._shapes:
             shape = _SHAPE_START.search(text)
