@@ -156,7 +156,7 @@ def _served_configs() -> list[MoAConfig]:
             continue
     file = os.environ.get(ASSISTANTS_VARIABLE)
     if file:
-        from langgraph_moa.serve.app import load_assistants  # the file format of moa serve --assistants
+        from langgraph_moa.context import load_assistants  # the file format of moa serve --assistants
 
         configs += load_assistants(Path(file)).values()
     return configs

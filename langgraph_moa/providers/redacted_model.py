@@ -34,7 +34,15 @@ _DETACHED: RunnableConfig = {"callbacks": []}
 
 @contextmanager
 def _detached() -> Iterator[None]:
-    """No runnable config inherited from the caller (its callbacks would see the provider's raw tokens)."""
+    """No runnable config inherited from the caller (its callbacks would see the provider's raw tokens).
+
+    LangChain has no public way to call a runnable without the callbacks of the
+    runnable that calls it: a ``RunnableBinding`` (a bound model) merges its
+    config with the caller's, read from ``var_child_runnable_config``, whatever
+    config is passed. So that context variable is cleared for the call
+    (tests/test_layout.py lists this use; tests/test_secrets.py fails if the
+    provider's tokens reach the run's stream again).
+    """
     token = var_child_runnable_config.set(None)
     try:
         yield

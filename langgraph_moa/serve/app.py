@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -51,8 +50,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from pydantic import Field, SecretStr
 
-from langgraph_moa.config import MoAConfig
-from langgraph_moa.context import moa_config_from
+from langgraph_moa.context import load_assistants
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.paths import data_dir
 from langgraph_moa.providers import (
@@ -128,33 +126,6 @@ def load_api_keys(file: Path | None = None, environ: Mapping[str, str] | None = 
         keys += [line.strip() for line in lines if not line.strip().startswith("#")]
     unique = dict.fromkeys(k for k in keys if k)
     return tuple(SecretStr(k) for k in unique)
-
-
-def load_assistants(file: Path) -> dict[str, MoAConfig]:
-    """Assistants from a JSON file: ``{"name": {MoAConfig fields, optional "preset"}, ...}``.
-
-    Example file::
-
-        {"fast": {"preset": "moa-lite", "temperature": 0.2},
-         "local": {"proposers": ["openai:llama3", "openai:qwen2"], "aggregator": "openai:llama3",
-                   "base_url": "http://127.0.0.1:11434/v1"}}
-
-    Raises:
-        ConfigError: the file cannot be read, or an entry is invalid (named).
-    """
-    try:
-        data = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the assistants file {file}: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError(f"{file} must hold a JSON object of assistant name -> MoAConfig fields")
-    assistants = {}
-    for name, fields in data.items():
-        try:
-            assistants[name] = moa_config_from(fields)
-        except ConfigError as exc:
-            raise ConfigError(f"{file}: assistant {name!r}: {exc}") from None
-    return assistants
 
 
 def default_checkpoint_path() -> Path:
