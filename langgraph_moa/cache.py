@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +54,7 @@ from langgraph.errors import NodeError
 from langgraph.types import CachePolicy, Command
 
 from langgraph_moa.config import MoAConfig, ModelSpec
+from langgraph_moa.errors import MoAError
 from langgraph_moa.paths import data_dir
 from langgraph_moa.state import Failure
 
@@ -149,8 +151,53 @@ def record_failure(inp: Any, error: NodeError) -> Command[str]:
     raise error.error
 
 
+class CacheError(MoAError):
+    """The proposal cache's SQLite file cannot be used; the message names the file and what to do."""
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> CacheError:
+    return CacheError(
+        f"the proposal cache {path} cannot be used ({exc}): delete or move that file and run again "
+        "(the cache is rebuilt as proposals come), or run without --cache"
+    )
+
+
+class _ProposalCache(SqliteCache[Any]):
+    """LangGraph's SQLite cache, whose database errors name its file."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path
+        try:
+            super().__init__(path=str(path))
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from None
+
+    def get(self, keys: Any) -> Any:
+        try:
+            return super().get(keys)
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(self.file, exc) from None
+
+    def set(self, pairs: Any) -> None:
+        try:
+            super().set(pairs)
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(self.file, exc) from None
+
+    def clear(self, namespaces: Any = None) -> None:
+        try:
+            super().clear(namespaces)
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(self.file, exc) from None
+
+
 def proposal_cache(path: str | Path | None = None) -> SqliteCache[Any]:
     """A persistent proposal cache: SQLite at ``path``, by default in the data directory.
+
+    Raises:
+        CacheError: the file is not a usable SQLite database (corrupt, or another
+            kind of file); the message names it. Reading or writing it later
+            raises the same error.
 
     Example:
         ```python
@@ -159,4 +206,4 @@ def proposal_cache(path: str | Path | None = None) -> SqliteCache[Any]:
     """
     target = Path(path) if path is not None else data_dir() / CACHE_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteCache(path=str(target))
+    return _ProposalCache(target)

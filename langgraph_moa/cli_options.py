@@ -11,6 +11,7 @@ any server starts.
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ from langgraph_moa.presets import PRESETS, get_preset
 
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 """stderr: progress, notes and the one ``error:`` line of a failure."""
+
+
+def finite(value: float | None) -> float | None:
+    """Refuse ``inf``, ``nan`` and numbers too large for a float (``1e400``) for a number option."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
 
 DEFAULT_PRESET = "moa-current"
 LOCAL_PRESET = "local"
@@ -46,7 +55,9 @@ ProposerOpt = Annotated[
     typer.Option("--proposer", help="A proposer 'provider:model'; repeat for several. Replaces the preset's."),
 ]
 AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="The aggregator 'provider:model'.")]
-TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.")]
+TemperatureOpt = Annotated[
+    float | None, typer.Option("--temperature", "-t", callback=finite, help="Sampling temperature.")
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", min=0, help="Base sampling seed, for reproducible runs (default: fresh every run)."),
@@ -60,7 +71,9 @@ BaseUrlOpt = Annotated[
         "Bare model names then mean 'openai:<name>'.",
     ),
 ]
-TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call, retries included.")]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", callback=finite, help="Seconds per model call, retries included.")
+]
 MinProposalsOpt = Annotated[int | None, typer.Option("--min-proposals", help="Successes a layer needs.")]
 GgufOpt = Annotated[
     list[Path] | None,
@@ -71,6 +84,7 @@ StragglerOpt = Annotated[
     float | None,
     typer.Option(
         "--straggler-timeout",
+        callback=finite,
         help="Once a layer has --min-proposals proposals, seconds the others still get before they are cut.",
     ),
 ]
@@ -84,7 +98,9 @@ ProvisionalOpt = Annotated[
 ]
 EarlyStopOpt = Annotated[
     float | None,
-    typer.Option("--early-stop", help="Skip the remaining proposer layers once a layer agrees this much (0-1)."),
+    typer.Option(
+        "--early-stop", callback=finite, help="Skip the remaining proposer layers once a layer agrees this much (0-1)."
+    ),
 ]
 KeepTopOpt = Annotated[
     int | None, typer.Option("--keep-top", help="Keep only the best K proposals of a layer as references.")
@@ -95,7 +111,9 @@ WindowOpt = Annotated[
 ]
 MaxCostOpt = Annotated[
     float | None,
-    typer.Option("--max-cost", help="Budget per run in USD: skip proposer layers that would exceed it."),
+    typer.Option(
+        "--max-cost", callback=finite, help="Budget per run in USD: skip proposer layers that would exceed it."
+    ),
 ]
 
 

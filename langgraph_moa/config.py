@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from langgraph_moa.pricing import ModelPrice
 from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE
+from langgraph_moa.strict_types import Flag, Number, Whole
 
 
 class ModelSpec(BaseModel):
@@ -40,12 +41,12 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(description='"provider:model", e.g. "together:Qwen/Qwen2.5-72B-Instruct-Turbo".')
-    temperature: float | None = Field(default=None, ge=0, le=2, description="Overrides MoAConfig.temperature.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Overrides MoAConfig.max_tokens.")
+    temperature: Number | None = Field(default=None, ge=0, le=2, description="Overrides MoAConfig.temperature.")
+    max_tokens: Whole | None = Field(default=None, ge=1, description="Overrides MoAConfig.max_tokens.")
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint for this model (e.g. http://127.0.0.1:8080/v1)."
     )
-    seed: int | None = Field(
+    seed: Whole | None = Field(
         default=None,
         ge=0,
         le=2**63 - 1,
@@ -53,7 +54,7 @@ class ModelSpec(BaseModel):
         description="Base sampling seed of this model's calls, overriding MoAConfig.seed: each call's seed is "
         "derived from it and the call's layer and slot (see langgraph_moa.seeds).",
     )
-    requests_per_second: float | None = Field(
+    requests_per_second: Number | None = Field(
         default=None, gt=0, description="Client-side rate limit shared by every call to this model."
     )
     api_key_env: str | None = Field(
@@ -119,7 +120,7 @@ class MoAConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: int = Field(
+    layers: Whole = Field(
         default=2,
         ge=1,
         le=16,
@@ -137,9 +138,9 @@ class MoAConfig(BaseModel):
         default_factory=lambda: ModelSpec(model="together:Qwen/Qwen2.5-72B-Instruct-Turbo"),
         description="The model that writes the final answer.",
     )
-    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every call.")
-    max_tokens: int = Field(default=512, ge=1, description="Completion token limit of every call.")
-    seed: int | None = Field(
+    temperature: Number = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every call.")
+    max_tokens: Whole = Field(default=512, ge=1, description="Completion token limit of every call.")
+    seed: Whole | None = Field(
         default=None,
         ge=0,
         le=2**63 - 1,
@@ -147,11 +148,11 @@ class MoAConfig(BaseModel):
         description="Base sampling seed for reproducible runs: each call's seed is derived from it and the "
         "call's layer and slot. None (the default): every run draws a fresh one (see langgraph_moa.seeds).",
     )
-    min_proposals: int = Field(
+    min_proposals: Whole = Field(
         default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
     )
-    timeout: float = Field(default=120.0, gt=0, description="Seconds one model call may take, retries included.")
-    straggler_timeout: float | None = Field(
+    timeout: Number = Field(default=120.0, gt=0, description="Seconds one model call may take, retries included.")
+    straggler_timeout: Number | None = Field(
         default=None,
         gt=0,
         allow_inf_nan=False,
@@ -159,7 +160,7 @@ class MoAConfig(BaseModel):
         "get at most this many more seconds; then they are cancelled (their requests closed) and recorded as "
         "failures with error_type 'StragglerTimeout'. None (the default) waits for every proposer.",
     )
-    max_retries: int = Field(
+    max_retries: Whole = Field(
         default=2,
         ge=0,
         le=10,
@@ -177,14 +178,14 @@ class MoAConfig(BaseModel):
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Extra or overriding prices per 'provider:model', $ per 1M tokens."
     )
-    provisional_answers: bool = Field(
+    provisional_answers: Flag = Field(
         default=False,
         description="With 3 or more layers: while each later proposer layer runs, the aggregator writes a "
         "provisional answer from the previous layer's proposals, streamed on the custom stream "
         "(provisional_token events) and kept in state as provisional_answers with the models it was built "
         "from. Shows an answer after the first layer; costs one more aggregator call per extra layer.",
     )
-    review: bool = Field(
+    review: Flag = Field(
         default=False,
         description="Pause before the final aggregation (a LangGraph interrupt) so a person or a parent graph "
         "can inspect, edit or drop the last layer's proposals; resume with True (keep) or "
@@ -199,14 +200,14 @@ class MoAConfig(BaseModel):
         default=None, description="tool_choice for the aggregator's tools: 'auto', 'any', 'none' or a tool name."
     )
     # Cost-saving strategies (docs/strategies.md); each is off by default.
-    early_stop: float | None = Field(
+    early_stop: Number | None = Field(
         default=None,
         ge=0,
         le=1,
         description="Skip the remaining proposer layers once a layer's proposals agree at least this much "
         "(0-1: share of equal normalised short answers, else mean pairwise text similarity).",
     )
-    keep_top: int | None = Field(
+    keep_top: Whole | None = Field(
         default=None,
         ge=1,
         description="Keep only the best k proposals of each layer as references (ranked by `ranker`, or by a "
@@ -217,13 +218,13 @@ class MoAConfig(BaseModel):
         description="Judge model ('provider:model') that ranks a layer's proposals for keep_top; without one, "
         "the non-LLM rule ranks them. An unparseable ranking falls back to the rule (recorded).",
     )
-    max_cost_usd: float | None = Field(
+    max_cost_usd: Number | None = Field(
         default=None,
         ge=0,
         description="Budget per run in US dollars: before each proposer layer, if its estimated cost plus the "
         "aggregator's would exceed it, go straight to aggregation. Unpriced models count as free.",
     )
-    aggregation_window: int | None = Field(
+    aggregation_window: Whole | None = Field(
         default=None,
         ge=2,
         description="Self-MoA-Seq: when the aggregator has more references than this, it reads them in passes "

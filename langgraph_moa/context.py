@@ -7,7 +7,9 @@ by a mapping of the same fields, optionally starting from a ``"preset"``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -68,3 +70,30 @@ def moa_config_of_run(runtime: Runtime[MoAConfig] | None, config: RunnableConfig
     """The run's :class:`MoAConfig`: the runtime context, else ``config["configurable"]``."""
     context = runtime.context if runtime is not None else None
     return moa_config_from(context, (config or {}).get("configurable"))
+
+
+def load_assistants(file: Path) -> dict[str, MoAConfig]:
+    """Assistants from a JSON file: ``{"name": {MoAConfig fields, optional "preset"}, ...}``.
+
+    Example file::
+
+        {"fast": {"preset": "moa-lite", "temperature": 0.2},
+         "local": {"proposers": ["openai:llama3", "openai:qwen2"], "aggregator": "openai:llama3",
+                   "base_url": "http://127.0.0.1:11434/v1"}}
+
+    Raises:
+        ConfigError: the file cannot be read, or an entry is invalid (named).
+    """
+    try:
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the assistants file {file}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{file} must hold a JSON object of assistant name -> MoAConfig fields")
+    assistants = {}
+    for name, fields in data.items():
+        try:
+            assistants[name] = moa_config_from(fields)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: assistant {name!r}: {exc}") from None
+    return assistants

@@ -32,7 +32,7 @@ from langgraph_moa.nodes import (
     route_after_steer,
     route_layer,
 )
-from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
+from langgraph_moa.providers import EndpointPolicy, ModelResolver, served_graph_policy
 from langgraph_moa.provisional import make_provisional
 from langgraph_moa.state import InputState, MoAState
 from langgraph_moa.strategies import make_steer
@@ -41,7 +41,7 @@ from langgraph_moa.strategies import make_steer
 def create_moa_graph(
     *,
     models: Mapping[str, BaseChatModel | Runnable] | None = None,
-    allowed_base_urls: Iterable[str] | None = None,
+    allowed_base_urls: Iterable[str] | EndpointPolicy | None = None,
 ) -> StateGraph[MoAState, MoAConfig, InputState, MoAState]:
     """Create the Mixture-of-Agents graph (uncompiled).
 
@@ -82,10 +82,12 @@ def create_moa_graph(
             ``{"messages": [...]}``, and its last message is its answer. The name
             is yours to choose (``"agent:researcher"``); use it in the config.
         allowed_base_urls: For graphs whose configuration comes from clients
-            (a LangGraph server): the URL prefixes a run's config may name as a
-            ``base_url``, besides loopback. A run naming another endpoint stops
-            before any call, so a client cannot send requests (or the key an
-            ``api_key_env`` names) to a host of its choosing. ``None`` (the
+            (a LangGraph server): an :class:`~langgraph_moa.providers.EndpointPolicy`
+            (the endpoints and key variables the operator allows), or the URL
+            prefixes a run's config may name as a ``base_url`` (loopback only if
+            listed; no ``api_key_env``). A run naming anything else stops before
+            any call, so a client cannot send requests (or any variable of the
+            server's environment) to a host of its choosing. ``None`` (the
             default) allows any endpoint: the config is your own code's.
 
     Returns:
@@ -135,8 +137,8 @@ def create_moa_graph(
     return builder
 
 
-graph = create_moa_graph(allowed_base_urls=allowed_base_urls_from_env()).compile(name="moa")
+graph = create_moa_graph(allowed_base_urls=served_graph_policy()).compile(name="moa")
 """The compiled default graph, served for ``langgraph.json`` by :func:`langgraph_moa.studio.make_graph`
-(no checkpointer: the LangGraph server provides one). Its runs are configured by the server's clients, so a
-``base_url`` in their config must be loopback or under a prefix listed in the
-server's ``MOA_ALLOWED_BASE_URLS``."""
+(no checkpointer: the LangGraph server provides one). Its runs are configured by the server's clients, so
+their config may name only the endpoints and key variables the operator allowed
+(:func:`~langgraph_moa.providers.served_graph_policy`: ``MOA_ALLOWED_BASE_URLS`` and the operator's models)."""

@@ -49,12 +49,10 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableWithFallbacks
-from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.runtime import Runtime, get_runtime
@@ -67,6 +65,7 @@ from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseErro
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error, redact
+from langgraph_moa.providers.redacted_model import is_chat_model, redacted_message
 from langgraph_moa.seeds import fresh_seed, slot_seed
 from langgraph_moa.state import (
     Decision,
@@ -157,35 +156,16 @@ def _redacted_text(answer: AIMessage, spec: ModelSpec) -> str:
 
 
 def _redacted_answer(answer: AIMessage, spec: ModelSpec) -> AIMessage:
-    """The aggregator's answer with secrets removed from its text (string content or text parts)."""
-    variables = _key_variables(spec)
-    content: Any = answer.content
-    if isinstance(content, str):
-        content = redact(content, variables=variables, shapes=False)
-    else:
-        content = [
-            redact(part, variables=variables, shapes=False)
-            if isinstance(part, str)
-            else {**part, "text": redact(part["text"], variables=variables, shapes=False)}
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-            else part
-            for part in content
-        ]
-    return answer.model_copy(update={"content": content})
+    """The aggregator's answer with secrets removed from its text (string content or text parts).
 
-
-def _is_chat_model(model: Runnable) -> bool:
-    """Whether ``model`` is a chat model (which takes messages), however wrapped.
-
-    Wrappers seen through: ``bind_tools``, ``with_config``, ``with_retry``, ``with_fallbacks``.
+    The model's own output is redacted already (see
+    :class:`~langgraph_moa.providers.redacted_model.RedactedChatModel`); an
+    agent passed as a model is not, so its answer is redacted here.
     """
-    while True:
-        if isinstance(model, RunnableBindingBase):
-            model = model.bound
-        elif isinstance(model, RunnableWithFallbacks):
-            model = model.runnable
-        else:
-            return isinstance(model, BaseChatModel)
+    return cast(AIMessage, redacted_message(answer, _key_variables(spec)))
+
+
+_is_chat_model = is_chat_model
 
 
 class ModelCall(NamedTuple):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from langgraph_moa.state import UsageRecord
+from langgraph_moa.strict_types import Number
 
 
 class ModelPrice(BaseModel):
@@ -21,8 +22,8 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: float = Field(ge=0, description="Dollars per million prompt tokens.")
-    output: float = Field(ge=0, description="Dollars per million completion tokens.")
+    input: Number = Field(ge=0, description="Dollars per million prompt tokens.")
+    output: Number = Field(ge=0, description="Dollars per million completion tokens.")
 
 
 def _p(inp: float, out: float | None = None) -> ModelPrice:

@@ -300,7 +300,8 @@ async def test_model_cache_is_bounded_and_keeps_the_recent_ones(monkeypatch: pyt
     spec = ModelSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
 
     def model(timeout: float, **settings: object) -> object:
-        return resolve(spec, MoAConfig(timeout=timeout, **settings), streaming=True).bound  # type: ignore[attr-defined]
+        redacted = resolve(spec, MoAConfig(timeout=timeout, **settings), streaming=True)
+        return redacted.model.bound  # type: ignore[attr-defined]  # the provider's model inside RedactedChatModel
 
     built = [model(t + 1) for t in range(6)]  # the timeout is the client's: one model each
     assert len({id(m) for m in built}) == 6
@@ -338,28 +339,20 @@ def test_redact_removes_key_variables_and_named_ones(monkeypatch: pytest.MonkeyP
 
 
 async def test_a_client_configured_graph_refuses_endpoints_it_was_not_given(server: SimulatedOpenAIServer) -> None:
-    graph = create_moa_graph(allowed_base_urls=["https://api.example.org/v1"]).compile()
-    local = sim_config(server, ["a"])  # loopback: always allowed
+    graph = create_moa_graph(allowed_base_urls=["https://api.example.org/v1", server.base_url]).compile()
+    local = sim_config(server, ["a"])  # loopback: allowed because it is listed
     assert (await graph.ainvoke(user("hi"), context=local))["messages"][-1].text == "agg answer to: hi [refs=1]"
     elsewhere = MoAConfig(
-        proposers=[ModelSpec(model="openai:a", base_url="http://attacker.example/v1", api_key_env="OPENAI_API_KEY")],
+        proposers=[ModelSpec(model="openai:a", base_url="http://attacker.example/v1")],
         aggregator="openai:agg",
         base_url=server.base_url,
     )
     with pytest.raises(ConfigError, match="'http://attacker.example/v1' is not allowed.*MOA_ALLOWED_BASE_URLS"):
         await graph.ainvoke(user("hi"), context=elsewhere)
-    from langgraph_moa.providers import check_endpoints
-
-    listed = elsewhere.model_copy(
-        update={"proposers": [ModelSpec(model="openai:a", base_url="https://api.example.org/v1/")]}
-    )
-    check_endpoints(listed, ["https://api.example.org/v1"])  # under an allowed prefix: accepted
-    for other in ["https://api.example.org/v2", "https://api.example.org.evil.test", "http://api.example.org/v1"]:
-        with pytest.raises(ConfigError):
-            check_endpoints(listed, [other])
-    lookalike = ModelSpec(model="openai:a", base_url="https://api.example.org.evil.test/v1")
-    with pytest.raises(ConfigError):
-        check_endpoints(listed.model_copy(update={"proposers": [lookalike]}), ["https://api.example.org"])
+    unlisted = create_moa_graph(allowed_base_urls=["https://api.example.org/v1"]).compile()
+    # loopback too, unless listed: tests/test_endpoint_policy.py
+    with pytest.raises(ConfigError, match="is not allowed on this server"):
+        await unlisted.ainvoke(user("hi"), context=local)
 
 
 def test_closed_loops_leave_the_model_cache(server: SimulatedOpenAIServer) -> None:

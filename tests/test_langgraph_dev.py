@@ -131,6 +131,7 @@ def _dev_env(sim: SimulatedOpenAIServer) -> dict[str, str]:
         LANGSMITH_TRACING="false",
         TOGETHER_API_BASE=sim.base_url,  # presets name Together models: serve them from the simulator
         TOGETHER_API_KEY=FAKE_TOGETHER_KEY,
+        MOA_ALLOWED_BASE_URLS=sim.base_url,  # the operator lets runs name the simulator (loopback is not implicit)
     )
     return env
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from langgraph_moa import MoAConfig
 from langgraph_moa.cli import app as cli_app
-from langgraph_moa.providers import StreamRedactor
+from langgraph_moa.providers import StreamRedactor, redact
 from langgraph_moa.serve.app import ServeSettings, create_app
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running
@@ -244,6 +244,168 @@ def test_a_key_split_across_streamed_tokens_is_removed(monkeypatch: pytest.Monke
         error = StreamRedactor(shapes=True)  # key-shaped tokens too
         shown = "".join(error.feed(p) for p in pieces) + error.flush()
         assert shown == "the key is *** and Authorization: Bearer ***\n*** done", size
+
+
+def _every_chunking(text: str) -> Iterator[tuple[str, list[str]]]:
+    """``text`` cut in pieces of every size from 1 to its length, and in 50 random cuts."""
+    import random
+
+    for size in range(1, len(text) + 1):
+        yield f"size {size}", [text[i : i + size] for i in range(0, len(text), size)]
+    rng = random.Random(20)
+    for n in range(50):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, min(60, len(text) - 1))))
+        yield f"random cut {n}", [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+def _streamed(redactor: StreamRedactor, pieces: list[str]) -> str:
+    return "".join(redactor.feed(p) for p in pieces) + redactor.flush()
+
+
+def test_a_key_in_a_long_run_without_whitespace_is_removed_however_it_is_chunked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe of the issue: compact JSON, the key after 600 characters without whitespace, streamed in pieces."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("MY_LLM_CRED", "cred-" + "p" * 20 + "-end")  # a key that starts like its padding
+    text = (
+        json.dumps(
+            {"pad": "p" * 600, "auth": CANARY, "again": f"x{CANARY}{CANARY}y", "cred": "cred-" + "p" * 20 + "-end"},
+            separators=(",", ":"),
+        )
+        + "q" * 700
+    )
+    expected = text.replace(CANARY, "***").replace("cred-" + "p" * 20 + "-end", "***")
+    for how, pieces in _every_chunking(text):
+        for redactor in (
+            StreamRedactor(variables=["MY_LLM_CRED"]),
+            StreamRedactor(variables=["MY_LLM_CRED"], shapes=True),
+        ):
+            assert _streamed(redactor, pieces) == expected, how
+
+
+def test_overlapping_keys_are_each_removed_however_the_stream_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of one key is the start of another: cutting before the second must not free the first one's start."""
+    monkeypatch.setenv("FIRST_KEY", "abcdef123")
+    monkeypatch.setenv("SECOND_KEY", "123xyzuvw")
+    text = "zz" + "abcdef123" + "zz" + "abcdef123xyzuvw" + "abcdef12" + "3xyz" + "123xyzu"
+    for how, pieces in _every_chunking(text):
+        shown = _streamed(StreamRedactor(), pieces)
+        assert shown == redact(text, shapes=False), how
+        assert "abcdef" not in shown and "xyzuvw" not in shown, how
+
+
+def test_key_shaped_tokens_are_removed_from_a_long_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "a" * 300 + "/sk-" + "k" * 700 + "/Bearer " + "t" * 40 + "," + "b" * 300
+    for how, pieces in _every_chunking(text):
+        shown = _streamed(StreamRedactor(shapes=True), pieces)
+        assert shown == "a" * 300 + "/***/Bearer ***," + "b" * 300, how
+
+
+def test_the_redactor_holds_back_only_what_could_start_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long answer without whitespace is not held until its end: the stream keeps flowing."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    redactor = StreamRedactor()
+    shown = "".join(redactor.feed(c) for c in "p" * 5000 + CANARY[:10])
+    assert shown == "p" * 5000  # the key's first characters are held, nothing else
+    assert redactor.flush() == CANARY[:10]  # not a key after all
+
+
+LONG_RUN = '{"pad":"' + "p" * 600 + '","auth":"' + CANARY + '","tail":"' + "q" * 700 + '"}'
+"""An answer holding the key inside a long run without whitespace (compact JSON), as in the issue's probe."""
+
+
+def _echo_in_a_long_run(chunk_chars: int) -> ModelBehavior:
+    return ModelBehavior(reply=LONG_RUN, echo_authorization=True, chunk_chars=chunk_chars)
+
+
+async def test_every_stream_mode_of_the_graph_is_redacted_at_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph's own model calls emit redacted chunks: no stream mode, event or checkpoint holds the key,
+    and no concatenation of a call's chunks gives it back."""
+    from langchain_core.load import dumpd
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from langgraph_moa import create_moa_graph
+
+    with SimulatedOpenAIServer(default=_echo_in_a_long_run(3)) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        saver = InMemorySaver()
+        graph = create_moa_graph().compile(checkpointer=saver)
+        context = _config(["ok", "ok2"], "agg", layers=3, provisional_answers=True)
+        seen: list[tuple[str, str]] = []
+        streamed: dict[str, str] = {}
+        modes = ["messages", "values", "updates", "custom", "debug", "checkpoints", "tasks"]
+        config = {"configurable": {"thread_id": "modes"}}
+        async for namespace, mode, part in graph.astream(
+            {"messages": [("user", "hi")]}, config, context=context, stream_mode=modes, subgraphs=True
+        ):
+            seen.append((f"{mode} {namespace}", json.dumps(part, default=lambda o: repr(dumpd(o)))))
+            if mode == "messages":
+                chunk, _ = part
+                streamed[chunk.id] = streamed.get(chunk.id, "") + chunk.text
+        events: dict[str, str] = {}
+        async for event in graph.astream_events(
+            {"messages": [("user", "again")]}, {"configurable": {"thread_id": "events"}}, context=context
+        ):
+            seen.append((event["event"], json.dumps(event, default=lambda o: repr(dumpd(o)))))
+            if event["event"] == "on_chat_model_stream":
+                events[event["run_id"]] = events.get(event["run_id"], "") + event["data"]["chunk"].text
+        for thread in ("modes", "events"):
+            for checkpoint in saver.list({"configurable": {"thread_id": thread}}):
+                seen.append((f"checkpoint {thread}", repr(checkpoint)))
+    assert CANARY in sim.api_keys and sim.calls("agg") >= 2
+    expected = LONG_RUN.replace(CANARY, "***")
+    assert streamed and all(text.startswith(expected) for text in streamed.values()), streamed
+    assert events and all(text.startswith(expected) for text in events.values()), events
+    seen += [(f"messages {i}, reassembled", t) for i, t in streamed.items()]
+    seen += [(f"events {i}, reassembled", t) for i, t in events.items()]
+    _assert_clean(seen)
+
+
+def test_a_key_in_a_long_run_is_removed_from_every_served_stream_and_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's probe on every stream that showed the key: /v1, /moa/stream_log, /moa/stream_events,
+    ``moa ask`` stdout and ``--provisional`` stderr; the key in a custom ``api_key_env`` too."""
+    with SimulatedOpenAIServer(default=_echo_in_a_long_run(3)) as sim:
+        monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        monkeypatch.setenv("MY_LLM_CRED", CANARY)
+        custom = {"model": "openai:agg", "api_key_env": "MY_LLM_CRED", "base_url": sim.base_url}
+        assistants = {"long": _config(["ok"], "agg"), "custom": MoAConfig(proposers=[custom], aggregator=custom)}
+        seen: list[tuple[str, str]] = []
+        question = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+        for name in assistants:
+            settings = ServeSettings(assistants=assistants, default_assistant=name)
+            with running(create_app(settings, checkpoint=":memory:")) as base:
+                payload = {"model": name, "messages": _ask("hi"), "stream": True}
+                raw = httpx.post(f"{base}/v1/chat/completions", json=payload, timeout=30).text
+                deltas = [
+                    json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    for line in raw.splitlines()
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"]
+                ]
+                seen.append((f"/v1 {name}, joined", "".join(deltas)))
+                assert "".join(deltas).startswith(LONG_RUN.replace(CANARY, "***"))
+                for route in ("stream_log", "stream_events"):
+                    text = httpx.post(f"{base}/moa/{route}", json=question, timeout=30).text
+                    seen += [
+                        (f"/moa/{route} {name} {run}, joined", t) for run, t in _streamed_texts(route, text).items()
+                    ]
+        runner = CliRunner()
+        options = ["--proposer", "openai:ok", "--aggregator", "openai:agg"]
+        result = runner.invoke(cli_app, ["ask", "hi", *options])
+        assert result.exit_code == 0, result.output
+        seen.append(("moa ask", result.output))
+        result = runner.invoke(cli_app, ["ask", "hi", *options, "--layers", "3", "--provisional"])
+        assert result.exit_code == 0, result.output
+        seen.append(("moa ask --provisional", result.output))
+        out, err = capfd.readouterr()
+        seen.append(("stdout and stderr", out + err))
+    assert CANARY in sim.api_keys
+    assert any(text.startswith(LONG_RUN.replace(CANARY, "***")) for where, text in seen if "/moa/" in where)
+    _assert_clean(seen)
 
 
 def test_an_answer_about_bearer_tokens_keeps_its_words(monkeypatch: pytest.MonkeyPatch) -> None:

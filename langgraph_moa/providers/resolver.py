@@ -28,7 +28,8 @@ from langgraph.constants import TAG_NOSTREAM
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.providers.credentials import _OPENAI_COMPATIBLE, _PLACEHOLDER_KEY, api_key, check_credentials
-from langgraph_moa.providers.endpoints import check_endpoints, effective_base_url
+from langgraph_moa.providers.endpoints import EndpointPolicy, effective_base_url
+from langgraph_moa.providers.redacted_model import is_chat_model, redacted_model
 
 
 class ModelResolver:
@@ -38,23 +39,29 @@ class ModelResolver:
         models: Ready chat models or agents by ``"provider:model"`` name, used as
             they are instead of ``init_chat_model`` (fakes in tests, custom
             clients, agents with tools).
-        allowed_base_urls: When given, endpoints a run's config may name: see
-            :func:`check_endpoints`. ``None`` allows any (the config is trusted).
+        allowed_base_urls: When given, the endpoints and key variables a run's
+            config may name: an :class:`~langgraph_moa.providers.EndpointPolicy`,
+            or URL prefixes (then no ``api_key_env``), see :func:`check_endpoints`.
+            ``None`` allows any (the config is trusted).
     """
 
     def __init__(
         self,
         models: Mapping[str, BaseChatModel | Runnable] | None = None,
         *,
-        allowed_base_urls: Iterable[str] | None = None,
+        allowed_base_urls: Iterable[str] | EndpointPolicy | None = None,
     ) -> None:
         self._models = dict(models or {})
-        self._allowed = None if allowed_base_urls is None else tuple(allowed_base_urls)
+        self._allowed = (
+            allowed_base_urls
+            if allowed_base_urls is None or isinstance(allowed_base_urls, EndpointPolicy)
+            else EndpointPolicy(base_urls=tuple(allowed_base_urls))
+        )
 
     def check(self, config: MoAConfig) -> None:
         """Fail fast, before any call: see :func:`check_credentials` and :func:`check_endpoints`."""
         if self._allowed is not None:
-            check_endpoints(config, self._allowed)
+            self._allowed.check(config)
         check_credentials(config, skip=frozenset(self._models))
 
     def seed_for(self, spec: ModelSpec, seed: int | None) -> int | None:
@@ -79,11 +86,17 @@ class ModelResolver:
             seed: The call's sampling seed (see :meth:`seed_for`), bound to the
                 call so one client serves every seed.
 
+        Chat models come wrapped in a
+        :class:`~langgraph_moa.providers.redacted_model.RedactedChatModel`: their
+        answers and streamed tokens have the secrets removed at the source.
+
         Raises:
             MissingCredentialsError: the provider's API key is not set.
         """
         if spec.model in self._models:
             model: Runnable = self._models[spec.model]
+            if not is_chat_model(model):  # an agent: its own model calls are its own
+                return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
         else:
             key = api_key(spec, config)
             temperature = spec.temperature if spec.temperature is not None else config.temperature
@@ -113,6 +126,8 @@ class ModelResolver:
                 per_call["seed"] = seed
             if per_call:
                 model = model.bind(**per_call)
+        # secrets are removed where the tokens arise, so no stream mode or host sees them
+        model = redacted_model(model, [spec.api_key_env] if spec.api_key_env else [], streams=streaming)
         return model if streaming else model.with_config(tags=[TAG_NOSTREAM])
 
 

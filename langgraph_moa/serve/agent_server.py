@@ -16,6 +16,11 @@ one independent turn, as with ``moa serve``; ``store: true`` is ignored here
 (use the LangGraph API's threads to keep conversations). Authentication is the
 Agent Server's (``auth`` in ``langgraph.json``), not ``MOA_API_KEYS``.
 The limits are :class:`~langgraph_moa.serve.openai_api.APISettings`' defaults.
+
+The same ``MOA_ASSISTANTS`` file is the operator's list of models for the
+LangGraph API's graph: a run's ``context`` or ``configurable`` may name their
+endpoints and key variables, and the endpoints in ``MOA_ALLOWED_BASE_URLS``,
+nothing else (:func:`~langgraph_moa.providers.served_graph_policy`).
 """
 
 from __future__ import annotations
@@ -26,12 +31,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from langgraph_moa.presets import PRESETS
+from langgraph_moa.providers.endpoints import ASSISTANTS_VARIABLE
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
 
 __all__ = ["ASSISTANTS_VARIABLE", "app", "create_agent_server_app"]
-
-ASSISTANTS_VARIABLE = "MOA_ASSISTANTS"
-"""Environment variable naming a JSON file of the served assistants (default: the presets)."""
 
 
 def create_agent_server_app(settings: APISettings | None = None) -> FastAPI:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -48,23 +47,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from langgraph.errors import GraphRecursionError
+from fastapi import FastAPI
 from pydantic import Field, SecretStr
 
-from langgraph_moa.config import MoAConfig
-from langgraph_moa.context import moa_config_from
-from langgraph_moa.errors import ConfigError, MoAError
+from langgraph_moa.context import load_assistants
+from langgraph_moa.errors import ConfigError
 from langgraph_moa.paths import data_dir
 from langgraph_moa.providers import (
     LOOPBACK_HOSTS,  # for ServeSettings.allowed_hosts; exported here too
     key_variables,
 )
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, loopback_host
+from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, add_error_handlers, loopback_host
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
-from langgraph_moa.serve.openai_errors import OpenAIError, error_for
+from langgraph_moa.serve.openai_errors import error_for
 from langgraph_moa.serve.shutdown import CountInFlight, InFlight
 
 __all__ = [
@@ -130,33 +126,6 @@ def load_api_keys(file: Path | None = None, environ: Mapping[str, str] | None = 
         keys += [line.strip() for line in lines if not line.strip().startswith("#")]
     unique = dict.fromkeys(k for k in keys if k)
     return tuple(SecretStr(k) for k in unique)
-
-
-def load_assistants(file: Path) -> dict[str, MoAConfig]:
-    """Assistants from a JSON file: ``{"name": {MoAConfig fields, optional "preset"}, ...}``.
-
-    Example file::
-
-        {"fast": {"preset": "moa-lite", "temperature": 0.2},
-         "local": {"proposers": ["openai:llama3", "openai:qwen2"], "aggregator": "openai:llama3",
-                   "base_url": "http://127.0.0.1:11434/v1"}}
-
-    Raises:
-        ConfigError: the file cannot be read, or an entry is invalid (named).
-    """
-    try:
-        data = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the assistants file {file}: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError(f"{file} must hold a JSON object of assistant name -> MoAConfig fields")
-    assistants = {}
-    for name, fields in data.items():
-        try:
-            assistants[name] = moa_config_from(fields)
-        except ConfigError as exc:
-            raise ConfigError(f"{file}: assistant {name!r}: {exc}") from None
-    return assistants
 
 
 def default_checkpoint_path() -> Path:
@@ -305,33 +274,12 @@ def create_app(
         app.add_middleware(
             CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant), slots=slots
         )
-    _add_error_handlers(app, settings.default_assistant or "moa")
+    add_error_handlers(app, settings.default_assistant or "moa")
     app.add_middleware(
         RequestGuard, keys=settings.api_keys, max_bytes=settings.max_request_bytes, allowed_hosts=settings.allowed_hosts
     )
     app.add_middleware(CountInFlight, in_flight=in_flight)  # added last, so it runs first
     return app
-
-
-def _add_error_handlers(app: FastAPI, assistant: str) -> None:
-    """Answer a failed LangServe run as ``/v1`` answers one: its status, code and reason, as JSON.
-
-    ``/v1`` catches its own errors; LangServe's ``/invoke`` and ``/batch`` let a
-    run's exception through, which would otherwise be a bare 500 in plain text.
-    """
-
-    async def failed_run(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, RecursionError) and not isinstance(exc, GraphRecursionError):
-            error = OpenAIError(
-                400, "the body nests too deeply to be read", type="invalid_request_error", code="invalid_json"
-            )
-        else:
-            error = error_for(exc, assistant)
-        return error.response()
-
-    app.add_exception_handler(MoAError, failed_run)
-    app.add_exception_handler(RecursionError, failed_run)
-    app.add_exception_handler(Exception, failed_run)  # the 500 is logged by the server too
 
 
 def _add_langserve(app: FastAPI, graph: Any, settings: ServeSettings, path: str) -> None:

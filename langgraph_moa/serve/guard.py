@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from langgraph.errors import GraphRecursionError
 from pydantic import SecretStr
 
+from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import LOOPBACK_HOSTS  # for ServeSettings.allowed_hosts; exported here too
 from langgraph_moa.serve.openai_api import OpenAIError
+from langgraph_moa.serve.openai_errors import error_for
+
+logger = logging.getLogger(__name__)
 
 _OPEN_PATHS = frozenset({"/health"})
 """Paths that need no API key."""
@@ -184,6 +190,27 @@ def _with_headers(send: Any, extra: dict[str, str]) -> Any:
     return wrapped
 
 
+def add_error_handlers(app: Any, assistant: str) -> None:
+    """Answer a failed LangServe run as ``/v1`` answers one: its status, code and reason, as JSON.
+
+    ``/v1`` catches its own errors; LangServe's ``/invoke`` and ``/batch`` let a
+    run's exception through, which would otherwise be a bare 500 in plain text.
+    """
+
+    async def failed_run(request: Any, exc: Exception) -> Any:
+        if isinstance(exc, RecursionError) and not isinstance(exc, GraphRecursionError):
+            error = OpenAIError(
+                400, "the body nests too deeply to be read", type="invalid_request_error", code="invalid_json"
+            )
+        else:
+            error = error_for(exc, assistant)
+        return error.response()
+
+    app.add_exception_handler(MoAError, failed_run)
+    app.add_exception_handler(RecursionError, failed_run)
+    app.add_exception_handler(Exception, failed_run)  # the 500 is logged by the server too
+
+
 class CancelOnDisconnect:
     """ASGI middleware for the LangServe routes: cancel on disconnect, and say why a stream failed.
 
@@ -267,10 +294,17 @@ class CancelOnDisconnect:
             if task.cancelled():
                 return
             failure = task.exception()
-            if failure is None or not started or complete:
+            if failure is None or complete:
                 if held is not None:
                     await send(held)
-                task.result()  # the app's own errors go on to the server
+                if failure is not None:  # answered already: logged here, so the connection stays usable
+                    logger.error("%s %s failed after its response", scope["method"], scope["path"], exc_info=failure)
+                return
+            if not started:  # answered here rather than by the server, which would then drop the connection
+                error = self._error_for(_run_error(failure))
+                if error.status >= 500:
+                    logger.error("%s %s failed", scope["method"], scope["path"], exc_info=failure)
+                await _send_error(send, error)
                 return
             error = self._error_for(_run_error(failure))
             event = {"status_code": error.status, "message": error.message, "type": error.type, "code": error.code}

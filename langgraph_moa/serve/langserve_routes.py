@@ -56,6 +56,7 @@ Needs the ``serve`` extra: ``pip install 'langgraph-moa[serve]'`` (``fastapi``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
@@ -63,18 +64,19 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from fastapi import FastAPI, HTTPException, Request
-from langchain_core.messages import AnyMessage, convert_to_messages
+from fastapi import Depends, FastAPI, HTTPException, Request
+from langchain_core.messages import AnyMessage, BaseMessage, convert_to_messages
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.schema import StreamEvent
 from langchain_core.tracers.log_stream import RunLog, RunLogPatch
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Send
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from langgraph_moa.config import MoAConfig
+from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.context import moa_config_from
 from langgraph_moa.errors import ConfigError
+from langgraph_moa.local import LocalModelError
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import key_variables, redact
 from langgraph_moa.serve.redacted_streams import redact_run_log, redact_stream_events
@@ -99,15 +101,50 @@ __all__ = [
 
 
 def _shorthand_messages(value: Any) -> Any:
-    """Accept what the graph accepts: ``("user", "hi")`` pairs, strings and role dicts."""
+    """Accept what the graph accepts: ``("user", "hi")`` pairs, strings and role dicts.
+
+    Anything else (``null``, a number, an empty pair, a tool message without
+    its ``tool_call_id``) is a ``ValueError`` naming the message, which
+    LangServe answers with a 422.
+    """
     if not isinstance(value, list):
         return value
-    return [
-        convert_to_messages([m])[0]
-        if isinstance(m, (list, tuple, str)) or (isinstance(m, dict) and "role" in m and "type" not in m)
-        else m
-        for m in value
-    ]
+    messages = []
+    for index, message in enumerate(value):
+        if isinstance(message, BaseMessage) or (isinstance(message, dict) and "type" in message):
+            messages.append(message)  # LangChain's JSON form: pydantic validates it
+            continue
+        if not isinstance(message, (list, tuple, str, dict)):
+            raise ValueError(
+                f"messages[{index}]: expected a message (an object with role and content, a "
+                f"[role, content] pair or a string), got {type(message).__name__}"
+            )
+        try:
+            messages.append(convert_to_messages([message])[0])
+        except Exception as exc:  # LangChain raises several types for a malformed message
+            raise ValueError(f"messages[{index}]: not a valid message: {exc}") from None
+    return messages
+
+
+async def _readable_json(request: Request) -> None:
+    """Refuse a body that is not readable JSON with a 400 naming why, before LangServe reads it.
+
+    Invalid UTF-8 or an integer of thousands of digits is a ``ValueError`` that
+    LangServe does not catch, and so is a ``config`` that is not an object
+    (``null``): it would answer 500 and drop the connection. (A
+    body nested too deeply raises ``RecursionError``, answered by the app's
+    error handlers: see :func:`~langgraph_moa.serve.guard.add_error_handlers`.)
+    """
+    if request.method != "POST" or not await request.body():
+        return  # the schema and playground pages; an empty POST is LangServe's 422
+    try:
+        body = await request.json()
+    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError, an int too long to convert
+        raise HTTPException(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
+    if isinstance(body, Mapping) and "config" in body and not isinstance(body["config"], (Mapping, list)):
+        raise HTTPException(
+            422, 'config: must be an object such as {"configurable": {...}}; leave it out for the defaults'
+        )
 
 
 class MoAInput(BaseModel):
@@ -143,7 +180,12 @@ class MoAOutput(BaseModel):
     )
 
 
-_PRESET_DESCRIPTION = "Start from this named configuration (see `moa presets`); the other fields given override it."
+_PRESET_DESCRIPTION = (
+    "Start from this named configuration (see `moa presets`); the other fields given override it. "
+    "'local' runs the bundled SmolLM2-135M on llama.cpp (the local extra; it shows the pipeline runs, not MoA's quality)."
+)
+LOCAL_PRESET = "local"
+"""The preset of the bundled model (:mod:`langgraph_moa.studio`), started by the first request naming it."""
 
 
 CLIENT_FIELDS: frozenset[str] = frozenset(
@@ -200,7 +242,7 @@ def _configurable_specs(fields: frozenset[str]) -> tuple[ConfigurableFieldSpec, 
     """One optional configurable field per ``MoAConfig`` field in ``fields``, and ``preset``."""
     specs = []
     if "preset" in fields:
-        preset_type = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+        preset_type = Literal[(*PRESETS, LOCAL_PRESET)]  # type: ignore[valid-type]
         specs.append(
             ConfigurableFieldSpec(
                 id="preset", annotation=preset_type | None, name="preset", description=_PRESET_DESCRIPTION
@@ -383,6 +425,35 @@ def _check_limits(cfg: MoAConfig, sent: Mapping[str, Any], limits: ClientLimits)
             raise _refuse(f"a layer has {widest} proposers, above this server's limit of {limits.max_proposers}")
 
 
+def _check_strictly(sent: Mapping[str, Any]) -> None:
+    """Validate each value a client sent as it was sent: a value of the wrong kind is a 422 naming it.
+
+    LangServe's own validation of ``configurable`` is lax (``true`` becomes ``1``,
+    ``"0.5"`` becomes ``0.5``) and runs first, so the raw body is checked here.
+    """
+    fields = {k: v for k, v in sent.items() if v is not None and k in MoAConfig.model_fields}
+    errors = []
+    for name, value in fields.items():
+        try:
+            MoAConfig.__pydantic_validator__.validate_assignment(MoAConfig.model_construct(), name, value)
+        except ValidationError as exc:
+            errors.append(describe_validation_error(exc))
+    if errors:
+        raise _refuse("; ".join(errors))
+
+
+async def _start_local_model() -> None:
+    """Start the bundled model's llama.cpp server for the ``local`` preset (once; it stops with the process)."""
+    from langgraph_moa import studio
+
+    if not studio.LOCAL_AVAILABLE:
+        raise _refuse("preset 'local' needs the local extra on the server: pip install 'langgraph-moa[local]'")
+    try:
+        await asyncio.to_thread(studio.local_urls, start=True)
+    except LocalModelError as exc:
+        raise HTTPException(503, f"the local preset cannot run: {exc}") from None
+
+
 def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], limits: ClientLimits) -> Any:
     """Validate a request's ``configurable`` against the client policy and the graph's bound defaults.
 
@@ -410,8 +481,11 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
                     f"(allowed: {', '.join(sorted(client_fields))}). Endpoints, keys, prices, tools and review "
                     "are the server's to choose"
                 )
+            _check_strictly(sent)
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if v is not None}
         _check_client_models(configurable, limits)
+        if configurable.get("preset") == LOCAL_PRESET:
+            await _start_local_model()
         try:
             cfg = moa_config_from(None, configurable if "preset" in configurable else {**base, **configurable})
         except ConfigError as exc:
@@ -521,15 +595,27 @@ def add_moa_routes(
         config_keys=("configurable",),
         per_req_config_modifier=_make_config_check(base, fields, limits or ClientLimits()),
         serializer=GraphSerializer(secrets),
+        dependencies=[Depends(_readable_json)],
     )
 
 
 def create_langserve_app(graph: Runnable | None = None, *, path: str = "/moa") -> FastAPI:
     """A FastAPI app serving only the LangServe routes of :func:`add_moa_routes`.
 
+    Failed runs are answered as ``moa serve`` answers them (a missing provider
+    key is a 503 ``missing_credentials`` naming the variable; see
+    ``docs/serving.md``), a client that disconnects cancels its run, and
+    ``preset: local`` starts the bundled model on first use.
+
     Serve it with ``uvicorn``:
     ``uvicorn --factory langgraph_moa.serve.langserve_routes:create_langserve_app``.
     """
+    from langgraph_moa.serve.guard import CancelOnDisconnect, add_error_handlers
+    from langgraph_moa.serve.openai_errors import error_for
+
     app = FastAPI(title="Mixture-of-Agents (LangServe)")
     add_moa_routes(app, graph, path=path)
+    # a failed run is answered as moa serve answers it (503 missing_credentials, 502 proposers_failed, ...)
+    add_error_handlers(app, "moa")
+    app.add_middleware(CancelOnDisconnect, prefix=path, error_for=lambda exc: error_for(exc, "moa"))
     return app

@@ -7,7 +7,7 @@ sent can stream it in pieces (``"moa-c"``, ``"anary"``, ...), no event holds it
 whole, and a client that concatenates the chunks gets it back. The functions
 here sit between the graph and LangServe and pass each model call's tokens
 through one :class:`~langgraph_moa.providers.StreamRedactor`, which holds back
-the text after the last whitespace until its word is complete:
+only the end of the text that could still be the start of a key:
 
 - :func:`redact_stream_events` for ``astream_events`` (``/stream_events``):
   the ``on_chat_model_stream`` chunks of each run; the text still held back
