@@ -339,6 +339,20 @@ def test_a_request_of_too_many_messages_or_characters_is_refused_at_once(server:
     assert server.calls() == 2  # only the request within the limits reached the models
 
 
+def test_the_message_limit_lets_the_cap_through_and_refuses_one_more(server: SimulatedOpenAIServer) -> None:
+    settings = ServeSettings(assistants={"sim": sim_config(server, ["p1"])}, default_assistant="sim", max_messages=3)
+    at_cap = [{"role": "user", "content": "hi"}] * 3
+    over = at_cap + [{"role": "user", "content": "hi"}]
+    with running(create_app(settings, checkpoint=":memory:")) as base, httpx.Client(base_url=base, timeout=30) as c:
+        assert c.post("/v1/chat/completions", json={"model": "sim", "messages": at_cap}).status_code == 200
+        assert c.post("/moa/invoke", json={"input": {"messages": at_cap}}).status_code == 200
+        refused = c.post("/v1/chat/completions", json={"model": "sim", "messages": over})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "too_many_messages"
+        refused = c.post("/moa/invoke", json={"input": {"messages": over}})
+        assert refused.status_code == 400 and "4 messages are more than this server's limit of 3" in refused.text
+    assert server.calls() == 4  # the two runs at the cap, one proposer and the aggregator each
+
+
 def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServer) -> None:
     """The largest request the limits let through still leaves the event loop free for others."""
     import threading
