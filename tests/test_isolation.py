@@ -45,3 +45,12 @@ def test_the_suite_cannot_reach_the_network() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         socket.create_connection(listener.getsockname(), timeout=5).close()
+
+
+def test_the_data_directory_is_xdg_data_home_else_the_platforms(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert data_dir() == tmp_path / "langgraph-moa"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    if sys.platform == "linux":
+        assert data_dir() == Path.home() / ".local" / "share" / "langgraph-moa"
+    assert data_dir().name == "langgraph-moa" and data_dir().is_relative_to(Path.home())
