@@ -231,6 +231,19 @@ def test_steer_runs_under_invoke_too(server: SimulatedOpenAIServer) -> None:
     assert state["messages"][-1].content == "agg answer to: q [refs=2]"
 
 
+def test_the_prompt_estimate_counts_tool_calls_and_their_results() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from langgraph_moa.budget import CostEstimator
+
+    config = MoAConfig(proposers=["openai:a"], aggregator="openai:b")
+    question = [HumanMessage("How many people live in Paris?")]
+    call = {"name": "lookup_population", "args": {"city": "Paris " * 100}, "id": "c1"}
+    with_tools = [*question, AIMessage("", tool_calls=[call]), ToolMessage("2,102,650", tool_call_id="c1")]
+    grown = CostEstimator(config, with_tools, []).prompt - CostEstimator(config, question, []).prompt
+    assert grown > 600 / 4  # the 600 characters of arguments count, though the AI message has no text
+
+
 def test_the_estimate_is_calibrated_by_the_turns_reported_tokens() -> None:
     from langchain_core.messages import HumanMessage
 
