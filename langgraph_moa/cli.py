@@ -470,8 +470,10 @@ def ask(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed,
-        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
     )  # fmt: skip
     _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 
@@ -629,8 +631,10 @@ def chat(
     One chat at a time per thread: a second one on the same --thread and --db is refused.
     """
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, None,
-        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
     )  # fmt: skip
     path = db or default_chat_db()
     _with_config(options, lambda config: _chat(config, thread, path, interactive=sys.stdin.isatty()))
@@ -652,6 +656,13 @@ def serve(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
+    straggler_timeout: StragglerOpt = None,
+    provisional: ProvisionalOpt = False,
+    early_stop: EarlyStopOpt = None,
+    keep_top: KeepTopOpt = None,
+    aggregation_window: WindowOpt = None,
+    max_cost: MaxCostOpt = None,
     name: Annotated[str, typer.Option("--name", help="Model id under which the options above are served.")] = "default",
     assistants: Annotated[
         Path | None,
@@ -739,9 +750,12 @@ def serve(
     if checkpoint_url and not checkpoint_url.startswith(("postgresql://", "postgres://")):
         raise typer.BadParameter("must start with postgresql://", param_hint="--checkpoint-url")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
-    )
-    configured = any(v is not None for v in vars(options).values())
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
+    )  # fmt: skip
+    configured = options.given()
     with ExitStack() as stack:
         try:
             served = load_assistants(assistants) if assistants else {}

@@ -338,6 +338,7 @@ def test_a_request_of_too_many_messages_or_characters_is_refused_at_once(server:
     assert server.calls() == 2  # only the request within the limits reached the models
 
 
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")  # inside langserve
 def test_the_message_limit_lets_the_cap_through_and_refuses_one_more(server: SimulatedOpenAIServer) -> None:
     settings = ServeSettings(assistants={"sim": sim_config(server, ["p1"])}, default_assistant="sim", max_messages=3)
     at_cap = [{"role": "user", "content": "hi"}] * 3
