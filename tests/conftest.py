@@ -129,6 +129,21 @@ def running(app, log_level: str = "warning") -> Iterator[str]:
         sock.close()
 
 
+def answer_once_all_arrived(sim: SimulatedOpenAIServer, count: int) -> Callable[[list[dict[str, Any]]], None]:
+    """A ``ModelBehavior.reply`` that holds each request until ``count`` requests have arrived.
+
+    A barrier instead of a latency: the requests are in flight at once however
+    slowly the machine starts them (past 10 s the request answers anyway, and a
+    concurrency check fails instead of hanging).
+    """
+
+    def reply(messages: list[dict[str, Any]]) -> None:
+        sim.wait_for_calls(count, timeout=10)
+        return None  # the default reply
+
+    return reply
+
+
 def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 10.0) -> bool:
     """True once no upstream request is in flight, then ``reset`` (False if ``seconds`` passed first).
 

@@ -19,7 +19,7 @@ from langgraph_moa import (
     create_moa_graph,
 )
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import sim_config, user, wait_idle
+from tests.conftest import answer_once_all_arrived, sim_config, user, wait_idle
 
 
 async def warm_up(server: SimulatedOpenAIServer, graph) -> None:
@@ -45,7 +45,7 @@ async def test_six_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> N
     graph = create_moa_graph().compile()
     names = [f"p{i}" for i in range(6)]
     for name in names:
-        server.set_behavior(name, ModelBehavior(latency=0.2))
+        server.set_behavior(name, ModelBehavior(reply=answer_once_all_arrived(server, 6)))
     config = sim_config(server, names)
     events = [
         chunk["event"]
