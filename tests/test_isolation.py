@@ -36,6 +36,7 @@ def test_benchmark_storage_is_outside_the_repository(pytestconfig: pytest.Config
     assert not Path(storage.removeprefix("file://")).resolve().is_relative_to(REPOSITORY)
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket.socket.connect:UserWarning")  # the refusal
 def test_the_suite_cannot_reach_the_network() -> None:
     from pytest_socket import SocketConnectBlockedError
 
