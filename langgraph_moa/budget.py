@@ -1,7 +1,10 @@
 """Cost estimates for ``max_cost_usd``: what the next layer and the aggregator would cost.
 
-No tokenizer is loaded: a text counts ``ceil(characters / 4)`` tokens, about
-right for English with most tokenizers, scaled by what the turn has shown: once
+No tokenizer is loaded: a conversation counts what LangChain's
+``count_tokens_approximately`` gives (four characters a token, plus each
+message's role, name, tool calls and images), and a plain text (a reference)
+``ceil(characters / 4)`` tokens, about right for English with most tokenizers.
+Both are scaled by what the turn has shown: once
 proposals have come back with reported usage, by their reported completion
 tokens over their estimated ones. The estimate uses what the turn has shown so
 far:
@@ -21,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 from langchain_core.messages import AnyMessage
+from langchain_core.messages.utils import count_tokens_approximately
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.pricing import DEFAULT_PRICES, estimate_cost
@@ -33,8 +37,8 @@ def text_tokens(text: str) -> int:
 
 
 def messages_tokens(messages: Sequence[AnyMessage]) -> int:
-    """Estimated prompt tokens of ``messages`` (their text, plus a few per message)."""
-    return sum(text_tokens(m.text) + 4 for m in messages)
+    """Estimated prompt tokens of ``messages``: ``count_tokens_approximately`` (text, roles, tool calls, images)."""
+    return count_tokens_approximately(messages)
 
 
 class CostEstimator:

@@ -124,7 +124,7 @@ class ProposerFailed(Exception):
         super().__init__(f"{failure['model']} (layer {failure['layer']}, slot {failure['slot']}): {failure['message']}")
         self.failure = failure
 
-    def __reduce__(self):  # picklable with its record
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # picklable with its record
         return (type(self), (self.failure,))
 
 

@@ -470,8 +470,10 @@ def ask(
     if not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="PROMPT")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed,
-        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
     )  # fmt: skip
     _with_config(options, lambda config: _ask(prompt, config, as_json, system, cache))
 
@@ -510,51 +512,33 @@ async def _drop_unanswered_turn(graph: Any, run_config: RunnableConfig) -> None:
         await graph.aupdate_state(run_config, {"messages": unanswered}, as_node=AGGREGATOR_NODE)
 
 
-_HELD_THREADS: set[tuple[str, str]] = set()  # (db, thread) chats of this process
-
-
 @contextmanager
 def thread_lock(db: Path, thread: str) -> Iterator[None]:
     """Hold ``thread`` of ``db`` for one chat: a second writer would lose a turn of the history.
 
-    An OS lock on one byte of ``<db>.lock`` (chosen by the thread's hash) is
-    held while the chat runs and is released when the process ends, however it
-    ends.
+    A :class:`filelock.FileLock` on ``<db>.locks/<hash of the thread>.lock`` is
+    held while the chat runs; the OS releases it when the process ends, however
+    it ends. A second chat on the thread is refused at once, in this process or
+    another.
 
     Raises:
         CLIError: another chat holds the thread.
     """
-    key = (str(db.resolve()), thread)
-    busy = CLIError(
-        f"thread {thread!r} of {db} is open in another moa chat; finish that chat first, or use another --thread"
-    )
-    if key in _HELD_THREADS:
-        raise busy
-    offset = int.from_bytes(hashlib.sha256(thread.encode()).digest()[:5], "big")  # one byte per thread
-    with open(f"{db}.lock", "a+b") as lock:
-        try:
-            _lock_byte(lock, offset)
-        except OSError:
-            raise busy from None
-        _HELD_THREADS.add(key)
-        try:
-            yield
-        finally:
-            _HELD_THREADS.discard(key)
-            _lock_byte(lock, offset, unlock=True)
+    from filelock import FileLock, Timeout
 
-
-def _lock_byte(file: Any, offset: int, *, unlock: bool = False) -> None:
-    """Lock (or unlock) one byte of ``file`` without waiting; OSError if another process holds it."""
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
-        file.seek(offset)
-        msvcrt.locking(file.fileno(), msvcrt.LK_UNLCK if unlock else msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.lockf(file, fcntl.LOCK_UN if unlock else fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+    folder = Path(f"{db}.locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f"{hashlib.sha256(thread.encode()).hexdigest()[:32]}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CLIError(
+            f"thread {thread!r} of {db} is open in another moa chat; finish that chat first, or use another --thread"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 async def _chat(config: MoAConfig, thread: str, db: Path, interactive: bool) -> None:
@@ -647,8 +631,10 @@ def chat(
     One chat at a time per thread: a second one on the same --thread and --db is refused.
     """
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, None,
-        straggler_timeout, provisional or None, early_stop, keep_top, aggregation_window, max_cost,
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
     )  # fmt: skip
     path = db or default_chat_db()
     _with_config(options, lambda config: _chat(config, thread, path, interactive=sys.stdin.isatty()))
@@ -670,6 +656,13 @@ def serve(
     timeout: TimeoutOpt = None,
     min_proposals: MinProposalsOpt = None,
     gguf: GgufOpt = None,
+    seed: SeedOpt = None,
+    straggler_timeout: StragglerOpt = None,
+    provisional: ProvisionalOpt = False,
+    early_stop: EarlyStopOpt = None,
+    keep_top: KeepTopOpt = None,
+    aggregation_window: WindowOpt = None,
+    max_cost: MaxCostOpt = None,
     name: Annotated[str, typer.Option("--name", help="Model id under which the options above are served.")] = "default",
     assistants: Annotated[
         Path | None,
@@ -757,9 +750,12 @@ def serve(
     if checkpoint_url and not checkpoint_url.startswith(("postgresql://", "postgres://")):
         raise typer.BadParameter("must start with postgresql://", param_hint="--checkpoint-url")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf
-    )
-    configured = any(v is not None for v in vars(options).values())
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+        straggler_timeout=straggler_timeout, provisional_answers=provisional, early_stop=early_stop,
+        keep_top=keep_top, aggregation_window=aggregation_window, max_cost_usd=max_cost,
+    )  # fmt: skip
+    configured = options.given()
     with ExitStack() as stack:
         try:
             served = load_assistants(assistants) if assistants else {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,9 +117,19 @@ MaxCostOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True)
+CLI_ONLY_FIELDS = frozenset({"preset", "gguf"})
+"""``RunOptions`` fields that are not ``MoAConfig`` fields: the preset to start from, the local GGUF files."""
+MODEL_FIELDS = frozenset({"proposers", "aggregator", "base_url"})
+"""``MoAConfig`` fields that :func:`build_config` reads model names with (a bare name means ``openai:`` there)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """The model options the ``moa`` commands share.
+    """The model options the ``moa`` commands share, by keyword only.
+
+    Every field but ``preset`` and ``gguf`` is named as the ``MoAConfig`` field
+    it sets, so :meth:`overrides` needs no list of its own: a new option is a
+    ``MoAConfig`` field, a field here and its typer option.
 
     A field is None when its option was not given (a flag that is off, like
     ``--provisional``, is None too), so ``moa serve`` can tell whether any was.
@@ -137,11 +147,15 @@ class RunOptions:
     gguf: list[Path] | None = None
     seed: int | None = None
     straggler_timeout: float | None = None
-    provisional: bool | None = None
+    provisional_answers: bool | None = None
     early_stop: float | None = None
     keep_top: int | None = None
     aggregation_window: int | None = None
     max_cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.provisional_answers is False:  # an off flag is an option not given
+            object.__setattr__(self, "provisional_answers", None)
 
     def wants_local(self) -> bool:
         """The local preset: asked for, GGUF files given, or nothing else configured."""
@@ -150,23 +164,18 @@ class RunOptions:
         chosen = self.preset or self.proposers or self.aggregator or self.base_url
         return not chosen and not os.environ.get("TOGETHER_API_KEY")
 
+    def given(self) -> bool:
+        """Whether any option was given."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
     def overrides(self) -> dict[str, Any]:
-        """The settings given on the command line, as ``MoAConfig`` fields."""
-        fields = {
-            "layers": self.layers,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "timeout": self.timeout,
-            "min_proposals": self.min_proposals,
-            "seed": self.seed,
-            "straggler_timeout": self.straggler_timeout,
-            "provisional_answers": self.provisional,
-            "early_stop": self.early_stop,
-            "keep_top": self.keep_top,
-            "aggregation_window": self.aggregation_window,
-            "max_cost_usd": self.max_cost_usd,
+        """The settings given on the command line, as ``MoAConfig`` fields (the models' own aside)."""
+        skip = CLI_ONLY_FIELDS | MODEL_FIELDS
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) is not None
         }
-        return {k: v for k, v in fields.items() if v is not None}
 
 
 def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from langgraph_moa.state import Failure
 
@@ -30,7 +31,7 @@ class MissingCredentialsError(MoAError, ValueError):
             "'openai:<model>' with base_url (--base-url or OPENAI_BASE_URL)"
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.model, self.variable))
 
 
@@ -70,7 +71,7 @@ class LayerFailedError(MoAError):
             f"Failed: {detail or 'none'}"
         )
 
-    def __reduce__(self):  # keep the exception picklable with its attributes
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep the exception picklable with its attributes
         return (type(self), (self.layer, self.failures, self.succeeded, self.required))
 
 
@@ -87,5 +88,5 @@ class AggregatorError(MoAError):
         self.message = message
         super().__init__(f"aggregator {model} failed: {error_type}: {message}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.model, self.error_type, self.message))

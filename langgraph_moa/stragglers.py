@@ -100,9 +100,9 @@ class LayerCutoff:
         except RuntimeError:  # a sync run (invoke/stream): a blocking call cannot be cancelled, so no cut-off
             return False
         self.deadline = loop.time() + self.grace
+        # every guard running now entered before the deadline existed, so its timeout has none to compare with
         for timeout in self._running:
-            when = timeout.when()
-            timeout.reschedule(self.deadline if when is None else min(when, self.deadline))
+            timeout.reschedule(self.deadline)
         return True
 
     def _message(self, *, started_late: bool) -> str:

@@ -331,6 +331,7 @@ class SimulatedOpenAIServer:
         self._behaviors = dict(behaviors or {})
         self._default = default if default is not None else ModelBehavior()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every arrival and departure
         self._calls: Counter[str] = Counter()
         self._abandoned: Counter[str] = Counter()
         self._in_flight = 0
@@ -389,6 +390,22 @@ class SimulatedOpenAIServer:
         with self._lock:
             return self._calls[model] if model is not None else sum(self._calls.values())
 
+    def wait_for_calls(self, count: int, model: str | None = None, timeout: float = 30.0) -> bool:
+        """Block until ``count`` requests for ``model`` (or in total) have arrived; False if ``timeout`` passed first.
+
+        For tests that act once a request is at the server (cancel it, hang up)
+        instead of guessing how long that takes.
+        """
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: (self._calls[model] if model is not None else sum(self._calls.values())) >= count, timeout
+            )
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no request is in flight; False if ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+
     def abandoned(self, model: str | None = None) -> int:
         """Returns how many requests for ``model`` (or in total) the client closed before the answer was complete."""
         with self._lock:
@@ -442,6 +459,7 @@ class SimulatedOpenAIServer:
             self._calls[model] += 1
             self._in_flight += 1
             self.max_concurrency = max(self.max_concurrency, self._in_flight)
+            self._changed.notify_all()
             behavior = self._behaviors.get(model, self._default)
             fault = None
             while behavior.faults and fault is None:
@@ -458,6 +476,7 @@ class SimulatedOpenAIServer:
             self._in_flight -= 1
             if abandoned:
                 self._abandoned[model] += 1
+            self._changed.notify_all()
 
     def _models(self) -> dict[str, Any]:
         with self._lock:

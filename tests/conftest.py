@@ -3,6 +3,8 @@ server, and an app served by uvicorn on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -10,11 +12,12 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from langgraph_moa import MoAConfig
@@ -126,12 +129,58 @@ def running(app, log_level: str = "warning") -> Iterator[str]:
         sock.close()
 
 
-def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 3.0) -> bool:
-    """True once no upstream request is in flight (``reset`` sets max_concurrency to the in-flight count)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sim.reset()
-        if sim.max_concurrency == 0:
-            return True
-        time.sleep(0.05)
-    return False
+def answer_once_all_arrived(sim: SimulatedOpenAIServer, count: int) -> Callable[[list[dict[str, Any]]], None]:
+    """A ``ModelBehavior.reply`` that holds each request until ``count`` requests have arrived.
+
+    A barrier instead of a latency: the requests are in flight at once however
+    slowly the machine starts them (past 10 s the request answers anyway, and a
+    concurrency check fails instead of hanging).
+    """
+
+    def reply(messages: list[dict[str, Any]]) -> None:
+        sim.wait_for_calls(count, timeout=10)
+        return None  # the default reply
+
+    return reply
+
+
+def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 10.0) -> bool:
+    """True once no upstream request is in flight, then ``reset`` (False if ``seconds`` passed first).
+
+    ``seconds`` only bounds the wait: pass less than the upstream would take to
+    finish on its own, so a run that was not cancelled fails the test.
+    """
+    idle = sim.wait_idle(seconds)
+    sim.reset()
+    return idle
+
+
+def hang_up_when_called(
+    request: Callable[[], Awaitable[Any]], sim: SimulatedOpenAIServer, calls: int, model: str | None = None
+) -> None:
+    """Start ``request`` (a client's call) and cancel it once ``sim`` has seen ``calls`` requests for ``model``.
+
+    Cancelling closes the client's connection, so the server sees its client go
+    away while the run is known to be calling its models, however slow the
+    machine, instead of after a guessed client timeout.
+    """
+
+    async def call() -> None:
+        task = asyncio.ensure_future(request())
+        arrived = await asyncio.to_thread(sim.wait_for_calls, calls, model)
+        assert arrived and not task.done(), f"the run never had {calls} upstream request(s) for {model} at once"
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(call())
+
+
+def post_then_hang_up(url: str, body: Any, sim: SimulatedOpenAIServer, calls: int, model: str | None = None) -> None:
+    """POST ``body`` to ``url`` with httpx and hang up as :func:`hang_up_when_called` does."""
+
+    async def post() -> None:
+        async with httpx.AsyncClient(timeout=None) as client:
+            await client.post(url, json=body)
+
+    hang_up_when_called(post, sim, calls, model)

@@ -82,6 +82,14 @@ async def test_sqlite_cache_survives_the_graph(server: SimulatedOpenAIServer, tm
     assert server.calls("p1") == 1 and server.calls("agg") == 2
 
 
+def test_the_key_holds_the_layer_and_the_slot() -> None:
+    # the cached writes carry (layer, slot): a hit must land where the entry was made
+    task = {"settings": {"model": "openai:p", "seed": 1}, "messages": [("user", "q")], "references": [], "layer": 1}
+    keys = {proposal_cache_key({**task, **where}) for where in ({"slot": 0}, {"slot": 1}, {"layer": 2, "slot": 0})}
+    assert len(keys) == 3
+    assert proposal_cache_key({**task, "slot": 0}) == proposal_cache_key({**task, "slot": 0})
+
+
 def test_key_function_takes_other_input() -> None:
     # LangGraph calls the key function when it draws the graph, with the state
     assert proposal_cache_key({"messages": []}) == proposal_cache_key({"messages": []})

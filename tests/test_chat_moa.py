@@ -27,7 +27,7 @@ def _prompt_words(server: SimulatedOpenAIServer, model: str) -> int:
     return sum(_usage(r["messages"], "")["prompt_tokens"] for r in server.requests_for(model))
 
 
-def _eventually(condition: Any, seconds: float = 3.0) -> bool:
+def _eventually(condition: Any, seconds: float = 10.0) -> bool:
     """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
     deadline = time.monotonic() + seconds
     while not condition():
@@ -59,7 +59,7 @@ def test_closing_a_sync_stream_cancels_the_run(server: SimulatedOpenAIServer) ->
     assert next(c for c in stream if c.text)
     stream.close()  # the aggregator's 20 s answer is cut, not waited for
     assert _eventually(lambda: server.abandoned("agg") == 1) and server.calls() == 2
-    assert wait_idle(server, 1.5)
+    assert wait_idle(server)  # within 10 s: the aggregator had 20 s of words left
 
 
 def test_ctrl_c_stops_a_sync_invoke(server: SimulatedOpenAIServer) -> None:
@@ -86,12 +86,8 @@ async def test_closing_astream_stops_the_run(server: SimulatedOpenAIServer) -> N
         if chunk.text:
             break
     await stream.aclose()
-    for _ in range(30):  # the loop must run for the cancellation to happen: poll without blocking it
-        server.reset()
-        if server.max_concurrency == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert server.max_concurrency == 0  # the aggregator's 20 s answer was abandoned
+    # waited for in a thread: the loop must run for the cancellation to happen
+    assert await asyncio.to_thread(wait_idle, server)  # within 10 s: the aggregator's 20 s answer was abandoned
 
 
 @pytest.mark.parametrize("stop", [["agg answer"], ["to: hi"], ["[refs"]])

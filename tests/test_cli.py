@@ -340,6 +340,17 @@ def test_two_chats_on_one_thread_never_lose_a_turn(server: SimulatedOpenAIServer
     assert server.calls("agg") == 3 and "second question" not in json.dumps(server.requests)
 
 
+def test_a_thread_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
+    from langgraph_moa.cli import CLIError, thread_lock
+
+    db = tmp_path / "c.sqlite"
+    with thread_lock(db, "t"), thread_lock(db, "u"):  # threads of one file are held apart
+        with pytest.raises(CLIError, match="thread 't' of .* is open in another moa chat"), thread_lock(db, "t"):
+            pass
+    with thread_lock(db, "t"):  # released on exit
+        pass
+
+
 def test_ask_cache_reuses_proposals_from_the_data_directory(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     env = moa_env(XDG_DATA_HOME=str(tmp_path))
     first = moa("ask", "q", *sim_args(server, "p1", "p2"), "--cache", "--seed", "7", env=env)

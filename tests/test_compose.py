@@ -209,7 +209,8 @@ async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(serv
 async def test_review_of_a_later_layer_keeps_earlier_layers_and_shows_failures(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("bad", ModelBehavior(faults=[Fault(400, times=10)]))
     graph = create_moa_graph().compile(checkpointer=InMemorySaver())
-    config = sim_config(server, ["a", "bad", "b"], review=True, layers=3, max_retries=0)
+    # the failure holds slot 0, the first one a reviewed proposal would take if slots started over
+    config = sim_config(server, ["bad", "a", "b"], review=True, layers=3, max_retries=0)
     paused = await graph.ainvoke(user("hi"), THREAD, context=config)
     request = paused["__interrupt__"][0].value
     assert request["layer"] == 2 and [f["model"] for f in request["failures"]] == ["openai:bad"]
@@ -218,6 +219,7 @@ async def test_review_of_a_later_layer_keeps_earlier_layers_and_shows_failures(s
     assert [p["model"] for p in layer1] == ["openai:a", "openai:b"]  # untouched by the review
     (mine,) = [p for p in state["proposals"] if p["layer"] == 2]
     assert mine["model"] == "reviewer" and mine["slot"] not in {f["slot"] for f in state["failures"]}
+    assert [(f["layer"], f["slot"]) for f in state["failures"]] == [(1, 0), (2, 0)]
 
 
 async def test_review_needs_a_checkpointer_and_a_proposer_layer(server: SimulatedOpenAIServer) -> None:

@@ -19,7 +19,7 @@ from langgraph_moa import (
     create_moa_graph,
 )
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import sim_config, user, wait_idle
+from tests.conftest import answer_once_all_arrived, sim_config, user, wait_idle
 
 
 async def warm_up(server: SimulatedOpenAIServer, graph) -> None:
@@ -45,7 +45,7 @@ async def test_six_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> N
     graph = create_moa_graph().compile()
     names = [f"p{i}" for i in range(6)]
     for name in names:
-        server.set_behavior(name, ModelBehavior(latency=0.2))
+        server.set_behavior(name, ModelBehavior(reply=answer_once_all_arrived(server, 6)))
     config = sim_config(server, names)
     events = [
         chunk["event"]
@@ -100,7 +100,7 @@ async def test_retries_give_up_after_max_retries(server: SimulatedOpenAIServer) 
 async def test_slow_proposer_times_out_and_the_layer_goes_on(server: SimulatedOpenAIServer) -> None:
     server.set_behavior("stuck", ModelBehavior(hang=True))
     graph = create_moa_graph().compile()
-    state = await graph.ainvoke(user("q"), context=sim_config(server, ["ok", "stuck"], timeout=0.5, max_retries=0))
+    state = await graph.ainvoke(user("q"), context=sim_config(server, ["ok", "stuck"], timeout=2, max_retries=0))
     # the stuck call never answers: the run ended because the timeout cut it, and closed its request
     assert [(f["model"], f["error_type"]) for f in state["failures"]] == [("openai:stuck", "TimeoutError")]
     assert server.calls("stuck") == 1 and wait_idle(server)

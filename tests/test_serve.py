@@ -29,7 +29,7 @@ from langgraph_moa.serve.app import (
     load_assistants,
 )
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import running, sim_config, wait_idle
+from tests.conftest import post_then_hang_up, running, sim_config, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
 
@@ -256,11 +256,10 @@ def test_a_langserve_client_that_goes_away_cancels_its_run() -> None:
         )
         question = {"messages": [{"type": "human", "content": "x"}]}
         with running(create_app(settings, checkpoint=":memory:")) as base:
-            for path, body in (("/moa/invoke", {"input": question}), ("/moa/batch", {"inputs": [question]})):
-                with pytest.raises(httpx.TimeoutException):
-                    httpx.post(base + path, json=body, timeout=0.4)
+            post_then_hang_up(base + "/moa/invoke", {"input": question}, sim, 2, "hang")
+            post_then_hang_up(base + "/moa/batch", {"inputs": [question]}, sim, 4, "hang")
             assert sim.calls("hang") == 4  # both runs held both slots of the provider
-            assert wait_idle(sim, 2.0), "the runs went on after their clients left"
+            assert wait_idle(sim), "the runs went on after their clients left"  # they hang until cancelled
             with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=5) as client:
                 answer = client.chat.completions.create(model="sim", messages=[{"role": "user", "content": "next"}])
             assert answer.choices[0].message.content == "agg answer to: next [refs=1]"
@@ -339,6 +338,21 @@ def test_a_request_of_too_many_messages_or_characters_is_refused_at_once(server:
     assert server.calls() == 2  # only the request within the limits reached the models
 
 
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211")  # inside langserve
+def test_the_message_limit_lets_the_cap_through_and_refuses_one_more(server: SimulatedOpenAIServer) -> None:
+    settings = ServeSettings(assistants={"sim": sim_config(server, ["p1"])}, default_assistant="sim", max_messages=3)
+    at_cap = [{"role": "user", "content": "hi"}] * 3
+    over = at_cap + [{"role": "user", "content": "hi"}]
+    with running(create_app(settings, checkpoint=":memory:")) as base, httpx.Client(base_url=base, timeout=30) as c:
+        assert c.post("/v1/chat/completions", json={"model": "sim", "messages": at_cap}).status_code == 200
+        assert c.post("/moa/invoke", json={"input": {"messages": at_cap}}).status_code == 200
+        refused = c.post("/v1/chat/completions", json={"model": "sim", "messages": over})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "too_many_messages"
+        refused = c.post("/moa/invoke", json={"input": {"messages": over}})
+        assert refused.status_code == 400 and "4 messages are more than this server's limit of 3" in refused.text
+    assert server.calls() == 4  # the two runs at the cap, one proposer and the aggregator each
+
+
 def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServer) -> None:
     """The largest request the limits let through still leaves the event loop free for others."""
     import threading
@@ -358,9 +372,7 @@ def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServ
             done.set()
 
         threading.Thread(target=maximal).start()
-        deadline = time.monotonic() + 30
-        while server.calls() == 0 and time.monotonic() < deadline:  # the run has started its model calls
-            time.sleep(0.005)
+        assert server.wait_for_calls(1)  # the run has started its model calls
         health = []
         while not done.is_set():
             health.append(httpx.get(base + "/health", timeout=5).status_code)
@@ -457,13 +469,16 @@ def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals
                 asking = threading.Thread(target=ask, args=(base, model))
                 asking.start()
                 upstream = "slowagg" if model == "finishing" else "hang"
-                deadline = time.monotonic() + 30
-                while sim.calls(upstream) == 0 and time.monotonic() < deadline:  # the run is under way
-                    time.sleep(0.02)
+                assert sim.wait_for_calls(1, upstream)  # the run is under way
                 proc.send_signal(signal.SIGTERM)
-                time.sleep(0.3)
-                with pytest.raises(httpx.TransportError):  # no new connection is accepted meanwhile
-                    httpx.get(base + "/health", timeout=5)
+                deadline = time.monotonic() + 30
+                while True:  # no new connection is accepted meanwhile
+                    try:
+                        httpx.get(base + "/health", timeout=5)
+                    except httpx.TransportError:
+                        break
+                    assert time.monotonic() < deadline, "moa serve kept accepting connections after SIGTERM"
+                    time.sleep(0.05)
                 asking.join(timeout=60)
                 _, stderr = proc.communicate(timeout=60)
             finally:
@@ -474,7 +489,7 @@ def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals
             else:
                 assert outcomes[-1] == 503, outcomes  # cancelled once the grace was over, answered: send it again
                 assert proc.returncode == 1 and "1 request(s) were cancelled at shutdown" in stderr, stderr
-                assert wait_idle(sim, 2.0), "the hanging upstream request was left open"
+                assert wait_idle(sim), "the hanging upstream request was left open"
 
     # the cancelled stored run kept the proposal that had finished
     with SqliteSaver.from_conn_string(str(db)) as saver:
@@ -532,9 +547,7 @@ def test_two_servers_share_one_postgres_and_a_killed_one_loses_nothing_stored(tm
 
             asking = threading.Thread(target=request_first)
             asking.start()
-            deadline = time.monotonic() + 30
-            while sim.calls("slowagg") == 0 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            assert sim.wait_for_calls(1, "slowagg")
             first.kill()
             asking.join(timeout=30)
             assert outcome and outcome[0] not in (200,), outcome

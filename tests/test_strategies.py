@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from langgraph.cache.memory import InMemoryCache
 from pydantic import ValidationError
 
 from langgraph_moa import ConfigError, MoAConfig, create_moa_graph
@@ -75,6 +76,16 @@ async def test_early_stop_skips_the_remaining_layers(server: SimulatedOpenAIServ
     assert decision["option"] == "early_stop" and decision["action"] == "skipped_layers"
     assert decision["detail"]["skipped_layers"] == [2, 3] and decision["detail"]["agreement"] == 1.0
     assert "layer 1 agrees 1.00 >= 0.9" in events[0]["reason"]
+
+
+async def test_early_stop_at_one_fires_when_the_proposals_agree_fully(server: SimulatedOpenAIServer) -> None:
+    # the threshold is inclusive: 1.0 means "stop when they agree completely", not "never"
+    for name in ("p1", "p2"):
+        server.set_behavior(name, ModelBehavior(reply="Paris"))
+    config = sim_config(server, ["p1", "p2"], layers=3, early_stop=1.0)
+    state = await create_moa_graph().compile().ainvoke(user("q"), context=config)
+    assert state["stopped_after"] == 1 and server.calls() == 3  # layer 1 and the aggregator
+    assert state["decisions"][0]["detail"]["agreement"] == 1.0
 
 
 async def test_no_early_stop_when_proposals_disagree(server: SimulatedOpenAIServer) -> None:
@@ -178,6 +189,17 @@ async def test_budget_skips_the_layer_it_cannot_pay_for(server: SimulatedOpenAIS
     assert state["messages"][-1].content == "agg answer to: q [refs=3]"
 
 
+async def test_the_budget_does_not_count_cached_replays_as_spent(server: SimulatedOpenAIServer) -> None:
+    graph = create_moa_graph().compile(cache=InMemoryCache())
+    config = sim_config(server, ["p1", "p2"], layers=3, seed=7, max_tokens=10, prices=priced("p1", "p2"))
+    first = await graph.ainvoke(user("q"), context=config.model_copy(update={"max_cost_usd": 1.0}))
+    assert [d["detail"]["spent_usd"] for d in first["decisions"]] == [0.0, 0.01]  # layer 1's two 5-word answers
+    second = await graph.ainvoke(user("q"), context=config.model_copy(update={"max_cost_usd": 1.0}))
+    assert server.calls("p1") == server.calls("p2") == 2  # every proposal of the second run is a replay
+    assert [d["detail"]["spent_usd"] for d in second["decisions"]] == [0.0, 0.0]  # replays cost nothing
+    assert second["usage_summary"]["cost_usd"] == 0.0
+
+
 async def test_budget_that_cannot_pay_for_the_aggregator_fails_before_any_call(
     server: SimulatedOpenAIServer,
 ) -> None:
@@ -207,6 +229,19 @@ def test_steer_runs_under_invoke_too(server: SimulatedOpenAIServer) -> None:
     assert [d["option"] for d in state["decisions"]] == ["keep_top", "early_stop"]
     assert state["decisions"][0]["detail"]["kept_slots"] == [0, 1]
     assert state["messages"][-1].content == "agg answer to: q [refs=2]"
+
+
+def test_the_prompt_estimate_counts_tool_calls_and_their_results() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from langgraph_moa.budget import CostEstimator
+
+    config = MoAConfig(proposers=["openai:a"], aggregator="openai:b")
+    question = [HumanMessage("How many people live in Paris?")]
+    call = {"name": "lookup_population", "args": {"city": "Paris " * 100}, "id": "c1"}
+    with_tools = [*question, AIMessage("", tool_calls=[call]), ToolMessage("2,102,650", tool_call_id="c1")]
+    grown = CostEstimator(config, with_tools, []).prompt - CostEstimator(config, question, []).prompt
+    assert grown > 600 / 4  # the 600 characters of arguments count, though the AI message has no text
 
 
 def test_the_estimate_is_calibrated_by_the_turns_reported_tokens() -> None:

@@ -7,7 +7,7 @@ from langchain_core.messages import AIMessageChunk
 from langgraph_moa import MoAConfig, create_moa_graph
 from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import sim_config, user
+from tests.conftest import answer_once_all_arrived, sim_config, user
 from tests.fakes import EchoModel
 
 
@@ -66,6 +66,6 @@ def test_invoke_and_stream_over_http(server: SimulatedOpenAIServer) -> None:
 def test_sync_proposers_run_in_parallel(server: SimulatedOpenAIServer) -> None:
     names = [f"p{i}" for i in range(4)]
     for name in names:
-        server.set_behavior(name, ModelBehavior(latency=1.5))  # long enough for all four to start
+        server.set_behavior(name, ModelBehavior(reply=answer_once_all_arrived(server, 4)))
     create_moa_graph().compile().invoke(user("q"), context=sim_config(server, names))
     assert server.max_concurrency == 4  # all four were in flight at once

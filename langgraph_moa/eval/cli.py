@@ -274,8 +274,9 @@ def exact(
     items = items[:limit] if limit else items
     suite = builtin or (file.stem if file else "exact")
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
-    )
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+    )  # fmt: skip
 
     async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         return await run_exact(
@@ -391,8 +392,9 @@ def mt_bench(
         items = first_per_category(items, per_category)
     items = items[:limit] if limit else items
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
-    )
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+    )  # fmt: skip
     if temperature is not None:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
@@ -468,8 +470,9 @@ def alpaca_eval(
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     options = RunOptions(
-        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
-    )
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+    )  # fmt: skip
 
     async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
