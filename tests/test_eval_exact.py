@@ -192,6 +192,12 @@ async def test_a_line_cut_short_by_a_kill_is_run_again(server: SimulatedOpenAISe
     server.reset()
     result = await run_exact(ITEMS[:2], cfg, out_dir=tmp_path)
     assert server.calls() == 2 and result.summary["systems"]["moa"]["n"] == 2
+    # the cut line is gone, not glued to the next record: every line parses and nothing is lost on the next resume
+    lines = results.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b"]
+    server.reset()
+    result = await run_exact(ITEMS[:3], cfg, out_dir=tmp_path)
+    assert server.calls() == 2 and result.summary["systems"]["moa"]["n"] == 3
 
 
 async def test_resuming_with_another_configuration_is_refused(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -407,3 +413,31 @@ def test_plot_uses_tokens_unless_every_system_is_priced(tmp_path: Path) -> None:
     assert plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t") == "tokens"
     assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t") == "cost"
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
+async def test_the_python_api_stops_on_a_missing_key_as_the_cli_does(tmp_path: Path) -> None:
+    """Without the check every pair failed one by one and the run ended with n: 0 and no error."""
+    from langgraph_moa.errors import MissingCredentialsError
+
+    hosted = MoAConfig(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o")
+    with pytest.raises(MissingCredentialsError, match="OPENAI_API_KEY"):
+        await run_exact(ITEMS, hosted, compare=True, out_dir=tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_the_bootstrap_interval_puts_half_the_miss_in_each_tail() -> None:
+    """A 95% interval leaves 2.5% of the bootstrap means on each side: about 1.96 standard errors each way.
+
+    With one tail of 5% (``1 - level`` for ``(1 - level) / 2``) it would be a 90% interval, 1.645 errors each way.
+    """
+    values = [1.0] * 200 + [0.0] * 200
+    low, high = bootstrap_ci(values)
+    standard_error = (0.25 / len(values)) ** 0.5
+    assert (high - low) / (2 * standard_error) == pytest.approx(1.96, abs=0.08)
+
+
+def test_the_paired_difference_pairs_items_by_id_not_by_position() -> None:
+    """Two systems with the same score on every item differ by exactly 0, whatever order their results came in."""
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    b = {"y": 0.0, "z": 1.0, "x": 1.0}
+    assert paired_difference(a, b) == (0.0, (0.0, 0.0), 3)

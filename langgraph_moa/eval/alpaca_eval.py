@@ -44,7 +44,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec
 from .exact import EvalResult, finish
 from .items import EvalInputError, read_json
 from .judge import add_usage, ask_judge, parse_verdict
-from .runner import GraphRunner, ProgressSink, ResultStore, config_for_item, run_batch
+from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
 from .systems import System, comparison_systems
 
 PAIRWISE_SYSTEM_PROMPT = (
@@ -277,6 +277,7 @@ async def run_alpaca_eval(
         models[name] = PrecomputedChatModel(answers=by_text)
         config = with_reference_proposer(config, name)
     systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
+    check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("alpaca-eval", systems)
     runner = GraphRunner(models, cache)

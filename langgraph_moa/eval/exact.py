@@ -25,7 +25,16 @@ from langgraph_moa.config import MoAConfig
 from .grading import Extractor, Grader, extract_answer, grade_exact, majority
 from .items import ExactItem
 from .report import Row, build_rows, summary_of
-from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, config_for_item, layer_cost, run_batch
+from .runner import (
+    SUMMARY_FILE,
+    GraphRunner,
+    ProgressSink,
+    ResultStore,
+    check_systems,
+    config_for_item,
+    layer_cost,
+    run_batch,
+)
 from .systems import MOA, VOTE, System, comparison_systems
 
 
@@ -151,6 +160,7 @@ async def run_exact(
         EvalInputError: ``out_dir`` holds results of another suite or configuration.
     """
     systems = comparison_systems(config, compare=compare, extra=extra_systems, vote=compare, variants=variants)
+    check_systems(systems, models)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run(suite, systems)
     runner = GraphRunner(models, cache)

@@ -42,7 +42,7 @@ from langgraph_moa.config import MoAConfig
 from .exact import EvalResult, finish
 from .items import EvalInputError, field, read_jsonl
 from .judge import add_usage, ask_judge, parse_rating
-from .runner import GraphRunner, ProgressSink, ResultStore, config_for_item, run_batch
+from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
 from .systems import System, comparison_systems
 
 CATEGORY_TEMPERATURE = {
@@ -321,6 +321,7 @@ async def run_mt_bench(
         progress: Receives progress.
     """
     systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
+    check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)
     runner = GraphRunner(models, cache)
