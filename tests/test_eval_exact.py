@@ -410,9 +410,35 @@ def test_plot_uses_tokens_unless_every_system_is_priced(tmp_path: Path) -> None:
     def row(name: str, cost: float) -> Row:
         return Row(name, "moa", 10, 0.5, (0.4, 0.6), 1000, cost, 1.0, 0)
 
-    assert plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t") == "tokens"
-    assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t") == "cost"
+    mixed = plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t")
+    assert (mixed.x, mixed.x_label) == ("tokens", "total tokens (not every system is priced)")
+    free = plot_score_vs_cost([row("a", 0.0), row("b", 0.0)], tmp_path / "p.png", title="t")
+    assert (free.x, free.x_label) == ("tokens", "total tokens")  # none priced: nothing to say about prices
+    assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t").x == "cost"
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_at_the_floor_says_so_in_words_and_plots_the_whole_scale(tmp_path: Path) -> None:
+    """Every system scored 0: the table says it in words, not "+0.0 [+0.0, +0.0]" and "(floor or ceiling?)"."""
+    from langgraph_moa.eval.report import build_rows, markdown_table, plot_score_vs_cost
+    from langgraph_moa.eval.systems import System
+
+    systems = [System("moa", None, "moa"), System("openai:m", None, "single"), System("vote", None, "vote")]
+    tokens = {"moa": 750, "openai:m": 100, "vote": 300}
+    records = [
+        {"system": s.name, "id": str(i), "score": 0.0, "usage": {"total_tokens": tokens[s.name] // 4}}
+        for s in systems
+        for i in range(4)
+    ]
+    rows = build_rows(systems, records)
+    table = markdown_table(rows)
+    assert "+0.0 [+0.0, +0.0]" not in table and "floor or ceiling" not in table
+    assert "same score on each of the 4 items" in table
+    assert "Every system scored 0.0% on every item: a floor" in table
+    assert "moa used 7.5x the tokens of openai:m." in table
+    layout = plot_score_vs_cost(rows, tmp_path / "p.png", title="t")
+    assert layout.y_range[0] < 0 and layout.y_range[1] > 100  # the whole 0-100 scale, not a zoom onto 0 +- 0.04
+    assert layout.legend == ["moa", "openai:m", "vote"]  # a legend: no label drawn over another
 
 
 async def test_the_python_api_stops_on_a_missing_key_as_the_cli_does(tmp_path: Path) -> None:
