@@ -233,6 +233,7 @@ async def test_alpaca_eval_both_orders_ties_half_lengths_and_outputs(
         alpaca_server(server),
         judge=judge_config("judge", base_url=server.base_url),
         baseline=matched_outputs(items, load_outputs(baseline), baseline),
+        annotator="pairwise",
         compare=True,
         out_dir=tmp_path / "out",
     )
@@ -266,6 +267,7 @@ async def test_reference_outputs_are_first_layer_proposals(server: SimulatedOpen
         baseline={i.id: "meh" for i in items},
         reference_outputs={i.id: f"precomputed {i.id}" for i in items},
         reference_name="qwen",
+        annotator="pairwise",
         compare=True,
     )
     assert list(result.summary["systems"]) == ["moa", "openai:p", "reference:qwen"]
@@ -282,6 +284,8 @@ def test_alpaca_eval_command_and_bad_baseline(server: SimulatedOpenAIServer, tmp
     alpaca_server(server)
     args = ["eval", "alpaca-eval", str(instructions), "--baseline", str(baseline), "--judge", "judge"]
     args += [
+        "--annotator",
+        "pairwise",
         "--judge-base-url",
         server.base_url,
         "--base-url",

@@ -41,7 +41,15 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials, redact
 
-from .alpaca_eval import load_instructions, load_outputs, matched_outputs, mean_lengths, run_alpaca_eval
+from .alpaca_eval import (
+    cover,
+    load_instructions,
+    load_outputs,
+    load_outputs_file,
+    matched_outputs,
+    mean_lengths,
+    run_alpaca_eval,
+)
 from .exact import EvalResult, run_exact
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
@@ -314,20 +322,27 @@ JudgeBaseUrlOpt = Annotated[str | None, typer.Option("--judge-base-url", help="O
 JudgeMaxTokensOpt = Annotated[int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a judgment.")]
 
 
-def make_judge(name: str, base_url: str | None, max_tokens: int, config: MoAConfig) -> MoAConfig:
+def make_judge(name: str, base_url: str | None, max_tokens: int, config: MoAConfig | None) -> MoAConfig:
     """The judge's configuration; ``local`` is the model the local preset serves (its aggregator).
+
+    Args:
+        name: ``--judge``.
+        base_url: ``--judge-base-url``.
+        max_tokens: ``--judge-max-tokens``.
+        config: The evaluated configuration (None when only outputs files are scored).
 
     Raises:
         MoAError: the judge's key is missing, or ``local`` without a local model.
     """
+    timeout = config.timeout if config is not None else MoAConfig.model_fields["timeout"].default
     if name == "local":
-        spec = config.aggregator
-        if spec.base_url is None:
+        spec = config.aggregator if config is not None else None
+        if spec is None or spec.base_url is None:
             raise EvalInputError("--judge local needs the local preset (--preset local or --gguf)")
-        judge = judge_config(spec.model, base_url=spec.base_url, timeout=config.timeout, max_tokens=max_tokens, seed=0)
+        judge = judge_config(spec.model, base_url=spec.base_url, timeout=timeout, max_tokens=max_tokens, seed=0)
     else:
         try:
-            judge = judge_config(name, base_url=base_url, timeout=config.timeout, max_tokens=max_tokens)
+            judge = judge_config(name, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
         except ValueError as exc:
             raise EvalInputError(f"--judge: {exc}") from None
     check_credentials(judge)
@@ -426,6 +441,16 @@ def mt_bench(
     run_eval(options, system, variant, make, show)
 
 
+AnnotatorOpt = Annotated[
+    str,
+    typer.Option(
+        "--annotator",
+        help="weighted: AlpacaEval 2.0's weighted_alpaca_eval_gpt4_turbo (one judgment, preference from the judge's "
+        "logprobs; the judge must return them). pairwise: FastChat's pair-v2, both orders, for judges without logprobs.",
+    ),
+]
+
+
 @eval_app.command("alpaca-eval")
 def alpaca_eval(
     instructions: Annotated[Path, typer.Argument(help='JSON list of {"instruction", "dataset"?}.')],
@@ -433,6 +458,15 @@ def alpaca_eval(
     baseline: Annotated[
         Path, typer.Option("--baseline", help="The baseline's outputs (AlpacaEval model-outputs JSON).")
     ],
+    annotator: AnnotatorOpt = "weighted",
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Score this model-outputs file as a system named by its generator, with no generation (repeatable). "
+            "With --outputs only the files are scored, unless model options are given too.",
+        ),
+    ] = None,
     reference_outputs: Annotated[
         Path | None,
         typer.Option("--reference-outputs", help="Precomputed outputs added to MoA's first layer as a proposal."),
@@ -459,25 +493,35 @@ def alpaca_eval(
     gguf: GgufOpt = None,
     seed: SeedOpt = None,
 ) -> None:
-    """Pairwise win rate against --baseline, each pair judged in both orders (ties count half)."""
+    """Win rate against --baseline: AlpacaEval 2.0's weighted annotator (default) or FastChat's pairwise judge."""
+    if annotator not in ("weighted", "pairwise"):
+        raise typer.BadParameter(f"{annotator!r}: choose weighted or pairwise", param_hint="--annotator")
     try:
         items = load_instructions(instructions)
         items = items[:limit] if limit else items
-        base = matched_outputs(items, load_outputs(baseline), baseline)
+        base_file = load_outputs_file(baseline)
+        base = matched_outputs(items, base_file.outputs, baseline)
         refs = matched_outputs(items, load_outputs(reference_outputs), reference_outputs) if reference_outputs else None
+        scored = scored_outputs(items, outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
+    generate = not scored or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
 
-    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_alpaca_eval(
             items,
             config,
             judge=judge_cfg,
             baseline=base,
+            baseline_generator=base_file.generator,
+            annotator=annotator,  # type: ignore[arg-type]
+            outputs=scored,
             reference_outputs=refs,
             reference_name=reference_outputs.stem if reference_outputs else "outputs",
             compare=compare,
@@ -491,9 +535,85 @@ def alpaca_eval(
 
     def show(result: EvalResult) -> None:
         lengths = {name: f"{value:.0f}" for name, value in mean_lengths(result.records).items()}
-        counts = unparseable_counts([{**r, "ratings": r.get("verdicts", [])} for r in result.records])
-        title = f"Win rate against {baseline.stem} ({len(items)} instructions), judge {judge}"
+        if annotator == "pairwise":
+            verdicts = [{**r, "ratings": r.get("verdicts", [])} for r in result.records]
+            counts = unparseable_counts(verdicts)
+        else:
+            counts = unparseable_counts([{**r, "ratings": [r.get("preference")]} for r in result.records])
+        what = "AlpacaEval 2.0 weighted annotator" if annotator == "weighted" else "pairwise, both orders"
+        title = f"Win rate against {base_file.generator} ({len(items)} instructions), judge {judge}, {what}"
         extra = {"mean length (chars)": lengths, "unparseable judgments": _counts(counts)}
+        board = getattr(result, "leaderboard", {})
+        if board:
+            extra = {**leaderboard_columns(board), **extra}
+            for note in dict.fromkeys(m["lc_note"] for m in board.values() if m.get("lc_note")):
+                err.print(escape(note))
         publish(result, out, title, as_json, percent=True, label="win rate %", extra=extra)
 
-    run_eval(options, system, variant, make, show)
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
+
+
+def scored_outputs(items: list[Any], paths: list[Path]) -> dict[str, dict[str, str]]:
+    """``--outputs`` files as ``{generator: {instruction id: output}}``; what they miss or add is reported.
+
+    Raises:
+        EvalInputError: a file is malformed, or two files name the same generator.
+    """
+    scored: dict[str, dict[str, str]] = {}
+    origin: dict[str, Path] = {}
+    for path in paths:
+        file = load_outputs_file(path)
+        if file.generator in scored:
+            raise EvalInputError(
+                f"--outputs: {origin[file.generator]} and {path} both name generator {file.generator!r}: "
+                "one file per system"
+            )
+        coverage = cover(items, file)
+        if not coverage.outputs:
+            raise EvalInputError(
+                f"--outputs {path}: none of its {len(file.outputs)} outputs answers these instructions"
+            )
+        if coverage.missing:
+            err.print(
+                f"[yellow]{escape(str(path))}: no output for {len(coverage.missing)} of {len(items)} instruction(s) "
+                f"(e.g. entry {coverage.missing[0]}): counted as errors of {escape(file.generator)}[/yellow]"
+            )
+        if coverage.extra:
+            err.print(f"{escape(str(path))}: {coverage.extra} output(s) for instructions not in the set: ignored")
+        scored[file.generator] = coverage.outputs
+        origin[file.generator] = path
+    return scored
+
+
+def leaderboard_columns(board: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The leaderboard's numbers as table columns."""
+
+    def num(value: Any, digits: int = 1) -> str:
+        return "-" if value is None or value != value else f"{value:.{digits}f}"  # None or NaN
+
+    return {
+        "SE": {k: num(m["standard_error"], 2) for k, m in board.items()},
+        "discrete %": {k: num(m["discrete_win_rate"]) for k, m in board.items()},
+        "wins/losses/draws": {k: f"{m['n_wins']}/{m['n_wins_base']}/{m['n_draws']}" for k, m in board.items()},
+        "LC %": {k: num(m["length_controlled_winrate"]) for k, m in board.items()},
+    }
+
+
+def run_scoring(
+    make: Callable[[BarProgress], Coroutine[Any, Any, EvalResult]], publish_result: Callable[[EvalResult], None]
+) -> None:
+    """Score existing outputs (no configuration to open), with a progress bar, then publish."""
+    progress = BarProgress()
+    try:
+        result = asyncio.run(make(progress))
+    except (MoAError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished results are saved; run the same command again to resume")
+        raise typer.Exit(code=130) from None
+    finally:
+        progress.stop()
+    publish_result(result)

@@ -29,7 +29,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec, describe_validation_error
 MOA = "moa"
 VOTE = "vote"
 
-SystemKind = Literal["moa", "single", "extra", "variant", "vote"]
+SystemKind = Literal["moa", "single", "extra", "variant", "vote", "outputs"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class System:
         name: Its name in results and tables.
         config: What it runs (``None`` for ``vote``, which is derived from ``moa``).
         kind: ``moa``, ``single`` (one proposer alone), ``extra`` (another
-            configuration), ``variant`` (``moa`` with fields changed) or ``vote``.
+            configuration), ``variant`` (``moa`` with fields changed), ``vote``,
+            or ``outputs`` (answers read from a file, nothing generated).
     """
 
     name: str
