@@ -268,3 +268,41 @@ def test_the_run_says_which_files_the_lc_win_rate_needs_and_where() -> None:
         return
     if why:  # the package is there; its data file is not (no network here)
         assert "df_gamed.csv" in why and "tatsu-lab/alpaca_eval" in why and "Hugging Face cache" in why
+
+
+def test_the_lc_win_rate_comes_from_alpaca_evals_glm_when_its_data_file_is_cached(tmp_path: Path) -> None:
+    """Plumbing only (records, instruction indices, the cache lookup): the df_gamed.csv here is made up.
+
+    Skipped without the alpaca-eval package. Runs in a child process, because the Hugging Face cache folder
+    is read when huggingface_hub is imported.
+    """
+    pytest.importorskip("alpaca_eval.metrics.glm_winrate")
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "datasets--tatsu-lab--alpaca_eval"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    with (snapshot / "df_gamed.csv").open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["model", "index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline"])
+        for model, sign in (("verbose", 1), ("concise", -1)):
+            for i in range(8):
+                out.writerow([model, i, 0.5 + 0.3 * sign + 0.02 * i, sign * (0.5 + 0.1 * i), (i - 4) / 8, False])
+    code = (
+        "from langgraph_moa.eval.weighted import length_controlled\n"
+        "records = [{'instruction': f'i{k}', 'output_1': 'b' * (50 + k), 'generator_1': 'base', 'dataset': 'd',"
+        " 'output_2': 'x' * (20 + 30 * k), 'generator_2': 'moa', 'annotator': 'weighted_alpaca_eval_gpt4_turbo',"
+        " 'preference': 1.2 + 0.1 * k} for k in range(8)]\n"
+        "lc = length_controlled(records, list(range(8)))\n"
+        "print(lc.win_rate, lc.standard_error, repr(lc.note))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    win_rate, standard_error, note = done.stdout.split()
+    assert 0 < float(win_rate) < 100 and float(standard_error) > 0 and note == "''"
