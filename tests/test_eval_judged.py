@@ -89,7 +89,7 @@ def test_first_per_category() -> None:
 
 def test_rating_and_verdict_parsing() -> None:
     assert parse_rating("so [[7]]") == 7.0 and parse_rating("Rating: [8.5]") == 8.5
-    assert parse_rating("none") is None and parse_rating("[[42]]") is None
+    assert parse_rating("none") is None and parse_rating("[[42]]") == 42.0  # kept, as FastChat keeps it
     assert parse_verdict("[[A]]") == "A" and parse_verdict("it is a [[C]]") == "C" and parse_verdict("[[tie]]") == "C"
     assert parse_verdict("[[A]] or [[B]]") is None and parse_verdict("A") is None
 
@@ -133,10 +133,30 @@ async def test_mt_bench_two_turns_category_temperatures_references_and_ratings(
     assert any(p.startswith("[Q]Write a poem.[A]") for p in judged)
     assert {r["temperature"] for r in server.requests_for("judge")} == {0.0}
     assert server.calls("judge") == 3 * 3 * 2
+    assert systems["openai:bad"]["turns"] == {"1": 3.0, "2": 3.0}
     # answers in FastChat's answer format
     answers = [json.loads(line) for line in (tmp_path / "out" / "answers" / "moa.jsonl").read_text().splitlines()]
     assert [a["question_id"] for a in answers] == [81, 111, 121]
     assert answers[0]["model_id"] == "moa" and answers[0]["choices"][0]["turns"][1].startswith("good synthesis")
+
+
+def test_mt_bench_scores_are_fastchats_show_result_on_a_fixed_judgment_set() -> None:
+    """Every rated turn pooled (not per-question means), ratings above 10 kept, turns 1 and 2 apart."""
+    from langgraph_moa.eval.mt_bench import show_result
+
+    records = [
+        {"system": "a", "id": "1", "ratings": [10.0, 2.0]},
+        {"system": "a", "id": "2", "ratings": [8.0, None]},  # no [[rating]] in turn 2: FastChat's -1, dropped
+        {"system": "a", "id": "3", "ratings": [12.0, 6.0]},
+        {"system": "a", "id": "4", "error": "failed"},
+        {"system": "b", "id": "1", "ratings": [None, None]},
+    ]
+    scores = show_result(records)
+    a = scores["a"]
+    assert a["score"] == pytest.approx(38 / 5)  # per-question means would give 7.67; dropping the 12, 6.67
+    assert (a["turn_1"], a["turn_2"], a["judgments"]) == (10.0, 4.0, 5)
+    assert a["ci95"][0] <= a["score"] <= a["ci95"][1]
+    assert scores["b"] == {"score": None, "turn_1": None, "turn_2": None, "judgments": 0, "ci95": None}
 
 
 def test_mt_bench_command(server: SimulatedOpenAIServer, tmp_path: Path) -> None:

@@ -434,8 +434,13 @@ def mt_bench(
         bad = sum(b for b, _ in counts.values())
         if bad:
             err.print(f"[yellow]{bad} judgment(s) had no {escape('[[rating]]')}[/yellow]: left out of the scores")
-        title = f"MT-Bench ({len(items)} questions), judge {judge}"
-        extra = {"unparseable judgments": _counts(counts)}
+        title = f"MT-Bench ({len(items)} questions), judge {judge}, scored as FastChat's show_result.py"
+        turns = {name: entry.get("turns", {}) for name, entry in result.summary["systems"].items()}
+
+        def turn(n: str) -> dict[str, str]:
+            return {k: "-" if v.get(n) is None else f"{v[n]:.2f}" for k, v in turns.items()}
+
+        extra = {"turn 1": turn("1"), "turn 2": turn("2"), "unparseable judgments": _counts(counts)}
         publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
 
     run_eval(options, system, variant, make, show)

@@ -14,9 +14,14 @@ Answers are generated with FastChat's settings: per-category temperature
 (:data:`CATEGORY_TEMPERATURE`, applied to every call of a system, replacing
 per-model temperatures) and at most 1024 new tokens per call. Turn 2 sees the
 question, the system's turn-1 answer and the follow-up. The judge's rating is
-read from ``[[n]]``; a judgment without one is counted as unparseable and left
-out of the score (the table reports how many). An item's score is the mean of
-its rated turns; a system's score is the mean over items.
+read from ``[[n]]`` (else ``[n]``), any number kept; a judgment without one is
+counted as unparseable and left out (the table reports how many).
+
+Scores are FastChat's ``show_result.py`` (single mode): a system's score is the
+mean of every rated turn judgment, turns pooled (not the mean of per-question
+means), with turn 1 and turn 2 also averaged on their own
+(:func:`show_result`). Its 95% interval resamples questions. An item's own
+score (for the paired differences) is the mean of its rated turns.
 
 Answers are also written in FastChat's answer format
 (``answers/<system>.jsonl``: ``{"question_id", "answer_id", "model_id",
@@ -42,7 +47,9 @@ from langgraph_moa.config import MoAConfig
 from .exact import EvalResult, finish
 from .items import EvalInputError, field, read_jsonl
 from .judge import add_usage, ask_judge, parse_rating
-from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .report import summary_of
+from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .stats import mean, pooled_bootstrap_ci
 from .systems import System, comparison_systems
 
 CATEGORY_TEMPERATURE = {
@@ -328,9 +335,60 @@ async def run_mt_bench(
     answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens)
     await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("mt-bench", systems, store, [q.id for q in questions])
+    apply_show_result(result, store.out_dir)
     if store.out_dir is not None:
         write_answers(store.out_dir / ANSWERS_DIR, result.records)
     return result
+
+
+def show_result(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each system's MT-Bench scores as FastChat's ``show_result.py --mode single`` computes them.
+
+    Every turn judgment with a rating counts once (FastChat drops only its
+    ``-1``, "no rating"): ``score`` is their mean, ``turn_1`` and ``turn_2`` the
+    means of each turn's, ``judgments`` how many; ``ci95`` a bootstrap over
+    questions of ``score``. Values are None for a system (or turn) with no rating.
+    """
+    by_system: dict[str, list[list[float]]] = {}
+    turns: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        if r.get("error") or "ratings" not in r:
+            continue
+        rated = [(n, float(x)) for n, x in enumerate(r["ratings"], start=1) if x is not None]
+        by_system.setdefault(r["system"], []).append([x for _, x in rated])
+        for n, x in rated:
+            turns.setdefault(r["system"], {}).setdefault(n, []).append(x)
+    out: dict[str, dict[str, Any]] = {}
+    for system, groups in by_system.items():
+        pooled = [x for g in groups for x in g]
+        per_turn = turns.get(system, {})
+        out[system] = {
+            "score": mean(pooled) if pooled else None,
+            "turn_1": mean(per_turn[1]) if per_turn.get(1) else None,
+            "turn_2": mean(per_turn[2]) if per_turn.get(2) else None,
+            "judgments": len(pooled),
+            "ci95": pooled_bootstrap_ci(groups) if pooled else None,
+        }
+    return out
+
+
+def apply_show_result(result: EvalResult, out_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """Put FastChat's pooled scores into ``result``'s rows and summary (and ``summary.json``); return them."""
+    scores = show_result(result.records)
+    for row in result.rows:
+        mine = scores.get(row.name)
+        if mine and mine["score"] is not None:
+            row.score, row.ci95 = mine["score"], mine["ci95"]
+    result.summary = summary_of(result.summary["suite"], result.rows)
+    for name, entry in result.summary["systems"].items():
+        mine = scores.get(name) or {}
+        entry["turns"] = {
+            "1": None if mine.get("turn_1") is None else round(mine["turn_1"], 4),
+            "2": None if mine.get("turn_2") is None else round(mine["turn_2"], 4),
+        }
+    if out_dir is not None:
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    return scores
 
 
 def write_answers(folder: Path, records: Sequence[dict[str, Any]]) -> None:

@@ -16,7 +16,9 @@ and ``cost_usd`` are totals over every answered item, scored or not;
 ``latency_p50_s`` the median seconds per answered item. Other configurations
 (``--system``) and variants (``--variant``) also carry ``vs_moa``:
 ``{"difference": -0.025, "ci95": [-0.1, 0.05], "n": 40}``, the mean paired
-score difference against ``moa`` over the items both were scored on.
+score difference against ``moa`` over the items both were scored on. MT-Bench
+systems also carry ``turns``: ``{"1": 8.9, "2": 8.1}``, and their ``score`` is
+FastChat's (every rated turn pooled; see :mod:`langgraph_moa.eval.mt_bench`).
 """
 
 from __future__ import annotations
