@@ -306,3 +306,27 @@ def test_the_lc_win_rate_comes_from_alpaca_evals_glm_when_its_data_file_is_cache
     assert done.returncode == 0, done.stderr
     win_rate, standard_error, note = done.stdout.split()
     assert 0 < float(win_rate) < 100 and float(standard_error) > 0 and note == "''"
+
+
+def test_paper_settings_generate_at_temperature_0_7_and_2048_tokens(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    instructions, baseline = files(tmp_path)
+    setup(server)
+    args = ["eval", "alpaca-eval", str(instructions), "--baseline", str(baseline), "--judge", "judge", "--limit", "2"]
+    args += [
+        "--judge-base-url",
+        server.base_url,
+        "--base-url",
+        server.base_url,
+        "--proposer",
+        "p",
+        "--aggregator",
+        "agg",
+    ]
+    result = moa(*args, "--paper-settings", "--compare", "--json")
+    assert result.returncode == 0, result.stderr
+    generated = server.requests_for("p") + server.requests_for("agg")
+    assert len(generated) == 2 * 3 and {(r["temperature"], r["max_tokens"]) for r in generated} == {(0.7, 2048)}
+    refused = moa(*args, "--paper-settings", "--temperature", "0.2")
+    assert refused.returncode == 2 and "--paper-settings" in refused.stderr

@@ -467,3 +467,32 @@ def test_the_paired_difference_pairs_items_by_id_not_by_position() -> None:
     a = {"x": 1.0, "y": 0.0, "z": 1.0}
     b = {"y": 0.0, "z": 1.0, "x": 1.0}
     assert paired_difference(a, b) == (0.0, (0.0, 0.0), 3)
+
+
+def test_cli_collaborativeness_each_model_alone_and_given_the_others_answers(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    """p2 is wrong alone and right when it aggregates the others' answers: +100 points on every item."""
+    keyed(server, p1=False, agg=False)
+
+    def p2(messages: list[dict]) -> str:
+        sees_answers = any(m["role"] == "system" for m in messages)  # the aggregator's prompt carries them
+        return answer_key(KEY, wrong=not sees_answers)(messages)
+
+    server.set_behavior("p2", ModelBehavior(reply=p2))
+    out = tmp_path / "out"
+    file = write_items(tmp_path / "q.jsonl")
+    result = moa(
+        "eval", "exact", str(file), "--collaborativeness", "--out", str(out), "--json", *sim(server, "p1", "p2")
+    )
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["moa", "openai:p1", "openai:p1 + others", "openai:p2", "openai:p2 + others"]
+    assert systems["openai:p2"]["score"] == 0.0 and systems["openai:p2 + others"]["score"] == 1.0
+    # "p2 + others" is p2 aggregating p1's answer alone: one p1 call and one p2 call per item
+    p2_calls = [r for r in server.requests_for("p2") if any(m["role"] == "system" for m in r["messages"])]
+    assert len(p2_calls) == len(ITEMS)
+    table = (out / "summary.md").read_text()
+    assert "each model alone and given the other models' answers" in table.lower()
+    assert "| openai:p2 | 0.0 | 100.0 | +100.0 [+100.0, +100.0] (n=4) |" in table
+    assert "| openai:p1 | 100.0 | 100.0 | " in table

@@ -89,6 +89,9 @@ ANNOTATIONS_DIR = "annotations"
 LEADERBOARD_FILE = "leaderboard.json"
 REFERENCE_PROVIDER = "reference"
 Annotator = Literal["weighted", "pairwise"]
+PAPER_TEMPERATURE = 0.7
+PAPER_MAX_TOKENS = 2048
+"""The MoA paper's generation settings for AlpacaEval (``moa eval alpaca-eval --paper-settings``)."""
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,7 @@ async def run_alpaca_eval(
     reference_outputs: Mapping[str, str] | None = None,
     reference_name: str = "outputs",
     compare: bool = False,
+    collaborativeness: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
     variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
@@ -396,6 +400,9 @@ async def run_alpaca_eval(
         reference_outputs: ``{instruction id: output}`` added to MoA's first layer.
         reference_name: Their model name becomes ``reference:<reference_name>``.
         compare: Also each distinct proposer alone (the reference outputs included).
+        collaborativeness: Instead of ``compare``'s systems, each distinct proposer alone and as the
+            aggregator of the other proposers' answers (the paper's collaborativeness experiment,
+            :func:`~langgraph_moa.eval.systems.collaborativeness_systems`).
         extra_systems: More whole configurations by name.
         variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
             each row shows its paired difference against ``moa``.
@@ -419,7 +426,9 @@ async def run_alpaca_eval(
             by_text = {_key(i.instruction): reference_outputs[i.id] for i in instructions if i.id in reference_outputs}
             models[name] = PrecomputedChatModel(answers=by_text)
             config = with_reference_proposer(config, name)
-        systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
+        systems = comparison_systems(
+            config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
+        )
     for name in outputs or {}:
         if any(s.name == name for s in systems):
             raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")

@@ -42,6 +42,8 @@ from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials, redact
 
 from .alpaca_eval import (
+    PAPER_MAX_TOKENS,
+    PAPER_TEMPERATURE,
     cover,
     load_instructions,
     load_outputs,
@@ -63,8 +65,9 @@ from .mt_bench import (
     load_reference_answers,
     run_mt_bench,
     unparseable_counts,
+    with_settings,
 )
-from .report import PlotUnavailable, markdown_table, plot_score_vs_cost
+from .report import PlotUnavailable, collaborativeness_table, markdown_table, plot_score_vs_cost
 from .systems import variant_config
 
 eval_app = typer.Typer(
@@ -80,6 +83,14 @@ TABLE_FILE = "summary.md"
 CompareOpt = Annotated[
     bool,
     typer.Option("--compare", help="Also run each distinct proposer alone (and, for exact answers, a majority vote)."),
+]
+CollaborativenessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--collaborativeness",
+        help="Each distinct proposer alone and as the aggregator of the other proposers' answers, with a table "
+        "of the paired differences (the MoA paper's Figure 2 for your models).",
+    ),
 ]
 SystemOpt = Annotated[
     list[str] | None,
@@ -190,6 +201,9 @@ def publish(
 ) -> None:
     """Print the table (or the summary JSON), and write the table and plot into ``out``."""
     table = markdown_table(result.rows, percent=percent, score_label=label, extra=extra)
+    collaboration = collaborativeness_table(result.rows, result.records, percent=percent, score_label=label)
+    if collaboration:
+        table += f"\nEach model alone and given the other models' answers (collaborativeness):\n\n{collaboration}"
     if out is not None:
         (out / TABLE_FILE).write_text(f"# {title}\n\n{table}", encoding="utf-8")
         try:
@@ -245,6 +259,7 @@ def exact(
     ] = None,
     limit: LimitOpt = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -291,6 +306,7 @@ def exact(
             config,
             suite=suite,
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,
@@ -377,6 +393,7 @@ def mt_bench(
         int | None, typer.Option("--per-category", min=1, help="Only the first N questions of each category.")
     ] = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -420,6 +437,7 @@ def mt_bench(
             judge_prompts=prompts,
             reference_answers=references,
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,
@@ -464,6 +482,14 @@ def alpaca_eval(
         Path, typer.Option("--baseline", help="The baseline's outputs (AlpacaEval model-outputs JSON).")
     ],
     annotator: AnnotatorOpt = "weighted",
+    paper_settings: Annotated[
+        bool,
+        typer.Option(
+            "--paper-settings",
+            help=f"Generate as the MoA paper did for AlpacaEval: temperature {PAPER_TEMPERATURE} and max_tokens "
+            f"{PAPER_MAX_TOKENS} on every call of every system (per-model settings replaced).",
+        ),
+    ] = False,
     outputs: Annotated[
         list[Path] | None,
         typer.Option(
@@ -480,6 +506,7 @@ def alpaca_eval(
     judge_max_tokens: JudgeMaxTokensOpt = JUDGE_MAX_TOKENS,
     limit: LimitOpt = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -517,8 +544,17 @@ def alpaca_eval(
         v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
     )
 
+    if paper_settings and (temperature is not None or max_tokens is not None):
+        raise typer.BadParameter(
+            "sets temperature and max_tokens: drop --temperature/--max-tokens", param_hint="--paper-settings"
+        )
+
     async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        if paper_settings and config is not None:
+            config = with_settings(config, PAPER_TEMPERATURE, PAPER_MAX_TOKENS)
+            extra = {k: with_settings(v, PAPER_TEMPERATURE, PAPER_MAX_TOKENS) for k, v in extra.items()}
+            variants = {k: with_settings(v, PAPER_TEMPERATURE, PAPER_MAX_TOKENS) for k, v in variants.items()}
         return await run_alpaca_eval(
             items,
             config,
@@ -530,6 +566,7 @@ def alpaca_eval(
             reference_outputs=refs,
             reference_name=reference_outputs.stem if reference_outputs else "outputs",
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,

@@ -297,6 +297,7 @@ async def run_mt_bench(
     judge_prompts: Mapping[str, JudgePrompt],
     reference_answers: Mapping[str, list[str]] | None = None,
     compare: bool = False,
+    collaborativeness: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
     variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
@@ -317,6 +318,9 @@ async def run_mt_bench(
             coding questions without one are graded with the plain prompt and
             flagged (``needs_reference_but_none``).
         compare: Also each distinct proposer alone.
+        collaborativeness: Instead of ``compare``'s systems, each distinct proposer alone and as the
+            aggregator of the other proposers' answers (the paper's collaborativeness experiment,
+            :func:`~langgraph_moa.eval.systems.collaborativeness_systems`).
         extra_systems: More whole configurations by name.
         variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
             each row shows its paired difference against ``moa``.
@@ -327,7 +331,9 @@ async def run_mt_bench(
         cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
-    systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
+    systems = comparison_systems(
+        config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
+    )
     check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)

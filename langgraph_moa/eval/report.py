@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import bootstrap_ci, items_for_difference, mean, median, paired_difference
-from .systems import MOA, System
+from .systems import MOA, WITH_OTHERS, System
 
 
 @dataclass
@@ -249,6 +249,38 @@ def in_words(rows: Sequence[Row], *, percent: bool = True) -> str:
         ratio = moa.tokens / by_name[best].tokens
         sentences.append(f"moa used {ratio:.1f}x the tokens of {best}.")
     return " ".join(sentences)
+
+
+def collaborativeness_table(
+    rows: Sequence[Row], records: Sequence[dict[str, Any]], *, percent: bool = True, score_label: str = "score"
+) -> str:
+    """The collaborativeness table (the paper's Figure 2): each model alone and given the others' answers.
+
+    One line per model with a ``"<model> + others"`` system: its score alone, with
+    the others' answers, and the paired difference [95% CI] over the items both
+    were scored on. "" when the run has no such systems.
+    """
+    by_name = {row.name: row for row in rows}
+    pairs = [(row.name, row.name + WITH_OTHERS) for row in rows if row.name + WITH_OTHERS in by_name]
+    if not pairs:
+        return ""
+
+    def fmt(value: float, sign: str = "") -> str:
+        return f"{100 * value:{sign}.1f}" if percent else f"{value:{sign}.2f}"
+
+    lines = [
+        f"| model | {score_label} alone | with the others' answers | difference [95% CI] (n) |",
+        "|---|---:|---:|---|",
+    ]
+    for alone, together in pairs:
+        a = item_scores([r for r in records if r["system"] == alone])
+        b = item_scores([r for r in records if r["system"] == together])
+        d, (lo, hi), n = paired_difference(b, a)
+        left = fmt(by_name[alone].score) if by_name[alone].n else "-"
+        right = fmt(by_name[together].score) if by_name[together].n else "-"
+        diff = f"{fmt(d, '+')} [{fmt(lo, '+')}, {fmt(hi, '+')}] (n={n})" if n else "-"
+        lines.append(f"| {alone} | {left} | {right} | {diff} |")
+    return "\n".join(lines) + "\n"
 
 
 class PlotUnavailable(RuntimeError):
