@@ -1,7 +1,7 @@
 """``moa eval``: measure a MoA configuration against its own proposers.
 
 Commands: ``exact`` (exact-answer JSONL or ``--builtin arithmetic``),
-``mt-bench`` and ``alpaca-eval``. Each takes the model options of ``moa ask``,
+``mt-bench``, ``alpaca-eval`` and ``flask``. Each takes the model options of ``moa ask``,
 ``--compare``, ``--system NAME=PRESET``, ``--variant FIELD=VALUE,...``, ``--concurrency``, ``--out DIR``
 (resumable) and ``--json``. See docs/evaluation.md.
 """
@@ -53,6 +53,10 @@ from .alpaca_eval import (
     run_alpaca_eval,
 )
 from .exact import EvalResult, run_exact
+from .flask import JUDGE_MAX_TOKENS as FLASK_JUDGE_MAX_TOKENS
+from .flask import REVIEW_PROMPT_ID as FLASK_PROMPT_ID
+from .flask import SKILL_ORDER as FLASK_SKILL_ORDER
+from .flask import load_flask, load_review_prompt, load_rubrics, run_flask
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
 from .judge import JUDGE_MAX_TOKENS, judge_config
@@ -73,7 +77,7 @@ from .systems import variant_config
 eval_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval.",
+    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval, FLASK.",
 )
 """``moa eval``: :mod:`langgraph_moa.cli` adds it to the ``moa`` command."""
 
@@ -659,3 +663,96 @@ def run_scoring(
     finally:
         progress.stop()
     publish_result(result)
+
+
+@eval_app.command("flask")
+def flask(
+    evaluation_set: Annotated[
+        Path, typer.Argument(help="FLASK's evaluation_set/flask_evaluation.jsonl (or flask_hard_evaluation.jsonl).")
+    ],
+    judge: JudgeOpt,
+    rubrics: Annotated[
+        Path,
+        typer.Option("--rubrics", help="FLASK's metadata_annotation/skillset/src/skillset_description.json."),
+    ],
+    review_prompts: Annotated[Path, typer.Option("--review-prompts", help="FLASK's gpt_review/src/prompt.jsonl.")],
+    prompt_id: Annotated[
+        int, typer.Option("--prompt-id", help="The review prompt (gpt4_eval.py uses 2: with the reference answer).")
+    ] = FLASK_PROMPT_ID,
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_max_tokens: Annotated[
+        int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a review (FLASK: 1024).")
+    ] = FLASK_JUDGE_MAX_TOKENS,
+    limit: LimitOpt = None,
+    compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
+    system: SystemOpt = None,
+    variant: VariantOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    cache: CacheOpt = False,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """FLASK: each answer reviewed 1-5 on the three skills its item names, FLASK's rubrics and review prompt."""
+    try:
+        items = load_flask(evaluation_set)
+        rubric_list = load_rubrics(rubrics)
+        prompt = load_review_prompt(review_prompts, prompt_id)
+    except EvalInputError as exc:
+        raise fail(str(exc)) from None
+    items = items[:limit] if limit else items
+    options = RunOptions(
+        preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
+    )
+
+    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+        judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        return await run_flask(
+            items,
+            config,
+            judge=judge_cfg,
+            rubrics=rubric_list,
+            prompt=prompt,
+            compare=compare,
+            collaborativeness=collaborativeness,
+            extra_systems=extra,
+            variants=variants,
+            out_dir=out,
+            concurrency=concurrency,
+            cache=proposal_cache() if cache else None,
+            progress=progress,
+        )
+
+    def show(result: EvalResult) -> None:
+        bad = sum(int(r.get("unparseable", 0)) for r in result.records if not r.get("error"))
+        if bad:
+            err.print(f"[yellow]{bad} review(s) had no score dictionary[/yellow]: left out of the scores")
+        skills = {name: entry.get("skills", {}) for name, entry in result.summary["systems"].items()}
+        names = [s for s in FLASK_SKILL_ORDER if any(s in v for v in skills.values())]
+        extra = {skill: {k: f"{v[skill]:.2f}" for k, v in skills.items() if skill in v} for skill in names}
+        counts = {name: (b, n) for name, b, n in _review_counts(result.records)}
+        extra["unparseable reviews"] = _counts(counts)
+        title = f"FLASK ({len(items)} items, {evaluation_set.name}), judge {judge}, 1-5 per skill"
+        publish(result, out, title, as_json, percent=False, label="score (1-5)", extra=extra)
+
+    run_eval(options, system, variant, make, show)
+
+
+def _review_counts(records: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        if not r.get("error"):
+            bad, total = out.get(r["system"], (0, 0))
+            out[r["system"]] = (bad + int(r.get("unparseable", 0)), total + 1)
+    return [(name, bad, total) for name, (bad, total) in out.items()]
