@@ -159,6 +159,32 @@ def test_mt_bench_scores_are_fastchats_show_result_on_a_fixed_judgment_set() -> 
     assert scores["b"] == {"score": None, "turn_1": None, "turn_2": None, "judgments": 0, "ci95": None}
 
 
+def test_mt_bench_grades_fastchat_answer_files_by_model_id_without_generating(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    questions, _, refs = mt_files(tmp_path)
+    mt_server(server)
+
+    def answers(model: str, word: str, ids: list[int]) -> Path:
+        rows = [{"question_id": i, "model_id": model, "choices": [{"index": 0, "turns": [f"{word} 1", f"{word} 2"]}]}
+                for i in ids]  # fmt: skip
+        (tmp_path / model).mkdir()
+        return jsonl(tmp_path / model / "answers.jsonl", rows)
+
+    good = answers("Good-Model", "good", [81, 111, 121])
+    partial = answers("Partial-Model", "plain", [81, 111])
+    args = ["eval", "mt-bench", str(questions), "--judge", "judge", "--judge-base-url", server.base_url]
+    result = moa(*args, "--reference-answers", str(refs), "--outputs", str(good), "--outputs", str(partial), "--json")
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["Good-Model", "Partial-Model"]  # named by model_id, not by the files' common stem
+    assert (systems["Good-Model"]["n"], systems["Good-Model"]["score"]) == (2, 9.0)  # 121 is never rated
+    assert (systems["Partial-Model"]["n"], systems["Partial-Model"]["score"]) == (2, 3.0)
+    assert "Partial-Model: no answer to 1 of 3 question(s) (e.g. 121)" in result.stderr
+    assert server.calls("agg") == server.calls("good") == server.calls("bad") == 0
+    assert server.calls("judge") == 3 * 2 + 2 * 2
+
+
 def test_mt_bench_command(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     questions, _, refs = mt_files(tmp_path)
     mt_server(server)

@@ -64,6 +64,7 @@ from .mt_bench import (
     MAX_NEW_TOKENS,
     find_judge_prompts,
     first_per_category,
+    load_answer_file,
     load_judge_prompts,
     load_questions,
     load_reference_answers,
@@ -389,6 +390,15 @@ def mt_bench(
             "--reference-answers", help="Reference answers for math/reasoning/coding (FastChat answer format)."
         ),
     ] = None,
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Grade this FastChat answer file (model_answer/<model>.jsonl) as a system named by its model_id, "
+            "with no generation (repeatable). With --outputs only the files are graded, unless model options are "
+            "given too.",
+        ),
+    ] = None,
     answer_max_tokens: Annotated[
         int, typer.Option("--answer-max-tokens", min=1, help="New tokens per call (FastChat: 1024).")
     ] = MAX_NEW_TOKENS,
@@ -421,6 +431,7 @@ def mt_bench(
         items = load_questions(questions)
         prompts = load_judge_prompts(judge_prompts or find_judge_prompts(questions))
         references = load_reference_answers(reference_answers) if reference_answers else {}
+        graded = answer_files(outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     if per_category:
@@ -432,7 +443,18 @@ def mt_bench(
     if temperature is not None:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
-    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+    generate = not graded or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
+    for name, answers in graded.items():
+        missing = [q.id for q in items if q.id not in answers]
+        if missing:
+            err.print(
+                f"[yellow]{escape(name)}: no answer to {len(missing)} of {len(items)} question(s) "
+                f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
+            )
+
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_mt_bench(
             items,
@@ -447,6 +469,7 @@ def mt_bench(
             out_dir=out,
             concurrency=concurrency,
             max_tokens=answer_max_tokens,
+            outputs=graded,
             cache=proposal_cache() if cache else None,
             progress=progress,
         )
@@ -465,7 +488,26 @@ def mt_bench(
         extra = {"turn 1": turn("1"), "turn 2": turn("2"), "unparseable judgments": _counts(counts)}
         publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
 
-    run_eval(options, system, variant, make, show)
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
+
+
+def answer_files(paths: list[Path]) -> dict[str, dict[str, list[str]]]:
+    """``--outputs`` FastChat answer files as ``{model_id: {question_id: turns}}``.
+
+    Raises:
+        EvalInputError: a file is malformed, or two files name the same model.
+    """
+    graded: dict[str, dict[str, list[str]]] = {}
+    origin: dict[str, Path] = {}
+    for path in paths:
+        name, answers = load_answer_file(path)
+        if name in graded:
+            raise EvalInputError(f"--outputs: {origin[name]} and {path} both name model {name!r}: one file per model")
+        graded[name], origin[name] = answers, path
+    return graded
 
 
 AnnotatorOpt = Annotated[

@@ -144,6 +144,21 @@ def load_reference_answers(path: Path | str) -> dict[str, list[str]]:
     return out
 
 
+def load_answer_file(path: Path | str) -> tuple[str, dict[str, list[str]]]:
+    """Read a FastChat answer file (``model_answer/<model>.jsonl``): its ``model_id`` and ``{question_id: turns}``.
+
+    The model id is the lines' ``model_id`` (the file's stem when they name none).
+
+    Raises:
+        EvalInputError: a malformed line, or lines naming different models.
+    """
+    path = Path(path)
+    names = {str(obj["model_id"]) for _, obj in read_jsonl(path) if obj.get("model_id")}
+    if len(names) > 1:
+        raise EvalInputError(f"{path}: lines name {len(names)} models ({', '.join(sorted(names))}): one file per model")
+    return (names.pop() if names else path.stem), load_reference_answers(path)
+
+
 def load_judge_prompts(path: Path | str) -> dict[str, JudgePrompt]:
     """Read FastChat's ``judge_prompts.jsonl``; the single-answer prompts must be there.
 
@@ -229,22 +244,28 @@ def mt_bench_answerer(
     prompts: Mapping[str, JudgePrompt],
     references: Mapping[str, list[str]],
     max_tokens: int,
+    outputs: Mapping[str, Mapping[str, list[str]]] | None = None,
 ) -> Any:  # returns runner.Answer
-    """The ``answer(system, question)`` of MT-Bench: answer every turn, then judge every turn."""
+    """The ``answer(system, question)`` of MT-Bench: answer every turn (or read the answers), then judge every turn."""
 
     async def answer(system: System, question: Question) -> dict[str, Any]:
-        assert system.config is not None
         temperature = CATEGORY_TEMPERATURE.get(question.category, DEFAULT_TEMPERATURE)
-        config = config_for_item(with_settings(system.config, temperature, max_tokens), question.id)
-        history: list[BaseMessage] = []
         answers: list[str] = []
         runs = []
-        for text in question.turns:
-            history.append(HumanMessage(content=text))
-            run = await runner.run(config, history)
-            history.append(AIMessage(content=run.answer))
-            answers.append(run.answer)
-            runs.append(run)
+        if system.kind == "outputs":
+            answers = list((outputs or {}).get(system.name, {}).get(question.id) or [])
+            if len(answers) < min(2, len(question.turns)):
+                raise EvalInputError(f"{system.name}: its answer file has no answer to every turn of this question")
+        else:
+            assert system.config is not None
+            config = config_for_item(with_settings(system.config, temperature, max_tokens), question.id)
+            history: list[BaseMessage] = []
+            for text in question.turns:
+                history.append(HumanMessage(content=text))
+                run = await runner.run(config, history)
+                history.append(AIMessage(content=run.answer))
+                answers.append(run.answer)
+                runs.append(run)
         reference = references.get(question.id)
         graded_with_reference = question.category in NEED_REFERENCE and reference is not None
         ratings: list[float | None] = []
@@ -291,7 +312,7 @@ def mt_bench_answerer(
 
 async def run_mt_bench(
     questions: Sequence[Question],
-    config: MoAConfig,
+    config: MoAConfig | None,
     *,
     judge: MoAConfig,
     judge_prompts: Mapping[str, JudgePrompt],
@@ -303,6 +324,7 @@ async def run_mt_bench(
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     max_tokens: int = MAX_NEW_TOKENS,
+    outputs: Mapping[str, Mapping[str, list[str]]] | None = None,
     models: dict[str, Any] | None = None,
     cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
@@ -311,7 +333,9 @@ async def run_mt_bench(
 
     Args:
         questions: From :func:`load_questions`.
-        config: The MoA configuration (system ``moa``).
+        config: The MoA configuration (system ``moa``); None grades ``outputs`` only.
+        outputs: Existing answers graded as systems, ``{model_id: {question_id: [turn answers]}}``
+            (:func:`load_answer_file`); a question a system has no answer to is recorded as that pair's error.
         judge: The judge's configuration (:func:`~langgraph_moa.eval.judge.judge_config`).
         judge_prompts: From :func:`load_judge_prompts`.
         reference_answers: From :func:`load_reference_answers`; math, reasoning and
@@ -331,14 +355,22 @@ async def run_mt_bench(
         cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
-    systems = comparison_systems(
-        config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
-    )
+    systems: list[System] = []
+    if config is not None:
+        systems = comparison_systems(
+            config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
+        )
+    for name in outputs or {}:
+        if any(s.name == name for s in systems):
+            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
+        systems.append(System(name, None, "outputs"))
+    if not systems:
+        raise EvalInputError("nothing to evaluate: give a configuration or answer files to grade")
     check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)
     runner = GraphRunner(models, cache)
-    answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens)
+    answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens, outputs)
     await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("mt-bench", systems, store, [q.id for q in questions])
     apply_show_result(result, store.out_dir)
