@@ -144,3 +144,18 @@ def test_flask_command_and_bad_files(server: SimulatedOpenAIServer, tmp_path: Pa
     (tmp_path / "bad.jsonl").write_text('{"idx": 1, "instruction": "x"}\n')
     with pytest.raises(EvalInputError, match="bad.jsonl:1: field 'skill'"):
         load_flask(tmp_path / "bad.jsonl")
+
+
+def test_flask_reviews_model_output_files_without_generating(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    items_path, rubrics_path, prompts_path = files(tmp_path)
+    setup(server)
+    good = tmp_path / "good_model.jsonl"  # FLASK's outputs name no model: the file's stem names it
+    good.write_text("".join(json.dumps({"question_id": i, "text": "good text"}) + "\n" for i in (1, 2)))
+    args = ["eval", "flask", str(items_path), "--judge", "judge", "--judge-base-url", server.base_url]
+    args += ["--rubrics", str(rubrics_path), "--review-prompts", str(prompts_path), "--outputs", str(good), "--json"]
+    result = moa(*args)
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["good_model"] and systems["good_model"]["score"] == pytest.approx(4.75)
+    assert "good_model: no output for 1 of 3 item(s) (e.g. 3): counted as its errors" in result.stderr
+    assert server.calls("agg") == server.calls("good") == 0 and server.calls("judge") == 2

@@ -56,7 +56,7 @@ from .exact import EvalResult, run_exact
 from .flask import JUDGE_MAX_TOKENS as FLASK_JUDGE_MAX_TOKENS
 from .flask import REVIEW_PROMPT_ID as FLASK_PROMPT_ID
 from .flask import SKILL_ORDER as FLASK_SKILL_ORDER
-from .flask import load_flask, load_review_prompt, load_rubrics, run_flask
+from .flask import load_flask, load_flask_outputs, load_review_prompt, load_rubrics, run_flask
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
 from .judge import JUDGE_MAX_TOKENS, judge_config
@@ -718,6 +718,15 @@ def flask(
         typer.Option("--rubrics", help="FLASK's metadata_annotation/skillset/src/skillset_description.json."),
     ],
     review_prompts: Annotated[Path, typer.Option("--review-prompts", help="FLASK's gpt_review/src/prompt.jsonl.")],
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Review this FLASK model-outputs file ({question_id, text} lines) as a system named by its model_id "
+            "or file stem, with no generation (repeatable). With --outputs only the files are reviewed, unless model "
+            "options are given too.",
+        ),
+    ] = None,
     prompt_id: Annotated[
         int, typer.Option("--prompt-id", help="The review prompt (gpt4_eval.py uses 2: with the reference answer).")
     ] = FLASK_PROMPT_ID,
@@ -751,14 +760,30 @@ def flask(
         items = load_flask(evaluation_set)
         rubric_list = load_rubrics(rubrics)
         prompt = load_review_prompt(review_prompts, prompt_id)
+        reviewed: dict[str, dict[str, str]] = {}
+        for path in outputs or []:
+            name, texts = load_flask_outputs(path)
+            if name in reviewed:
+                raise EvalInputError(f"--outputs {path}: another file already names model {name!r}")
+            reviewed[name] = texts
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     items = items[:limit] if limit else items
+    for name, texts in reviewed.items():
+        missing = [i.id for i in items if i.id not in texts]
+        if missing:
+            err.print(
+                f"[yellow]{escape(name)}: no output for {len(missing)} of {len(items)} item(s) "
+                f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
+            )
+    generate = not reviewed or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
     options = RunOptions(
         preset, layers, proposer, aggregator, temperature, max_tokens, base_url, timeout, min_proposals, gguf, seed
     )
 
-    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_flask(
             items,
@@ -772,6 +797,7 @@ def flask(
             variants=variants,
             out_dir=out,
             concurrency=concurrency,
+            outputs=reviewed,
             cache=proposal_cache() if cache else None,
             progress=progress,
         )
@@ -788,7 +814,10 @@ def flask(
         title = f"FLASK ({len(items)} items, {evaluation_set.name}), judge {judge}, 1-5 per skill"
         publish(result, out, title, as_json, percent=False, label="score (1-5)", extra=extra)
 
-    run_eval(options, system, variant, make, show)
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
 
 
 def _review_counts(records: list[dict[str, Any]]) -> list[tuple[str, int, int]]:

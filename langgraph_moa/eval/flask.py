@@ -144,6 +144,30 @@ def load_flask(path: Path | str) -> list[FlaskItem]:
     return items
 
 
+def load_flask_outputs(path: Path | str) -> tuple[str, dict[str, str]]:
+    """Read FLASK model outputs (``model_output/outputs/<model>.jsonl``): the model's name and ``{idx: text}``.
+
+    Lines are ``{"question_id", "text", "model_id"?}``, as FLASK's ``gpt4_eval.py`` reads them; the name is
+    their ``model_id``, else the file's stem.
+
+    Raises:
+        EvalInputError: a line without ``question_id`` or ``text``, or lines naming different models.
+    """
+    path = Path(path)
+    outputs: dict[str, str] = {}
+    names: set[str] = set()
+    for number, obj in read_jsonl(path):
+        qid, text = obj.get("question_id"), obj.get("text")
+        if qid is None or isinstance(qid, bool) or not isinstance(qid, (int, str)) or not isinstance(text, str):
+            raise EvalInputError(f"{path}:{number}: expected 'question_id' and 'text' (FLASK's model output format)")
+        outputs[str(qid)] = text
+        if obj.get("model_id"):
+            names.add(str(obj["model_id"]))
+    if len(names) > 1:
+        raise EvalInputError(f"{path}: lines name {len(names)} models ({', '.join(sorted(names))}): one file per model")
+    return (names.pop() if names else path.stem), outputs
+
+
 def load_rubrics(path: Path | str) -> list[Rubric]:
     """Read FLASK's ``skillset_description.json``.
 
@@ -265,16 +289,26 @@ def skill_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
 
 
 def flask_answerer(
-    runner: GraphRunner, judge: MoAConfig, prompt: ReviewPrompt, rubrics: Sequence[Rubric]
+    runner: GraphRunner,
+    judge: MoAConfig,
+    prompt: ReviewPrompt,
+    rubrics: Sequence[Rubric],
+    outputs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Any:  # returns runner.Answer
-    """The ``answer(system, item)`` of FLASK: answer, then one review of the item's skills."""
+    """The ``answer(system, item)`` of FLASK: answer (or read the answer), then one review of the item's skills."""
 
     async def answer(system: System, item: FlaskItem) -> dict[str, Any]:
-        assert system.config is not None
-        run = await runner.run(config_for_item(system.config, item.id), [("user", item.instruction)])
-        judgment = await ask_judge(
-            runner, judge, prompt.system_prompt, review_prompt(item, run.answer, prompt, rubrics)
-        )
+        run_fields: dict[str, Any]
+        if system.kind == "outputs":
+            read = (outputs or {}).get(system.name, {})
+            if item.id not in read:
+                raise EvalInputError(f"{system.name}: its outputs file has no output for this item")
+            response, run_fields = read[item.id], {"response": read[item.id], "usage": {}}
+        else:
+            assert system.config is not None
+            run = await runner.run(config_for_item(system.config, item.id), [("user", item.instruction)])
+            response, run_fields = run.answer, run.record()
+        judgment = await ask_judge(runner, judge, prompt.system_prompt, review_prompt(item, response, prompt, rubrics))
         scores = parse_scores(judgment.text)
         numeric = numeric_scores(scores)
         return {
@@ -292,7 +326,7 @@ def flask_answerer(
             "error": None,
             "judge_usage": judgment.usage,
             "judge_cost_usd": judgment.cost_usd,
-            **run.record(),
+            **run_fields,
         }
 
     return answer
@@ -300,7 +334,7 @@ def flask_answerer(
 
 async def run_flask(
     items: Sequence[FlaskItem],
-    config: MoAConfig,
+    config: MoAConfig | None,
     *,
     judge: MoAConfig,
     rubrics: Sequence[Rubric],
@@ -311,6 +345,7 @@ async def run_flask(
     variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
     concurrency: int = 4,
+    outputs: Mapping[str, Mapping[str, str]] | None = None,
     models: dict[str, Any] | None = None,
     cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
@@ -319,7 +354,9 @@ async def run_flask(
 
     Args:
         items: From :func:`load_flask`.
-        config: The MoA configuration (system ``moa``).
+        config: The MoA configuration (system ``moa``); None reviews ``outputs`` only.
+        outputs: Existing answers reviewed as systems, ``{name: {idx: text}}`` (:func:`load_flask_outputs`);
+            an item a system has no output for is recorded as that pair's error.
         judge: The judge's configuration (:func:`~langgraph_moa.eval.judge.judge_config`, FLASK: temperature 0,
             1024 tokens).
         rubrics: From :func:`load_rubrics`.
@@ -335,14 +372,22 @@ async def run_flask(
         cache: The proposal cache, or None.
         progress: Receives progress.
     """
-    systems = comparison_systems(
-        config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
-    )
+    systems: list[System] = []
+    if config is not None:
+        systems = comparison_systems(
+            config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
+        )
+    for name in outputs or {}:
+        if any(s.name == name for s in systems):
+            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
+        systems.append(System(name, None, "outputs"))
+    if not systems:
+        raise EvalInputError("nothing to evaluate: give a configuration or outputs to review")
     check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("flask", systems)
     runner = GraphRunner(models, cache)
-    answer = flask_answerer(runner, judge, prompt, rubrics)
+    answer = flask_answerer(runner, judge, prompt, rubrics, outputs)
     await run_batch(items, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("flask", systems, store, [i.id for i in items])
     table = skill_table(result.records)
