@@ -330,3 +330,19 @@ def test_paper_settings_generate_at_temperature_0_7_and_2048_tokens(
     assert len(generated) == 2 * 3 and {(r["temperature"], r["max_tokens"]) for r in generated} == {(0.7, 2048)}
     refused = moa(*args, "--paper-settings", "--temperature", "0.2")
     assert refused.returncode == 2 and "--paper-settings" in refused.stderr
+
+
+async def test_a_judge_that_fails_its_first_call_stops_with_its_error(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    from langgraph_moa.errors import MoAError
+    from langgraph_moa.testing import Fault
+
+    items = load_instructions_from(INSTRUCTIONS[:2])
+    config = setup(server)
+    server.set_behavior("judge", ModelBehavior(logprobs=great_judge, faults=[Fault(400, message="no such model")]))
+    with pytest.raises(MoAError, match="judge openai:judge failed on its first call: .*no such model"):
+        await run_alpaca_eval(
+            items, config, judge=judge_config("judge", base_url=server.base_url), baseline={i.id: "meh" for i in items}
+        )
+    assert server.calls("agg") == 0

@@ -51,6 +51,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.cache.base import BaseCache
 
 from langgraph_moa.config import MoAConfig, ModelSpec
+from langgraph_moa.errors import MoAError
+from langgraph_moa.providers import describe_error
 
 from .exact import EvalResult, finish
 from .items import EvalInputError, read_json
@@ -59,6 +61,7 @@ from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, confi
 from .systems import System, comparison_systems
 from .weighted import (
     ANNOTATOR,
+    JudgeWithoutLogprobsError,
     LengthControlled,
     WeightedJudge,
     annotation_record,
@@ -442,8 +445,7 @@ async def run_alpaca_eval(
     runner = GraphRunner(models, cache)
     if annotator == "weighted":
         weighted = WeightedJudge(judge, models)
-        first = instructions[0]
-        await weighted.annotate(first.instruction, baseline[first.id], baseline[first.id])  # has it logprobs?
+        await check_judge(weighted, instructions[0], baseline)
         answer = weighted_answerer(runner, weighted, baseline, baseline_generator, outputs or {})
     else:
         answer = alpaca_answerer(runner, judge, baseline, outputs)
@@ -456,6 +458,22 @@ async def run_alpaca_eval(
             write_annotations(store.out_dir / ANNOTATIONS_DIR, result.records, instructions)
             (store.out_dir / LEADERBOARD_FILE).write_text(json.dumps(board, indent=2) + "\n", encoding="utf-8")
     return AlpacaEvalResult(**vars(result), leaderboard=board)
+
+
+async def check_judge(judge: WeightedJudge, item: Instruction, baseline: Mapping[str, str]) -> None:
+    """One judgment (the baseline against itself) before any answer is made: does the judge give logprobs?
+
+    Raises:
+        JudgeWithoutLogprobsError: it answers without log probabilities.
+        MoAError: the call failed (the message names the judge and the error).
+    """
+    try:
+        await judge.annotate(item.instruction, baseline[item.id], baseline[item.id])
+    except JudgeWithoutLogprobsError:
+        raise
+    except Exception as exc:
+        kind, message = describe_error(exc)
+        raise MoAError(f"judge {judge.spec.model} failed on its first call: {kind}: {message}") from None
 
 
 @dataclass
