@@ -23,6 +23,7 @@ FastChat's (every rated turn pooled; see :mod:`langgraph_moa.eval.mt_bench`).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,7 +357,7 @@ def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: 
     ax.set_ylim(*y_range)
     ax.set_xlabel(x_label)
     ax.set_ylabel(("score (%)" if percent else "score") + ", 95% CI")
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 64)), fontsize=9)  # long titles (judge, baseline) stay inside
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(fontsize=8, loc="best")
