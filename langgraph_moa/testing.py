@@ -149,6 +149,12 @@ class ModelBehavior:
             tests that a key never travels further than the provider).
         finish_reason: The finish reason of text answers, ``"stop"`` by default;
             ``"length"`` plays an answer cut at the token limit.
+        logprobs: A function of the request messages returning the first
+            token's most likely alternatives as ``(token, logprob)`` pairs, most
+            likely first. A non-streamed request that asks for ``logprobs`` then
+            gets them in OpenAI's shape (``top_logprobs`` of them), and the reply,
+            when no other is set, is the most likely token. Without it, or when
+            the request does not ask, ``logprobs`` is null (a judge that has none).
     """
 
     latency: float = 0.0
@@ -161,6 +167,7 @@ class ModelBehavior:
     tool_calls: Callable[[dict], list[dict] | None] | None = None
     echo_authorization: bool = False
     finish_reason: str = "stop"
+    logprobs: Callable[[list[dict]], list[tuple[str, float]]] | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -169,6 +176,19 @@ class ModelBehavior:
             raise ValueError("chunk_chars must not be negative")
         if self.latency < 0 or self.chunk_delay < 0:
             raise ValueError("latency and chunk_delay must not be negative")
+
+
+def _logprobs(request: dict, behavior: ModelBehavior) -> dict | None:
+    """The ``logprobs`` of a choice (OpenAI's shape: the first token and its top alternatives), or None."""
+    if behavior.logprobs is None or not request.get("logprobs"):
+        return None
+    ranked = behavior.logprobs(request["messages"])
+    top = [
+        {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+        for token, logprob in ranked[: int(request.get("top_logprobs") or 0)]
+    ]
+    token, logprob = ranked[0]
+    return {"content": [{"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": top}]}
 
 
 def _text(content: Any) -> str:
@@ -607,8 +627,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a broken reply function is reported, not fatal
             self._json(500, _error_body(500, f"reply or tool_calls function failed: {exc!r}"))
             return
+        logprobs = _logprobs(request, behavior)
         if calls:
             reply = ""
+        elif reply is None and logprobs is not None:
+            reply = logprobs["content"][0]["token"]
         elif reply is None:
             reply = default_reply(request["model"], messages)
         if echo and not calls:
@@ -624,7 +647,7 @@ class _Handler(BaseHTTPRequestHandler):
         if calls:
             message["tool_calls"] = calls
         finish = "tool_calls" if calls else behavior.finish_reason
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
     def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]) -> None:

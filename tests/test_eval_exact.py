@@ -192,6 +192,12 @@ async def test_a_line_cut_short_by_a_kill_is_run_again(server: SimulatedOpenAISe
     server.reset()
     result = await run_exact(ITEMS[:2], cfg, out_dir=tmp_path)
     assert server.calls() == 2 and result.summary["systems"]["moa"]["n"] == 2
+    # the cut line is gone, not glued to the next record: every line parses and nothing is lost on the next resume
+    lines = results.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b"]
+    server.reset()
+    result = await run_exact(ITEMS[:3], cfg, out_dir=tmp_path)
+    assert server.calls() == 2 and result.summary["systems"]["moa"]["n"] == 3
 
 
 async def test_resuming_with_another_configuration_is_refused(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -404,6 +410,89 @@ def test_plot_uses_tokens_unless_every_system_is_priced(tmp_path: Path) -> None:
     def row(name: str, cost: float) -> Row:
         return Row(name, "moa", 10, 0.5, (0.4, 0.6), 1000, cost, 1.0, 0)
 
-    assert plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t") == "tokens"
-    assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t") == "cost"
+    mixed = plot_score_vs_cost([row("a", 0.0), row("b", 0.2)], tmp_path / "p.png", title="t")
+    assert (mixed.x, mixed.x_label) == ("tokens", "total tokens (not every system is priced)")
+    free = plot_score_vs_cost([row("a", 0.0), row("b", 0.0)], tmp_path / "p.png", title="t")
+    assert (free.x, free.x_label) == ("tokens", "total tokens")  # none priced: nothing to say about prices
+    assert plot_score_vs_cost([row("a", 0.1), row("b", 0.2)], tmp_path / "p.png", title="t").x == "cost"
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_at_the_floor_says_so_in_words_and_plots_the_whole_scale(tmp_path: Path) -> None:
+    """Every system scored 0: the table says it in words, not "+0.0 [+0.0, +0.0]" and "(floor or ceiling?)"."""
+    from langgraph_moa.eval.report import build_rows, markdown_table, plot_score_vs_cost
+    from langgraph_moa.eval.systems import System
+
+    systems = [System("moa", None, "moa"), System("openai:m", None, "single"), System("vote", None, "vote")]
+    tokens = {"moa": 750, "openai:m": 100, "vote": 300}
+    records = [
+        {"system": s.name, "id": str(i), "score": 0.0, "usage": {"total_tokens": tokens[s.name] // 4}}
+        for s in systems
+        for i in range(4)
+    ]
+    rows = build_rows(systems, records)
+    table = markdown_table(rows)
+    assert "+0.0 [+0.0, +0.0]" not in table and "floor or ceiling" not in table
+    assert "same score on each of the 4 items" in table
+    assert "Every system scored 0.0% on every item: a floor" in table
+    assert "moa used 7.5x the tokens of openai:m." in table
+    layout = plot_score_vs_cost(rows, tmp_path / "p.png", title="t")
+    assert layout.y_range[0] < 0 and layout.y_range[1] > 100  # the whole 0-100 scale, not a zoom onto 0 +- 0.04
+    assert layout.legend == ["moa", "openai:m", "vote"]  # a legend: no label drawn over another
+
+
+async def test_the_python_api_stops_on_a_missing_key_as_the_cli_does(tmp_path: Path) -> None:
+    """Without the check every pair failed one by one and the run ended with n: 0 and no error."""
+    from langgraph_moa.errors import MissingCredentialsError
+
+    hosted = MoAConfig(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o")
+    with pytest.raises(MissingCredentialsError, match="OPENAI_API_KEY"):
+        await run_exact(ITEMS, hosted, compare=True, out_dir=tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_the_bootstrap_interval_puts_half_the_miss_in_each_tail() -> None:
+    """A 95% interval leaves 2.5% of the bootstrap means on each side: about 1.96 standard errors each way.
+
+    With one tail of 5% (``1 - level`` for ``(1 - level) / 2``) it would be a 90% interval, 1.645 errors each way.
+    """
+    values = [1.0] * 200 + [0.0] * 200
+    low, high = bootstrap_ci(values)
+    standard_error = (0.25 / len(values)) ** 0.5
+    assert (high - low) / (2 * standard_error) == pytest.approx(1.96, abs=0.08)
+
+
+def test_the_paired_difference_pairs_items_by_id_not_by_position() -> None:
+    """Two systems with the same score on every item differ by exactly 0, whatever order their results came in."""
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    b = {"y": 0.0, "z": 1.0, "x": 1.0}
+    assert paired_difference(a, b) == (0.0, (0.0, 0.0), 3)
+
+
+def test_cli_collaborativeness_each_model_alone_and_given_the_others_answers(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    """p2 is wrong alone and right when it aggregates the others' answers: +100 points on every item."""
+    keyed(server, p1=False, agg=False)
+
+    def p2(messages: list[dict]) -> str:
+        sees_answers = any(m["role"] == "system" for m in messages)  # the aggregator's prompt carries them
+        return answer_key(KEY, wrong=not sees_answers)(messages)
+
+    server.set_behavior("p2", ModelBehavior(reply=p2))
+    out = tmp_path / "out"
+    file = write_items(tmp_path / "q.jsonl")
+    result = moa(
+        "eval", "exact", str(file), "--collaborativeness", "--out", str(out), "--json", *sim(server, "p1", "p2")
+    )
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["moa", "openai:p1", "openai:p1 + others", "openai:p2", "openai:p2 + others"]
+    assert systems["openai:p2"]["score"] == 0.0 and systems["openai:p2 + others"]["score"] == 1.0
+    # "p2 + others" is p2 aggregating p1's answer alone: one p1 call and one p2 call per item
+    p2_calls = [r for r in server.requests_for("p2") if any(m["role"] == "system" for m in r["messages"])]
+    assert len(p2_calls) == len(ITEMS)
+    table = (out / "summary.md").read_text()
+    assert "each model alone and given the other models' answers" in table.lower()
+    assert "| openai:p2 | 0.0 | 100.0 | +100.0 [+100.0, +100.0] (n=4) |" in table
+    assert "| openai:p1 | 100.0 | 100.0 | " in table

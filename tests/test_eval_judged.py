@@ -89,7 +89,7 @@ def test_first_per_category() -> None:
 
 def test_rating_and_verdict_parsing() -> None:
     assert parse_rating("so [[7]]") == 7.0 and parse_rating("Rating: [8.5]") == 8.5
-    assert parse_rating("none") is None and parse_rating("[[42]]") is None
+    assert parse_rating("none") is None and parse_rating("[[42]]") == 42.0  # kept, as FastChat keeps it
     assert parse_verdict("[[A]]") == "A" and parse_verdict("it is a [[C]]") == "C" and parse_verdict("[[tie]]") == "C"
     assert parse_verdict("[[A]] or [[B]]") is None and parse_verdict("A") is None
 
@@ -133,10 +133,56 @@ async def test_mt_bench_two_turns_category_temperatures_references_and_ratings(
     assert any(p.startswith("[Q]Write a poem.[A]") for p in judged)
     assert {r["temperature"] for r in server.requests_for("judge")} == {0.0}
     assert server.calls("judge") == 3 * 3 * 2
+    assert systems["openai:bad"]["turns"] == {"1": 3.0, "2": 3.0}
     # answers in FastChat's answer format
     answers = [json.loads(line) for line in (tmp_path / "out" / "answers" / "moa.jsonl").read_text().splitlines()]
     assert [a["question_id"] for a in answers] == [81, 111, 121]
     assert answers[0]["model_id"] == "moa" and answers[0]["choices"][0]["turns"][1].startswith("good synthesis")
+
+
+def test_mt_bench_scores_are_fastchats_show_result_on_a_fixed_judgment_set() -> None:
+    """Every rated turn pooled (not per-question means), ratings above 10 kept, turns 1 and 2 apart."""
+    from langgraph_moa.eval.mt_bench import show_result
+
+    records = [
+        {"system": "a", "id": "1", "ratings": [10.0, 2.0]},
+        {"system": "a", "id": "2", "ratings": [8.0, None]},  # no [[rating]] in turn 2: FastChat's -1, dropped
+        {"system": "a", "id": "3", "ratings": [12.0, 6.0]},
+        {"system": "a", "id": "4", "error": "failed"},
+        {"system": "b", "id": "1", "ratings": [None, None]},
+    ]
+    scores = show_result(records)
+    a = scores["a"]
+    assert a["score"] == pytest.approx(38 / 5)  # per-question means would give 7.67; dropping the 12, 6.67
+    assert (a["turn_1"], a["turn_2"], a["judgments"]) == (10.0, 4.0, 5)
+    assert a["ci95"][0] <= a["score"] <= a["ci95"][1]
+    assert scores["b"] == {"score": None, "turn_1": None, "turn_2": None, "judgments": 0, "ci95": None}
+
+
+def test_mt_bench_grades_fastchat_answer_files_by_model_id_without_generating(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    questions, _, refs = mt_files(tmp_path)
+    mt_server(server)
+
+    def answers(model: str, word: str, ids: list[int]) -> Path:
+        rows = [{"question_id": i, "model_id": model, "choices": [{"index": 0, "turns": [f"{word} 1", f"{word} 2"]}]}
+                for i in ids]  # fmt: skip
+        (tmp_path / model).mkdir()
+        return jsonl(tmp_path / model / "answers.jsonl", rows)
+
+    good = answers("Good-Model", "good", [81, 111, 121])
+    partial = answers("Partial-Model", "plain", [81, 111])
+    args = ["eval", "mt-bench", str(questions), "--judge", "judge", "--judge-base-url", server.base_url]
+    result = moa(*args, "--reference-answers", str(refs), "--outputs", str(good), "--outputs", str(partial), "--json")
+    assert result.returncode == 0, result.stderr
+    systems = json.loads(result.stdout)["systems"]
+    assert list(systems) == ["Good-Model", "Partial-Model"]  # named by model_id, not by the files' common stem
+    assert (systems["Good-Model"]["n"], systems["Good-Model"]["score"]) == (2, 9.0)  # 121 is never rated
+    assert (systems["Partial-Model"]["n"], systems["Partial-Model"]["score"]) == (2, 3.0)
+    assert "Partial-Model: no answer to 1 of 3 question(s) (e.g. 121)" in result.stderr
+    assert server.calls("agg") == server.calls("good") == server.calls("bad") == 0
+    assert server.calls("judge") == 3 * 2 + 2 * 2
 
 
 def test_mt_bench_command(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -233,6 +279,7 @@ async def test_alpaca_eval_both_orders_ties_half_lengths_and_outputs(
         alpaca_server(server),
         judge=judge_config("judge", base_url=server.base_url),
         baseline=matched_outputs(items, load_outputs(baseline), baseline),
+        annotator="pairwise",
         compare=True,
         out_dir=tmp_path / "out",
     )
@@ -266,6 +313,7 @@ async def test_reference_outputs_are_first_layer_proposals(server: SimulatedOpen
         baseline={i.id: "meh" for i in items},
         reference_outputs={i.id: f"precomputed {i.id}" for i in items},
         reference_name="qwen",
+        annotator="pairwise",
         compare=True,
     )
     assert list(result.summary["systems"]) == ["moa", "openai:p", "reference:qwen"]
@@ -282,6 +330,8 @@ def test_alpaca_eval_command_and_bad_baseline(server: SimulatedOpenAIServer, tmp
     alpaca_server(server)
     args = ["eval", "alpaca-eval", str(instructions), "--baseline", str(baseline), "--judge", "judge"]
     args += [
+        "--annotator",
+        "pairwise",
         "--judge-base-url",
         server.base_url,
         "--base-url",

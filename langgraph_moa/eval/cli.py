@@ -1,7 +1,7 @@
 """``moa eval``: measure a MoA configuration against its own proposers.
 
 Commands: ``exact`` (exact-answer JSONL or ``--builtin arithmetic``),
-``mt-bench`` and ``alpaca-eval``. Each takes the model options of ``moa ask``,
+``mt-bench``, ``alpaca-eval`` and ``flask``. Each takes the model options of ``moa ask``,
 ``--compare``, ``--system NAME=PRESET``, ``--variant FIELD=VALUE,...``, ``--concurrency``, ``--out DIR``
 (resumable) and ``--json``. See docs/evaluation.md.
 """
@@ -41,8 +41,22 @@ from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials, redact
 
-from .alpaca_eval import load_instructions, load_outputs, matched_outputs, mean_lengths, run_alpaca_eval
+from .alpaca_eval import (
+    PAPER_MAX_TOKENS,
+    PAPER_TEMPERATURE,
+    cover,
+    load_instructions,
+    load_outputs,
+    load_outputs_file,
+    matched_outputs,
+    mean_lengths,
+    run_alpaca_eval,
+)
 from .exact import EvalResult, run_exact
+from .flask import JUDGE_MAX_TOKENS as FLASK_JUDGE_MAX_TOKENS
+from .flask import REVIEW_PROMPT_ID as FLASK_PROMPT_ID
+from .flask import SKILL_ORDER as FLASK_SKILL_ORDER
+from .flask import load_flask, load_flask_outputs, load_review_prompt, load_rubrics, run_flask
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
 from .judge import JUDGE_MAX_TOKENS, judge_config
@@ -50,19 +64,21 @@ from .mt_bench import (
     MAX_NEW_TOKENS,
     find_judge_prompts,
     first_per_category,
+    load_answer_file,
     load_judge_prompts,
     load_questions,
     load_reference_answers,
     run_mt_bench,
     unparseable_counts,
+    with_settings,
 )
-from .report import PlotUnavailable, markdown_table, plot_score_vs_cost
+from .report import PlotUnavailable, collaborativeness_table, markdown_table, plot_score_vs_cost
 from .systems import variant_config
 
 eval_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval.",
+    help="Measure a configuration against its own proposers: exact answers, MT-Bench, AlpacaEval, FLASK.",
 )
 """``moa eval``: :mod:`langgraph_moa.cli` adds it to the ``moa`` command."""
 
@@ -72,6 +88,14 @@ TABLE_FILE = "summary.md"
 CompareOpt = Annotated[
     bool,
     typer.Option("--compare", help="Also run each distinct proposer alone (and, for exact answers, a majority vote)."),
+]
+CollaborativenessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--collaborativeness",
+        help="Each distinct proposer alone and as the aggregator of the other proposers' answers, with a table "
+        "of the paired differences (the MoA paper's Figure 2 for your models).",
+    ),
 ]
 SystemOpt = Annotated[
     list[str] | None,
@@ -182,6 +206,9 @@ def publish(
 ) -> None:
     """Print the table (or the summary JSON), and write the table and plot into ``out``."""
     table = markdown_table(result.rows, percent=percent, score_label=label, extra=extra)
+    collaboration = collaborativeness_table(result.rows, result.records, percent=percent, score_label=label)
+    if collaboration:
+        table += f"\nEach model alone and given the other models' answers (collaborativeness):\n\n{collaboration}"
     if out is not None:
         (out / TABLE_FILE).write_text(f"# {title}\n\n{table}", encoding="utf-8")
         try:
@@ -237,6 +264,7 @@ def exact(
     ] = None,
     limit: LimitOpt = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -284,6 +312,7 @@ def exact(
             config,
             suite=suite,
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,
@@ -315,20 +344,27 @@ JudgeBaseUrlOpt = Annotated[str | None, typer.Option("--judge-base-url", help="O
 JudgeMaxTokensOpt = Annotated[int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a judgment.")]
 
 
-def make_judge(name: str, base_url: str | None, max_tokens: int, config: MoAConfig) -> MoAConfig:
+def make_judge(name: str, base_url: str | None, max_tokens: int, config: MoAConfig | None) -> MoAConfig:
     """The judge's configuration; ``local`` is the model the local preset serves (its aggregator).
+
+    Args:
+        name: ``--judge``.
+        base_url: ``--judge-base-url``.
+        max_tokens: ``--judge-max-tokens``.
+        config: The evaluated configuration (None when only outputs files are scored).
 
     Raises:
         MoAError: the judge's key is missing, or ``local`` without a local model.
     """
+    timeout = config.timeout if config is not None else MoAConfig.model_fields["timeout"].default
     if name == "local":
-        spec = config.aggregator
-        if spec.base_url is None:
+        spec = config.aggregator if config is not None else None
+        if spec is None or spec.base_url is None:
             raise EvalInputError("--judge local needs the local preset (--preset local or --gguf)")
-        judge = judge_config(spec.model, base_url=spec.base_url, timeout=config.timeout, max_tokens=max_tokens, seed=0)
+        judge = judge_config(spec.model, base_url=spec.base_url, timeout=timeout, max_tokens=max_tokens, seed=0)
     else:
         try:
-            judge = judge_config(name, base_url=base_url, timeout=config.timeout, max_tokens=max_tokens)
+            judge = judge_config(name, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
         except ValueError as exc:
             raise EvalInputError(f"--judge: {exc}") from None
     check_credentials(judge)
@@ -355,6 +391,15 @@ def mt_bench(
             "--reference-answers", help="Reference answers for math/reasoning/coding (FastChat answer format)."
         ),
     ] = None,
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Grade this FastChat answer file (model_answer/<model>.jsonl) as a system named by its model_id, "
+            "with no generation (repeatable). With --outputs only the files are graded, unless model options are "
+            "given too.",
+        ),
+    ] = None,
     answer_max_tokens: Annotated[
         int, typer.Option("--answer-max-tokens", min=1, help="New tokens per call (FastChat: 1024).")
     ] = MAX_NEW_TOKENS,
@@ -363,6 +408,7 @@ def mt_bench(
         int | None, typer.Option("--per-category", min=1, help="Only the first N questions of each category.")
     ] = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -386,6 +432,7 @@ def mt_bench(
         items = load_questions(questions)
         prompts = load_judge_prompts(judge_prompts or find_judge_prompts(questions))
         references = load_reference_answers(reference_answers) if reference_answers else {}
+        graded = answer_files(outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     if per_category:
@@ -398,7 +445,18 @@ def mt_bench(
     if temperature is not None:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
-    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+    generate = not graded or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
+    for name, answers in graded.items():
+        missing = [q.id for q in items if q.id not in answers]
+        if missing:
+            err.print(
+                f"[yellow]{escape(name)}: no answer to {len(missing)} of {len(items)} question(s) "
+                f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
+            )
+
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
         return await run_mt_bench(
             items,
@@ -407,11 +465,13 @@ def mt_bench(
             judge_prompts=prompts,
             reference_answers=references,
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,
             concurrency=concurrency,
             max_tokens=answer_max_tokens,
+            outputs=graded,
             cache=proposal_cache() if cache else None,
             progress=progress,
         )
@@ -421,11 +481,45 @@ def mt_bench(
         bad = sum(b for b, _ in counts.values())
         if bad:
             err.print(f"[yellow]{bad} judgment(s) had no {escape('[[rating]]')}[/yellow]: left out of the scores")
-        title = f"MT-Bench ({len(items)} questions), judge {judge}"
-        extra = {"unparseable judgments": _counts(counts)}
+        title = f"MT-Bench ({len(items)} questions), judge {judge}, scored as FastChat's show_result.py"
+        turns = {name: entry.get("turns", {}) for name, entry in result.summary["systems"].items()}
+
+        def turn(n: str) -> dict[str, str]:
+            return {k: "-" if v.get(n) is None else f"{v[n]:.2f}" for k, v in turns.items()}
+
+        extra = {"turn 1": turn("1"), "turn 2": turn("2"), "unparseable judgments": _counts(counts)}
         publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
 
-    run_eval(options, system, variant, make, show)
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
+
+
+def answer_files(paths: list[Path]) -> dict[str, dict[str, list[str]]]:
+    """``--outputs`` FastChat answer files as ``{model_id: {question_id: turns}}``.
+
+    Raises:
+        EvalInputError: a file is malformed, or two files name the same model.
+    """
+    graded: dict[str, dict[str, list[str]]] = {}
+    origin: dict[str, Path] = {}
+    for path in paths:
+        name, answers = load_answer_file(path)
+        if name in graded:
+            raise EvalInputError(f"--outputs: {origin[name]} and {path} both name model {name!r}: one file per model")
+        graded[name], origin[name] = answers, path
+    return graded
+
+
+AnnotatorOpt = Annotated[
+    str,
+    typer.Option(
+        "--annotator",
+        help="weighted: AlpacaEval 2.0's weighted_alpaca_eval_gpt4_turbo (one judgment, preference from the judge's "
+        "logprobs; the judge must return them). pairwise: FastChat's pair-v2, both orders, for judges without logprobs.",
+    ),
+]
 
 
 @eval_app.command("alpaca-eval")
@@ -435,6 +529,23 @@ def alpaca_eval(
     baseline: Annotated[
         Path, typer.Option("--baseline", help="The baseline's outputs (AlpacaEval model-outputs JSON).")
     ],
+    annotator: AnnotatorOpt = "weighted",
+    paper_settings: Annotated[
+        bool,
+        typer.Option(
+            "--paper-settings",
+            help=f"Generate as the MoA paper did for AlpacaEval: temperature {PAPER_TEMPERATURE} and max_tokens "
+            f"{PAPER_MAX_TOKENS} on every call of every system (per-model settings replaced).",
+        ),
+    ] = False,
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Score this model-outputs file as a system named by its generator, with no generation (repeatable). "
+            "With --outputs only the files are scored, unless model options are given too.",
+        ),
+    ] = None,
     reference_outputs: Annotated[
         Path | None,
         typer.Option("--reference-outputs", help="Precomputed outputs added to MoA's first layer as a proposal."),
@@ -443,6 +554,7 @@ def alpaca_eval(
     judge_max_tokens: JudgeMaxTokensOpt = JUDGE_MAX_TOKENS,
     limit: LimitOpt = None,
     compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
     system: SystemOpt = None,
     variant: VariantOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -461,29 +573,49 @@ def alpaca_eval(
     gguf: GgufOpt = None,
     seed: SeedOpt = None,
 ) -> None:
-    """Pairwise win rate against --baseline, each pair judged in both orders (ties count half)."""
+    """Win rate against --baseline: AlpacaEval 2.0's weighted annotator (default) or FastChat's pairwise judge."""
+    if annotator not in ("weighted", "pairwise"):
+        raise typer.BadParameter(f"{annotator!r}: choose weighted or pairwise", param_hint="--annotator")
     try:
         items = load_instructions(instructions)
         items = items[:limit] if limit else items
-        base = matched_outputs(items, load_outputs(baseline), baseline)
+        base_file = load_outputs_file(baseline)
+        base = matched_outputs(items, base_file.outputs, baseline)
         refs = matched_outputs(items, load_outputs(reference_outputs), reference_outputs) if reference_outputs else None
+        scored = scored_outputs(items, outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
     options = RunOptions(
         preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
         max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
     )  # fmt: skip
+    generate = not scored or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
 
-    async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+    if paper_settings and (temperature is not None or max_tokens is not None):
+        raise typer.BadParameter(
+            "sets temperature and max_tokens: drop --temperature/--max-tokens", param_hint="--paper-settings"
+        )
+
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        if paper_settings and config is not None:
+            config = with_settings(config, PAPER_TEMPERATURE, PAPER_MAX_TOKENS)
+            extra = {k: with_settings(v, PAPER_TEMPERATURE, PAPER_MAX_TOKENS) for k, v in extra.items()}
+            variants = {k: with_settings(v, PAPER_TEMPERATURE, PAPER_MAX_TOKENS) for k, v in variants.items()}
         return await run_alpaca_eval(
             items,
             config,
             judge=judge_cfg,
             baseline=base,
+            baseline_generator=base_file.generator,
+            annotator=annotator,  # type: ignore[arg-type]
+            outputs=scored,
             reference_outputs=refs,
             reference_name=reference_outputs.stem if reference_outputs else "outputs",
             compare=compare,
+            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
             out_dir=out,
@@ -494,9 +626,208 @@ def alpaca_eval(
 
     def show(result: EvalResult) -> None:
         lengths = {name: f"{value:.0f}" for name, value in mean_lengths(result.records).items()}
-        counts = unparseable_counts([{**r, "ratings": r.get("verdicts", [])} for r in result.records])
-        title = f"Win rate against {baseline.stem} ({len(items)} instructions), judge {judge}"
+        if annotator == "pairwise":
+            verdicts = [{**r, "ratings": r.get("verdicts", [])} for r in result.records]
+            counts = unparseable_counts(verdicts)
+        else:
+            counts = unparseable_counts([{**r, "ratings": [r.get("preference")]} for r in result.records])
+        what = "AlpacaEval 2.0 weighted annotator" if annotator == "weighted" else "pairwise, both orders"
+        title = f"Win rate against {base_file.generator} ({len(items)} instructions), judge {judge}, {what}"
         extra = {"mean length (chars)": lengths, "unparseable judgments": _counts(counts)}
+        board = getattr(result, "leaderboard", {})
+        if board:
+            extra = {**leaderboard_columns(board), **extra}
+            for note in dict.fromkeys(m["lc_note"] for m in board.values() if m.get("lc_note")):
+                err.print(escape(note))
         publish(result, out, title, as_json, percent=True, label="win rate %", extra=extra)
 
-    run_eval(options, system, variant, make, show)
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
+
+
+def scored_outputs(items: list[Any], paths: list[Path]) -> dict[str, dict[str, str]]:
+    """``--outputs`` files as ``{generator: {instruction id: output}}``; what they miss or add is reported.
+
+    Raises:
+        EvalInputError: a file is malformed, or two files name the same generator.
+    """
+    scored: dict[str, dict[str, str]] = {}
+    origin: dict[str, Path] = {}
+    for path in paths:
+        file = load_outputs_file(path)
+        if file.generator in scored:
+            raise EvalInputError(
+                f"--outputs: {origin[file.generator]} and {path} both name generator {file.generator!r}: "
+                "one file per system"
+            )
+        coverage = cover(items, file)
+        if not coverage.outputs:
+            raise EvalInputError(
+                f"--outputs {path}: none of its {len(file.outputs)} outputs answers these instructions"
+            )
+        if coverage.missing:
+            err.print(
+                f"[yellow]{escape(str(path))}: no output for {len(coverage.missing)} of {len(items)} instruction(s) "
+                f"(e.g. entry {coverage.missing[0]}): counted as errors of {escape(file.generator)}[/yellow]"
+            )
+        if coverage.extra:
+            err.print(f"{escape(str(path))}: {coverage.extra} output(s) for instructions not in the set: ignored")
+        scored[file.generator] = coverage.outputs
+        origin[file.generator] = path
+    return scored
+
+
+def leaderboard_columns(board: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The leaderboard's numbers as table columns."""
+
+    def num(value: Any, digits: int = 1) -> str:
+        return "-" if value is None or value != value else f"{value:.{digits}f}"  # None or NaN
+
+    return {
+        "SE": {k: num(m["standard_error"], 2) for k, m in board.items()},
+        "discrete %": {k: num(m["discrete_win_rate"]) for k, m in board.items()},
+        "wins/losses/draws": {k: f"{m['n_wins']}/{m['n_wins_base']}/{m['n_draws']}" for k, m in board.items()},
+        "LC %": {k: num(m["length_controlled_winrate"]) for k, m in board.items()},
+    }
+
+
+def run_scoring(
+    make: Callable[[BarProgress], Coroutine[Any, Any, EvalResult]], publish_result: Callable[[EvalResult], None]
+) -> None:
+    """Score existing outputs (no configuration to open), with a progress bar, then publish."""
+    progress = BarProgress()
+    try:
+        result = asyncio.run(make(progress))
+    except (MoAError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished results are saved; run the same command again to resume")
+        raise typer.Exit(code=130) from None
+    finally:
+        progress.stop()
+    publish_result(result)
+
+
+@eval_app.command("flask")
+def flask(
+    evaluation_set: Annotated[
+        Path, typer.Argument(help="FLASK's evaluation_set/flask_evaluation.jsonl (or flask_hard_evaluation.jsonl).")
+    ],
+    judge: JudgeOpt,
+    rubrics: Annotated[
+        Path,
+        typer.Option("--rubrics", help="FLASK's metadata_annotation/skillset/src/skillset_description.json."),
+    ],
+    review_prompts: Annotated[Path, typer.Option("--review-prompts", help="FLASK's gpt_review/src/prompt.jsonl.")],
+    outputs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--outputs",
+            help="Review this FLASK model-outputs file ({question_id, text} lines) as a system named by its model_id "
+            "or file stem, with no generation (repeatable). With --outputs only the files are reviewed, unless model "
+            "options are given too.",
+        ),
+    ] = None,
+    prompt_id: Annotated[
+        int, typer.Option("--prompt-id", help="The review prompt (gpt4_eval.py uses 2: with the reference answer).")
+    ] = FLASK_PROMPT_ID,
+    judge_base_url: JudgeBaseUrlOpt = None,
+    judge_max_tokens: Annotated[
+        int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a review (FLASK: 1024).")
+    ] = FLASK_JUDGE_MAX_TOKENS,
+    limit: LimitOpt = None,
+    compare: CompareOpt = False,
+    collaborativeness: CollaborativenessOpt = False,
+    system: SystemOpt = None,
+    variant: VariantOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    cache: CacheOpt = False,
+    preset: PresetOpt = None,
+    layers: LayersOpt = None,
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    min_proposals: MinProposalsOpt = None,
+    gguf: GgufOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """FLASK: each answer reviewed 1-5 on the three skills its item names, FLASK's rubrics and review prompt."""
+    try:
+        items = load_flask(evaluation_set)
+        rubric_list = load_rubrics(rubrics)
+        prompt = load_review_prompt(review_prompts, prompt_id)
+        reviewed: dict[str, dict[str, str]] = {}
+        for path in outputs or []:
+            name, texts = load_flask_outputs(path)
+            if name in reviewed:
+                raise EvalInputError(f"--outputs {path}: another file already names model {name!r}")
+            reviewed[name] = texts
+    except EvalInputError as exc:
+        raise fail(str(exc)) from None
+    items = items[:limit] if limit else items
+    for name, texts in reviewed.items():
+        missing = [i.id for i in items if i.id not in texts]
+        if missing:
+            err.print(
+                f"[yellow]{escape(name)}: no output for {len(missing)} of {len(items)} item(s) "
+                f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
+            )
+    generate = not reviewed or any(
+        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
+    )
+    options = RunOptions(
+        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
+        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
+    )  # fmt: skip
+
+    async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
+        judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
+        return await run_flask(
+            items,
+            config,
+            judge=judge_cfg,
+            rubrics=rubric_list,
+            prompt=prompt,
+            compare=compare,
+            collaborativeness=collaborativeness,
+            extra_systems=extra,
+            variants=variants,
+            out_dir=out,
+            concurrency=concurrency,
+            outputs=reviewed,
+            cache=proposal_cache() if cache else None,
+            progress=progress,
+        )
+
+    def show(result: EvalResult) -> None:
+        bad = sum(int(r.get("unparseable", 0)) for r in result.records if not r.get("error"))
+        if bad:
+            err.print(f"[yellow]{bad} review(s) had no score dictionary[/yellow]: left out of the scores")
+        skills = {name: entry.get("skills", {}) for name, entry in result.summary["systems"].items()}
+        names = [s for s in FLASK_SKILL_ORDER if any(s in v for v in skills.values())]
+        extra = {skill: {k: f"{v[skill]:.2f}" for k, v in skills.items() if skill in v} for skill in names}
+        counts = {name: (b, n) for name, b, n in _review_counts(result.records)}
+        extra["unparseable reviews"] = _counts(counts)
+        title = f"FLASK ({len(items)} items, {evaluation_set.name}), judge {judge}, 1-5 per skill"
+        publish(result, out, title, as_json, percent=False, label="score (1-5)", extra=extra)
+
+    if generate:
+        run_eval(options, system, variant, make, show)
+    else:
+        run_scoring(lambda progress: make(None, {}, {}, progress), show)
+
+
+def _review_counts(records: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        if not r.get("error"):
+            bad, total = out.get(r["system"], (0, 0))
+            out[r["system"]] = (bad + int(r.get("unparseable", 0)), total + 1)
+    return [(name, bad, total) for name, (bad, total) in out.items()]

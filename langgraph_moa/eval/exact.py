@@ -25,7 +25,16 @@ from langgraph_moa.config import MoAConfig
 from .grading import Extractor, Grader, extract_answer, grade_exact, majority
 from .items import ExactItem
 from .report import Row, build_rows, summary_of
-from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, config_for_item, layer_cost, run_batch
+from .runner import (
+    SUMMARY_FILE,
+    GraphRunner,
+    ProgressSink,
+    ResultStore,
+    check_systems,
+    config_for_item,
+    layer_cost,
+    run_batch,
+)
 from .systems import MOA, VOTE, System, comparison_systems
 
 
@@ -110,6 +119,7 @@ async def run_exact(
     *,
     suite: str = "exact",
     compare: bool = False,
+    collaborativeness: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
     variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
@@ -130,6 +140,9 @@ async def run_exact(
         compare: Also run each distinct proposer alone (named by its model
             string) and derive ``vote``, the majority of MoA's first-layer
             answers (no extra calls).
+        collaborativeness: Instead of ``compare``'s systems, each distinct proposer alone and as the
+            aggregator of the other proposers' answers (the paper's collaborativeness experiment,
+            :func:`~langgraph_moa.eval.systems.collaborativeness_systems`).
         extra_systems: More whole configurations by name.
         variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
             each row shows its paired difference against ``moa``.
@@ -150,7 +163,15 @@ async def run_exact(
     Raises:
         EvalInputError: ``out_dir`` holds results of another suite or configuration.
     """
-    systems = comparison_systems(config, compare=compare, extra=extra_systems, vote=compare, variants=variants)
+    systems = comparison_systems(
+        config,
+        compare=compare,
+        extra=extra_systems,
+        vote=compare and not collaborativeness,
+        variants=variants,
+        collaborativeness=collaborativeness,
+    )
+    check_systems(systems, models)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run(suite, systems)
     runner = GraphRunner(models, cache)

@@ -68,12 +68,13 @@ async def ask_judge(runner: GraphRunner, config: MoAConfig, system_prompt: str, 
 
 
 def parse_rating(text: str) -> float | None:
-    """The rating of a single-answer judgment: ``[[n]]`` (else ``[n]``), as FastChat reads it; None if absent."""
+    """The rating of a single-answer judgment: ``[[n]]`` (else ``[n]``), as FastChat reads it; None if absent.
+
+    Like FastChat, a number outside 1-10 is kept as it is (its ``show_result.py``
+    averages every rating that is not -1, its mark for "no rating").
+    """
     match = _RATING.search(text) or _RATING_BACKUP.search(text)
-    if match is None:
-        return None
-    value = float(match.group(1))
-    return value if 0 <= value <= 10 else None
+    return None if match is None else float(match.group(1))
 
 
 def parse_verdict(text: str) -> str | None:

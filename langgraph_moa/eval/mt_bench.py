@@ -14,9 +14,14 @@ Answers are generated with FastChat's settings: per-category temperature
 (:data:`CATEGORY_TEMPERATURE`, applied to every call of a system, replacing
 per-model temperatures) and at most 1024 new tokens per call. Turn 2 sees the
 question, the system's turn-1 answer and the follow-up. The judge's rating is
-read from ``[[n]]``; a judgment without one is counted as unparseable and left
-out of the score (the table reports how many). An item's score is the mean of
-its rated turns; a system's score is the mean over items.
+read from ``[[n]]`` (else ``[n]``), any number kept; a judgment without one is
+counted as unparseable and left out (the table reports how many).
+
+Scores are FastChat's ``show_result.py`` (single mode): a system's score is the
+mean of every rated turn judgment, turns pooled (not the mean of per-question
+means), with turn 1 and turn 2 also averaged on their own
+(:func:`show_result`). Its 95% interval resamples questions. An item's own
+score (for the paired differences) is the mean of its rated turns.
 
 Answers are also written in FastChat's answer format
 (``answers/<system>.jsonl``: ``{"question_id", "answer_id", "model_id",
@@ -42,7 +47,9 @@ from langgraph_moa.config import MoAConfig
 from .exact import EvalResult, finish
 from .items import EvalInputError, field, read_jsonl
 from .judge import add_usage, ask_judge, parse_rating
-from .runner import GraphRunner, ProgressSink, ResultStore, config_for_item, run_batch
+from .report import summary_of
+from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .stats import mean, pooled_bootstrap_ci
 from .systems import System, comparison_systems
 
 CATEGORY_TEMPERATURE = {
@@ -137,6 +144,21 @@ def load_reference_answers(path: Path | str) -> dict[str, list[str]]:
     return out
 
 
+def load_answer_file(path: Path | str) -> tuple[str, dict[str, list[str]]]:
+    """Read a FastChat answer file (``model_answer/<model>.jsonl``): its ``model_id`` and ``{question_id: turns}``.
+
+    The model id is the lines' ``model_id`` (the file's stem when they name none).
+
+    Raises:
+        EvalInputError: a malformed line, or lines naming different models.
+    """
+    path = Path(path)
+    names = {str(obj["model_id"]) for _, obj in read_jsonl(path) if obj.get("model_id")}
+    if len(names) > 1:
+        raise EvalInputError(f"{path}: lines name {len(names)} models ({', '.join(sorted(names))}): one file per model")
+    return (names.pop() if names else path.stem), load_reference_answers(path)
+
+
 def load_judge_prompts(path: Path | str) -> dict[str, JudgePrompt]:
     """Read FastChat's ``judge_prompts.jsonl``; the single-answer prompts must be there.
 
@@ -222,22 +244,28 @@ def mt_bench_answerer(
     prompts: Mapping[str, JudgePrompt],
     references: Mapping[str, list[str]],
     max_tokens: int,
+    outputs: Mapping[str, Mapping[str, list[str]]] | None = None,
 ) -> Any:  # returns runner.Answer
-    """The ``answer(system, question)`` of MT-Bench: answer every turn, then judge every turn."""
+    """The ``answer(system, question)`` of MT-Bench: answer every turn (or read the answers), then judge every turn."""
 
     async def answer(system: System, question: Question) -> dict[str, Any]:
-        assert system.config is not None
         temperature = CATEGORY_TEMPERATURE.get(question.category, DEFAULT_TEMPERATURE)
-        config = config_for_item(with_settings(system.config, temperature, max_tokens), question.id)
-        history: list[BaseMessage] = []
         answers: list[str] = []
         runs = []
-        for text in question.turns:
-            history.append(HumanMessage(content=text))
-            run = await runner.run(config, history)
-            history.append(AIMessage(content=run.answer))
-            answers.append(run.answer)
-            runs.append(run)
+        if system.kind == "outputs":
+            answers = list((outputs or {}).get(system.name, {}).get(question.id) or [])
+            if len(answers) < min(2, len(question.turns)):
+                raise EvalInputError(f"{system.name}: its answer file has no answer to every turn of this question")
+        else:
+            assert system.config is not None
+            config = config_for_item(with_settings(system.config, temperature, max_tokens), question.id)
+            history: list[BaseMessage] = []
+            for text in question.turns:
+                history.append(HumanMessage(content=text))
+                run = await runner.run(config, history)
+                history.append(AIMessage(content=run.answer))
+                answers.append(run.answer)
+                runs.append(run)
         reference = references.get(question.id)
         graded_with_reference = question.category in NEED_REFERENCE and reference is not None
         ratings: list[float | None] = []
@@ -284,17 +312,19 @@ def mt_bench_answerer(
 
 async def run_mt_bench(
     questions: Sequence[Question],
-    config: MoAConfig,
+    config: MoAConfig | None,
     *,
     judge: MoAConfig,
     judge_prompts: Mapping[str, JudgePrompt],
     reference_answers: Mapping[str, list[str]] | None = None,
     compare: bool = False,
+    collaborativeness: bool = False,
     extra_systems: Mapping[str, MoAConfig] | None = None,
     variants: Mapping[str, MoAConfig] | None = None,
     out_dir: Path | str | None = None,
     concurrency: int = 4,
     max_tokens: int = MAX_NEW_TOKENS,
+    outputs: Mapping[str, Mapping[str, list[str]]] | None = None,
     models: dict[str, Any] | None = None,
     cache: BaseCache[Any] | None = None,
     progress: ProgressSink | None = None,
@@ -303,13 +333,18 @@ async def run_mt_bench(
 
     Args:
         questions: From :func:`load_questions`.
-        config: The MoA configuration (system ``moa``).
+        config: The MoA configuration (system ``moa``); None grades ``outputs`` only.
+        outputs: Existing answers graded as systems, ``{model_id: {question_id: [turn answers]}}``
+            (:func:`load_answer_file`); a question a system has no answer to is recorded as that pair's error.
         judge: The judge's configuration (:func:`~langgraph_moa.eval.judge.judge_config`).
         judge_prompts: From :func:`load_judge_prompts`.
         reference_answers: From :func:`load_reference_answers`; math, reasoning and
             coding questions without one are graded with the plain prompt and
             flagged (``needs_reference_but_none``).
         compare: Also each distinct proposer alone.
+        collaborativeness: Instead of ``compare``'s systems, each distinct proposer alone and as the
+            aggregator of the other proposers' answers (the paper's collaborativeness experiment,
+            :func:`~langgraph_moa.eval.systems.collaborativeness_systems`).
         extra_systems: More whole configurations by name.
         variants: ``config`` with fields changed, by name (:func:`~langgraph_moa.eval.systems.variant_config`);
             each row shows its paired difference against ``moa``.
@@ -320,16 +355,78 @@ async def run_mt_bench(
         cache: The proposal cache (:class:`~langgraph_moa.eval.runner.GraphRunner`), or None.
         progress: Receives progress.
     """
-    systems = comparison_systems(config, compare=compare, extra=extra_systems, variants=variants)
+    systems: list[System] = []
+    if config is not None:
+        systems = comparison_systems(
+            config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
+        )
+    for name in outputs or {}:
+        if any(s.name == name for s in systems):
+            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
+        systems.append(System(name, None, "outputs"))
+    if not systems:
+        raise EvalInputError("nothing to evaluate: give a configuration or answer files to grade")
+    check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)
     runner = GraphRunner(models, cache)
-    answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens)
+    answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens, outputs)
     await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("mt-bench", systems, store, [q.id for q in questions])
+    apply_show_result(result, store.out_dir)
     if store.out_dir is not None:
         write_answers(store.out_dir / ANSWERS_DIR, result.records)
     return result
+
+
+def show_result(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each system's MT-Bench scores as FastChat's ``show_result.py --mode single`` computes them.
+
+    Every turn judgment with a rating counts once (FastChat drops only its
+    ``-1``, "no rating"): ``score`` is their mean, ``turn_1`` and ``turn_2`` the
+    means of each turn's, ``judgments`` how many; ``ci95`` a bootstrap over
+    questions of ``score``. Values are None for a system (or turn) with no rating.
+    """
+    by_system: dict[str, list[list[float]]] = {}
+    turns: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        if r.get("error") or "ratings" not in r:
+            continue
+        rated = [(n, float(x)) for n, x in enumerate(r["ratings"], start=1) if x is not None]
+        by_system.setdefault(r["system"], []).append([x for _, x in rated])
+        for n, x in rated:
+            turns.setdefault(r["system"], {}).setdefault(n, []).append(x)
+    out: dict[str, dict[str, Any]] = {}
+    for system, groups in by_system.items():
+        pooled = [x for g in groups for x in g]
+        per_turn = turns.get(system, {})
+        out[system] = {
+            "score": mean(pooled) if pooled else None,
+            "turn_1": mean(per_turn[1]) if per_turn.get(1) else None,
+            "turn_2": mean(per_turn[2]) if per_turn.get(2) else None,
+            "judgments": len(pooled),
+            "ci95": pooled_bootstrap_ci(groups) if pooled else None,
+        }
+    return out
+
+
+def apply_show_result(result: EvalResult, out_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """Put FastChat's pooled scores into ``result``'s rows and summary (and ``summary.json``); return them."""
+    scores = show_result(result.records)
+    for row in result.rows:
+        mine = scores.get(row.name)
+        if mine and mine["score"] is not None:
+            row.score, row.ci95 = mine["score"], mine["ci95"]
+    result.summary = summary_of(result.summary["suite"], result.rows)
+    for name, entry in result.summary["systems"].items():
+        mine = scores.get(name) or {}
+        entry["turns"] = {
+            "1": None if mine.get("turn_1") is None else round(mine["turn_1"], 4),
+            "2": None if mine.get("turn_2") is None else round(mine["turn_2"], 4),
+        }
+    if out_dir is not None:
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    return scores
 
 
 def write_answers(folder: Path, records: Sequence[dict[str, Any]]) -> None:

@@ -16,18 +16,21 @@ and ``cost_usd`` are totals over every answered item, scored or not;
 ``latency_p50_s`` the median seconds per answered item. Other configurations
 (``--system``) and variants (``--variant``) also carry ``vs_moa``:
 ``{"difference": -0.025, "ci95": [-0.1, 0.05], "n": 40}``, the mean paired
-score difference against ``moa`` over the items both were scored on.
+score difference against ``moa`` over the items both were scored on. MT-Bench
+systems also carry ``turns``: ``{"1": 8.9, "2": 8.1}``, and their ``score`` is
+FastChat's (every rated turn pooled; see :mod:`langgraph_moa.eval.mt_bench`).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .stats import bootstrap_ci, items_for_difference, mean, median, paired_difference
-from .systems import MOA, System
+from .systems import MOA, WITH_OTHERS, System
 
 
 @dataclass
@@ -152,6 +155,8 @@ def markdown_table(
 
     def fmt_pair(diff: tuple[float, tuple[float, float], int]) -> str:
         d, (lo, hi), n = diff
+        if d == lo == hi == 0:
+            return f"same score on each of the {n} items"
         return f"{fmt_diff(d)} [{fmt_diff(lo)}, {fmt_diff(hi)}] (n={n})"
 
     best = best_single(rows)
@@ -184,10 +189,98 @@ def markdown_table(
                     share
                     + f"telling a 5-point difference from noise (80% power, 5% level) needs about {need} paired items."
                 )
+            elif row.discordant == 0:
+                lines.append(
+                    f"\n{row.name} and {best} were right or wrong on the same items, every one: this run cannot "
+                    "tell them apart, nor size the items a 5-point difference would need."
+                )
             else:
                 lines.append(
-                    share + "too few for a 5-point difference to show, so this run cannot size one (floor or ceiling?)."
+                    share + "too few for a 5-point difference to show, so this run cannot size the items it needs."
                 )
+    words = in_words(rows, percent=percent)
+    if words:
+        lines.append("\n" + words)
+    return "\n".join(lines) + "\n"
+
+
+def in_words(rows: Sequence[Row], *, percent: bool = True) -> str:
+    """What the table shows, in sentences: a floor or ceiling, MoA against the best single system, the tokens.
+
+    Example: ``Every system scored 0.0% on every item: a floor (the items are too
+    hard for these models), so no system can be told apart. moa used 7.5x the
+    tokens of openai:m.``
+    """
+    scored = [row for row in rows if row.n]
+    if not scored:
+        return ""
+
+    def fmt(value: float) -> str:
+        return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
+
+    sentences = []
+    scores = {row.score for row in scored}
+    flat = all(row.ci95[0] == row.ci95[1] == row.score for row in scored)  # the same score on every item
+    if len(scores) == 1 and flat and percent and scores <= {0.0, 1.0}:
+        value = scores.pop()
+        kind = (
+            "a floor (the items are too hard for these models)" if value == 0 else "a ceiling (the items are too easy)"
+        )
+        sentences.append(f"Every system scored {fmt(value)} on every item: {kind}, so no system can be told apart.")
+    best = best_single(rows)
+    by_name = {row.name: row for row in rows}
+    moa = by_name.get(MOA)
+    if moa is not None and moa.n and best is not None and moa.diff is not None and not sentences:
+        d, (lo, hi), n = moa.diff
+        unit = " points" if percent else ""
+
+        def signed(value: float) -> str:
+            return f"{100 * value:+.1f}" if percent else f"{value:+.2f}"
+
+        verdict = (
+            "the interval includes 0: no difference shows at this size"
+            if lo <= 0 <= hi
+            else ("moa is better" if lo > 0 else "moa is worse")
+        )
+        sentences.append(
+            f"moa scored {fmt(moa.score)}, the best single system ({best}) {fmt(by_name[best].score)}: "
+            f"{signed(d)}{unit}, 95% CI [{signed(lo)}, {signed(hi)}] over {n} paired items; {verdict}."
+        )
+    if moa is not None and best is not None and by_name[best].tokens > 0 and moa.tokens > 0:
+        ratio = moa.tokens / by_name[best].tokens
+        sentences.append(f"moa used {ratio:.1f}x the tokens of {best}.")
+    return " ".join(sentences)
+
+
+def collaborativeness_table(
+    rows: Sequence[Row], records: Sequence[dict[str, Any]], *, percent: bool = True, score_label: str = "score"
+) -> str:
+    """The collaborativeness table (the paper's Figure 2): each model alone and given the others' answers.
+
+    One line per model with a ``"<model> + others"`` system: its score alone, with
+    the others' answers, and the paired difference [95% CI] over the items both
+    were scored on. "" when the run has no such systems.
+    """
+    by_name = {row.name: row for row in rows}
+    pairs = [(row.name, row.name + WITH_OTHERS) for row in rows if row.name + WITH_OTHERS in by_name]
+    if not pairs:
+        return ""
+
+    def fmt(value: float, sign: str = "") -> str:
+        return f"{100 * value:{sign}.1f}" if percent else f"{value:{sign}.2f}"
+
+    lines = [
+        f"| model | {score_label} alone | with the others' answers | difference [95% CI] (n) |",
+        "|---|---:|---:|---|",
+    ]
+    for alone, together in pairs:
+        a = item_scores([r for r in records if r["system"] == alone])
+        b = item_scores([r for r in records if r["system"] == together])
+        d, (lo, hi), n = paired_difference(b, a)
+        left = fmt(by_name[alone].score) if by_name[alone].n else "-"
+        right = fmt(by_name[together].score) if by_name[together].n else "-"
+        diff = f"{fmt(d, '+')} [{fmt(lo, '+')}, {fmt(hi, '+')}] (n={n})" if n else "-"
+        lines.append(f"| {alone} | {left} | {right} | {diff} |")
     return "\n".join(lines) + "\n"
 
 
@@ -195,11 +288,38 @@ class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: bool = True) -> str:
+@dataclass
+class PlotLayout:
+    """What :func:`plot_score_vs_cost` drew.
+
+    Attributes:
+        x: ``"cost"`` or ``"tokens"``.
+        x_label: The x axis label.
+        y_range: The y axis limits.
+        legend: The system names, in the legend's order (one marker each, so no
+            label lies on another, however close the points).
+    """
+
+    x: str
+    x_label: str
+    y_range: tuple[float, float]
+    legend: list[str]
+
+
+_MARKERS = "osD^v<>ph*"
+
+
+def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: bool = True) -> PlotLayout:
     """Write a PNG of each system's score against its cost, or its tokens when some system is not priced.
 
+    Systems are told apart by marker and colour in a legend (not by labels beside
+    the points, which overlap when systems score alike). The y axis spans the
+    whole scale (0-100% for percentages, 0-10 for ratings, wider if a score is
+    outside), so a run where every system scored 0 shows as such, not as a zoom
+    onto noise.
+
     Returns:
-        What the x axis shows (``"cost"`` or ``"tokens"``).
+        The layout: what the x axis shows, its label, the y range and the legend.
 
     Raises:
         PlotUnavailable: matplotlib is missing (``pip install 'langgraph-moa[dev]'`` or ``pip install matplotlib``).
@@ -213,20 +333,36 @@ def plot_score_vs_cost(rows: Sequence[Row], path: Path, *, title: str, percent: 
         raise PlotUnavailable("the plot needs matplotlib: pip install matplotlib (or the dev extra)") from None
     shown = [row for row in rows if row.n]
     by_cost = bool(shown) and all(row.cost_usd > 0 for row in shown)  # free beside priced would plot as 0
+    some_priced = any(row.cost_usd > 0 for row in shown)
     scale = 100 if percent else 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for row in shown:
+    legend = []
+    for index, row in enumerate(shown):
         x = row.cost_usd if by_cost else row.tokens
         y = scale * row.score
         low, high = scale * row.ci95[0], scale * row.ci95[1]
-        ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4)
-        ax.annotate(row.name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("total cost (USD)" if by_cost else "total tokens (not every system is priced)")
+        ax.errorbar(
+            [x], [y], yerr=[[y - low], [high - y]], fmt=_MARKERS[index % len(_MARKERS)], capsize=4, label=row.name
+        )
+        legend.append(row.name)
+    if by_cost:
+        x_label = "total cost (USD)"
+    elif some_priced:
+        x_label = "total tokens (not every system is priced)"
+    else:
+        x_label = "total tokens"
+    top = 100.0 if percent else 10.0
+    values = [scale * v for row in shown for v in (row.score, *row.ci95)]
+    y_range = (min([0.0, *values]) - 0.04 * top, max([top, *values]) + 0.04 * top)
+    ax.set_ylim(*y_range)
+    ax.set_xlabel(x_label)
     ax.set_ylabel(("score (%)" if percent else "score") + ", 95% CI")
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 64)), fontsize=9)  # long titles (judge, baseline) stay inside
     ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return "cost" if by_cost else "tokens"
+    return PlotLayout("cost" if by_cost else "tokens", x_label, y_range, legend)

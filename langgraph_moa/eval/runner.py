@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +29,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
 from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.pricing import estimate_cost
-from langgraph_moa.providers import redact
+from langgraph_moa.providers import check_credentials, redact
 from langgraph_moa.seeds import SEED_RANGE
 from langgraph_moa.state import UsageRecord, total_usage
 from langgraph_moa.stream import summarize_usage
@@ -188,12 +188,27 @@ class ResultStore:
         self._records: dict[tuple[str, str], dict[str, Any]] = {}
         self.skipped_lines = 0
         if self.out_dir is not None and self.results_path.exists():
+            self._drop_cut_tail()
             for line in self.results_path.read_text(encoding="utf-8").splitlines():
                 try:
                     record = json.loads(line)
                     self._records[(record["system"], record["id"])] = record
                 except (ValueError, KeyError, TypeError):
-                    self.skipped_lines += 1  # a line cut short when a run was killed: run that pair again
+                    self.skipped_lines += 1  # a damaged line: its pair runs again
+
+    def _drop_cut_tail(self) -> None:
+        """Remove a last line cut short when a run was killed mid-write (its pair runs again).
+
+        Every record ends with a newline, so text after the last newline is a
+        record cut short: appending to it would glue the next record onto it,
+        losing that one too and leaving a line no resume can read.
+        """
+        path = self.results_path
+        data = path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return
+        with path.open("r+b") as out:
+            out.truncate(data.rfind(b"\n") + 1)
 
     @property
     def results_path(self) -> Path:
@@ -256,6 +271,29 @@ class ResultStore:
 
 
 # --------------------------------------------------------------------------- the batch
+
+
+def check_systems(
+    systems: Sequence[System], models: Mapping[str, Any] | None = None, *others: MoAConfig | None
+) -> None:
+    """Check every model's key (and provider) before any pair runs, as the CLI does.
+
+    Without this a missing key would fail every pair one by one, and the run
+    would end with ``n: 0`` and no word of why.
+
+    Args:
+        systems: The systems about to run.
+        models: Ready chat models by name: these need no key.
+        others: More configurations used by the run (the judge).
+
+    Raises:
+        MissingCredentialsError: a model's API key is not set (the message names the variable).
+        ConfigError: a provider ``init_chat_model`` does not know.
+    """
+    ready = frozenset(models or {})
+    for config in [*(s.config for s in systems), *others]:
+        if config is not None:
+            check_credentials(config, skip=ready)
 
 
 class ProgressSink(Protocol):

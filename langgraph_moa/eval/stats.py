@@ -35,6 +35,33 @@ def bootstrap_ci(
     return (low, high)
 
 
+def pooled_bootstrap_ci(
+    groups: Sequence[Sequence[float]],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of all values pooled, resampling whole groups.
+
+    For a score that averages every judgment (MT-Bench's turns) while items are
+    what was sampled: each bootstrap sample draws items with replacement and pools
+    their values. Empty groups are left out; ``(0.0, 0.0)`` when no value is left.
+    """
+    kept = [list(g) for g in groups if g]
+    n = len(kept)
+    if n == 0:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    means = []
+    for _ in range(samples):
+        drawn = [kept[rng.randrange(n)] for _ in range(n)]
+        means.append(sum(sum(g) for g in drawn) / sum(len(g) for g in drawn))
+    means.sort()
+    tail = (1 - level) / 2
+    return (means[int(tail * (samples - 1))], means[int(round((1 - tail) * (samples - 1)))])
+
+
 def paired_difference(
     a: dict[str, float], b: dict[str, float], **kwargs: float
 ) -> tuple[float, tuple[float, float], int]:

@@ -29,7 +29,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec, describe_validation_error
 MOA = "moa"
 VOTE = "vote"
 
-SystemKind = Literal["moa", "single", "extra", "variant", "vote"]
+SystemKind = Literal["moa", "single", "extra", "variant", "vote", "outputs", "collaborative"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class System:
         name: Its name in results and tables.
         config: What it runs (``None`` for ``vote``, which is derived from ``moa``).
         kind: ``moa``, ``single`` (one proposer alone), ``extra`` (another
-            configuration), ``variant`` (``moa`` with fields changed) or ``vote``.
+            configuration), ``variant`` (``moa`` with fields changed), ``vote``,
+            ``outputs`` (answers read from a file, nothing generated) or
+            ``collaborative`` (a proposer aggregating the others' answers).
     """
 
     name: str
@@ -141,6 +143,45 @@ def variant_config(config: MoAConfig, spec: str) -> MoAConfig:
         raise ValueError(f"--variant {spec!r}: {describe_validation_error(exc)}") from None
 
 
+WITH_OTHERS = " + others"
+"""Suffix of a collaborativeness system's name: ``"openai:m + others"``."""
+
+
+def with_others_config(spec: ModelSpec, others: list[ModelSpec], config: MoAConfig) -> MoAConfig:
+    """``spec`` as the aggregator of ``others``' answers (two layers), with ``config``'s other settings."""
+    data = config.model_dump()
+    data.update(
+        layers=2,
+        proposers=[o.model_dump() for o in others],
+        layer_proposers=None,
+        aggregator=spec.model_dump(),
+        min_proposals=1,
+    )
+    return MoAConfig.model_validate(data)
+
+
+def collaborativeness_systems(config: MoAConfig) -> list[System]:
+    """The paper's collaborativeness experiment (its Figure 2) for ``config``'s proposer models.
+
+    For each distinct proposer model: that model alone (``single``, named by its
+    model string) and that model given the other models' answers as the
+    aggregator of a two-layer MoA (named ``"<model> + others"``), so the two
+    can be compared item by item.
+
+    Raises:
+        ValueError: fewer than two distinct proposer models.
+    """
+    models = distinct_proposers(config)
+    if len(models) < 2:
+        raise ValueError("--collaborativeness needs at least two distinct proposer models")
+    systems = []
+    for spec in models:
+        others = [o for o in models if o.model != spec.model]
+        systems.append(System(spec.model, single_config(spec, config), "single"))
+        systems.append(System(spec.model + WITH_OTHERS, with_others_config(spec, others, config), "collaborative"))
+    return systems
+
+
 def comparison_systems(
     config: MoAConfig,
     *,
@@ -148,14 +189,20 @@ def comparison_systems(
     extra: Mapping[str, MoAConfig] | None = None,
     vote: bool = False,
     variants: Mapping[str, MoAConfig] | None = None,
+    collaborativeness: bool = False,
 ) -> list[System]:
     """``moa``, then (with ``compare``) each distinct proposer alone and ``vote``, then ``extra``, then ``variants``.
+
+    With ``collaborativeness``, each distinct proposer alone and as the aggregator of
+    the others' answers (:func:`collaborativeness_systems`) come after ``moa``.
 
     Raises:
         ValueError: an extra system's or a variant's name clashes with another system's.
     """
     systems = [System(MOA, config, "moa")]
-    if compare:
+    if collaborativeness:
+        systems += collaborativeness_systems(config)
+    elif compare:
         systems += [System(spec.model, single_config(spec, config), "single") for spec in distinct_proposers(config)]
     if vote and config.layers > 1:
         systems.append(System(VOTE, None, "vote"))
