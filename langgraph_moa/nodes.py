@@ -1,8 +1,10 @@
 """The nodes of the MoA graph and its routing.
 
-- ``prepare`` starts a turn: it checks the input, every model's provider and
-  API key (before any call), and clears the previous turn's proposals,
-  failures and usage, so references never leak between turns.
+- ``prepare`` starts a turn: it takes the run's configuration (the thread's
+  last one when the run names none) and stores it in the state for the rest of
+  the turn, checks the input, every model's provider and API key (before any
+  call), and clears the previous turn's proposals, failures and usage, so
+  references never leak between turns.
 - ``route_layer`` fans a proposer layer out as one LangGraph ``Send`` per
   proposer slot (all run in the same step, in parallel), or routes to the
   aggregator after the last proposer layer; when a cost-saving option is on, it
@@ -44,7 +46,6 @@ window).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -62,7 +63,7 @@ from langgraph.types import Overwrite, Send, interrupt
 
 from langgraph_moa.cache import ProposerFailed, answer_settings
 from langgraph_moa.config import MoAConfig, ModelSpec
-from langgraph_moa.context import moa_config_of_run
+from langgraph_moa.context import fingerprint, new_turn_moa_config, stored_config, turn_moa_config
 from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
@@ -102,20 +103,14 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
 
-def fingerprint(cfg: MoAConfig) -> str:
-    """A short hash of ``cfg``; equal configurations have equal fingerprints."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+__all__ = ["fingerprint"]  # re-exported: provisional.py and older callers import it from here
 
 
-def _turn_moa_config(runtime: Runtime[MoAConfig], config: RunnableConfig, expected: str | None) -> MoAConfig:
-    """The run's config, checked against the one the turn started with."""
-    cfg = moa_config_of_run(runtime, config)
-    if expected is not None and fingerprint(cfg) != expected:
-        raise ConfigError(
-            "this turn was started with another MoA configuration: resume it with the same "
-            "context (the context is not stored in checkpoints), or start a new turn"
-        )
-    return cfg
+def _turn_moa_config(
+    runtime: Runtime[MoAConfig] | None, config: RunnableConfig, stored: Mapping[str, Any] | None
+) -> MoAConfig:
+    """The turn's configuration (stored by ``prepare``); see :func:`~langgraph_moa.context.turn_moa_config`."""
+    return turn_moa_config(runtime, config, stored)
 
 
 def references_of(state: MoAState, layer: int) -> list[str]:
@@ -320,7 +315,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
     """Build the ``prepare`` node."""
 
     def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = moa_config_of_run(runtime, config)
+        cfg = new_turn_moa_config(runtime, config, state.get("moa_config"))
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
         resolve.check(cfg)  # unknown providers and missing keys stop the run before any call
@@ -340,6 +335,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
         return {
             "layer": 1,
             "config_fingerprint": fingerprint(cfg),
+            "moa_config": stored_config(cfg),
             "turn_id": uuid.uuid4().hex,
             "run_seed": cfg.seed if cfg.seed is not None else fresh_seed(),
             "proposals": Overwrite([]),
@@ -370,25 +366,24 @@ def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
     )
 
 
-def route_layer(
-    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["steer", "review", "aggregate"]:
+def route_layer(state: MoAState, config: RunnableConfig) -> list[Send] | Literal["steer", "review", "aggregate"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator.
 
     When a cost-saving option is on, go to ``steer`` first (it routes on with
-    :func:`route_after_steer`).
+    :func:`route_after_steer`). The configuration is the turn's, read from the
+    state (``moa_config``): the routing needs no runtime, so ``update_state``
+    (LangGraph Studio's "edit and fork"), which runs it without one, works at
+    every checkpoint.
     """
-    cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+    cfg = _turn_moa_config(None, config, state.get("moa_config"))
     if steer_due(cfg, state["layer"]):
         return STEER_NODE
     return _next_layer(state, cfg)
 
 
-def route_after_steer(
-    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["review", "aggregate"]:
+def route_after_steer(state: MoAState, config: RunnableConfig) -> list[Send] | Literal["review", "aggregate"]:
     """Route on after ``steer``: the next proposer layer, review or the aggregator."""
-    return _next_layer(state, _turn_moa_config(runtime, config, state.get("config_fingerprint")))
+    return _next_layer(state, _turn_moa_config(None, config, state.get("moa_config")))
 
 
 def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate"]:
@@ -405,6 +400,7 @@ def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review
                 messages=state["messages"],
                 references=references,
                 config_fingerprint=state["config_fingerprint"],
+                moa_config=state["moa_config"],
                 # read by the proposal cache's key, which so keys on the seed the call uses
                 settings=answer_settings(spec, cfg, seed=slot_seed(state.get("run_seed"), spec, layer, slot)),
                 turn_id=state.get("turn_id", ""),
@@ -420,6 +416,7 @@ def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review
             references=references,
             built_from=built_from,
             config_fingerprint=state["config_fingerprint"],
+            moa_config=state["moa_config"],
         )
         sends.append(Send(PROVISIONAL_NODE, payload))
     return sends
@@ -447,7 +444,7 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
     cutoffs = CutoffRegistry()
 
     def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, inp.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, inp.get("moa_config"))
         layer, slot = inp["layer"], inp["slot"]
         spec: ModelSpec = cfg.proposers_for(layer)[slot]
         write = get_stream_writer()
@@ -504,7 +501,7 @@ def make_join_layer() -> Node:
     """Build the ``join_layer`` node, which closes a proposer layer."""
 
     def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         layer = state["layer"]
         succeeded = len(references_of(state, layer))
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
@@ -549,7 +546,7 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
     """Build the ``aggregate`` node, which writes the final answer."""
 
     def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         spec = cfg.aggregator
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
@@ -657,7 +654,7 @@ def make_review() -> Node:
     """
 
     def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         layer = last_proposer_layer(state, cfg)
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]
         request: dict[str, Any] = {

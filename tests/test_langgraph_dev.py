@@ -456,3 +456,59 @@ def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
     )
     assert run["messages"][-1]["content"] == "Qwen/Qwen1.5-72B-Chat answer to: on a thread [refs=6]"
     assert client.threads.get_state(thread["thread_id"])["values"]["messages"][0]["content"] == "on a thread"
+
+
+# --------------------------------------------------------------------------- Studio's debugging: edit, fork, resume
+
+
+def test_resuming_a_thread_without_the_context_continues_with_the_turns(
+    client: Any, sim: SimulatedOpenAIServer
+) -> None:
+    context = _context(sim, ["r-p1", "r-p2"], "r-agg", layers=2)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "moa", input=_ask("pause"), context=context, interrupt_before=["aggregate"])
+    assert client.threads.get_state(thread)["next"] == ["aggregate"]
+    assert sim.calls("r-agg") == 0
+    other = {**context, "temperature": 0.01}
+    refused = client.runs.wait(thread, "moa", input=None, context=other, raise_error=False)
+    assert "started with another MoA configuration" in json.dumps(refused), refused
+    values = client.runs.wait(thread, "moa", input=None)  # no context: the turn's own
+    assert values["messages"][-1]["content"] == "r-agg answer to: pause [refs=2]"
+    assert sim.calls("r-agg") == 1
+
+
+def test_edit_state_and_fork_at_every_checkpoint_of_a_three_layer_run(client: Any, sim: SimulatedOpenAIServer) -> None:
+    """What Studio's "edit and fork" does, through langgraph-sdk: update_state at a checkpoint, run the fork."""
+    context = _context(sim, ["f-p1", "f-p2"], "f-agg", layers=3)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "moa", input=_ask("fork me"), context=context)
+    history = [c for c in client.threads.get_history(thread, limit=100) if c["next"]]
+    assert [c["next"] for c in history] == [
+        ["aggregate"],
+        ["join_layer"],
+        ["propose", "propose"],
+        ["join_layer"],
+        ["propose", "propose"],
+        ["prepare"],
+        ["__start__"],
+    ]
+    for checkpoint in history:
+        values = checkpoint["values"]
+        if values.get("proposals"):
+            edit: dict[str, Any] = {"proposals": [{**values["proposals"][-1], "content": "EDITED PROPOSAL"}]}
+        else:
+            edit = {"messages": [{"role": "user", "content": "edited question"}]}
+        as_node = "propose" if checkpoint["next"] == ["join_layer"] else None
+        fork = client.threads.update_state(thread, edit, as_node=as_node, checkpoint=checkpoint["checkpoint"])
+        # before the first prepare, the fork starts the turn: it is given the configuration again
+        again = None if "moa_config" in values else context
+        state = client.runs.wait(
+            thread, "moa", input=None, checkpoint=fork["checkpoint"], context=again, raise_error=False
+        )
+        assert "__error__" not in state, (checkpoint["next"], state)
+        answer = state["messages"][-1]["content"]
+        assert answer.startswith("f-agg answer to: "), (checkpoint["next"], answer)
+        if "proposals" not in edit:
+            assert answer.startswith("f-agg answer to: edited question"), (checkpoint["next"], answer)
+    prompts = json.dumps(sim.requests_for("f-agg"))
+    assert "EDITED PROPOSAL" in prompts

@@ -22,7 +22,7 @@ async def test_without_a_key_a_run_that_configures_nothing_runs_the_local_preset
     started = []
     monkeypatch.setattr(studio, "local_urls", lambda *, start: started.append(start) or {})
     served = await studio.make_graph({"configurable": {"thread_id": "t"}})  # a schema read: no server
-    assert served is not graph and served.config["configurable"]["preset"] == "local"
+    assert served is not graph and served.config["configurable"] == {"moa_default_preset": "local"}
     assert started == []
     await studio.make_graph({"configurable": {"__is_for_execution__": True}})  # a run: the server starts
     assert started == [True]
