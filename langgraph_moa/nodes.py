@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal, NamedTuple
 
@@ -366,30 +366,72 @@ def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
     )
 
 
-def route_layer(state: MoAState, config: RunnableConfig) -> list[Send] | Literal["steer", "review", "aggregate"]:
+NEXT_LAYER: Literal["next layer"] = "next layer"
+"""The route to a proposer layer's fan-out (one ``Send`` per proposer; the label drawn on the edge to ``propose``)."""
+PROVISIONAL_ANSWER: Literal["provisional answers on"] = "provisional answers on"
+"""The route to ``provisional``, sent beside the proposers of layers 2 and up."""
+COST_OPTION: Literal["cost-saving option on"] = "cost-saving option on"
+"""The route to ``steer``: ``keep_top``, ``early_stop`` or ``max_cost_usd`` has something to decide."""
+REVIEW: Literal["review on"] = "review on"
+"""The route to ``review``, before the aggregator, with ``MoAConfig.review``."""
+LAYERS_DONE: Literal["proposer layers done"] = "proposer layers done"
+"""The route to ``aggregate``: no proposer layer is left (the last ran, early stop or the budget skipped
+the rest, or ``layers=1``)."""
+
+ROUTES_AFTER_PREPARE: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    COST_OPTION: STEER_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``prepare`` can go, by route (the graph's ``path_map``, so the drawing shows exactly these): the
+first proposer layer, ``steer`` (``max_cost_usd`` checks the estimate first) or, with ``layers=1``, the
+aggregator. Never ``provisional`` (it starts at layer 2) nor ``review`` (there are no proposals to review)."""
+ROUTES_AFTER_JOIN: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    PROVISIONAL_ANSWER: PROVISIONAL_NODE,
+    COST_OPTION: STEER_NODE,
+    REVIEW: REVIEW_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``join_layer`` can go, by route."""
+ROUTES_AFTER_STEER: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    PROVISIONAL_ANSWER: PROVISIONAL_NODE,
+    REVIEW: REVIEW_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``steer`` can go, by route (never to itself)."""
+
+
+def route_layer(
+    state: MoAState, config: RunnableConfig
+) -> list[Send] | Literal["cost-saving option on", "review on", "proposer layers done"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator.
 
     When a cost-saving option is on, go to ``steer`` first (it routes on with
-    :func:`route_after_steer`). The configuration is the turn's, read from the
-    state (``moa_config``): the routing needs no runtime, so ``update_state``
-    (LangGraph Studio's "edit and fork"), which runs it without one, works at
-    every checkpoint.
+    :func:`route_after_steer`). Returns ``Send`` s to ``propose`` (and to
+    ``provisional``), or a route of :data:`ROUTES_AFTER_JOIN`. The
+    configuration is the turn's, read from the state (``moa_config``): the
+    routing needs no runtime, so ``update_state`` (LangGraph Studio's "edit and
+    fork"), which runs it without one, works at every checkpoint.
     """
     cfg = _turn_moa_config(None, config, state.get("moa_config"))
     if steer_due(cfg, state["layer"]):
-        return STEER_NODE
+        return COST_OPTION
     return _next_layer(state, cfg)
 
 
-def route_after_steer(state: MoAState, config: RunnableConfig) -> list[Send] | Literal["review", "aggregate"]:
-    """Route on after ``steer``: the next proposer layer, review or the aggregator."""
+def route_after_steer(
+    state: MoAState, config: RunnableConfig
+) -> list[Send] | Literal["review on", "proposer layers done"]:
+    """Route on after ``steer``: the next proposer layer, review or the aggregator (:data:`ROUTES_AFTER_STEER`)."""
     return _next_layer(state, _turn_moa_config(None, config, state.get("moa_config")))
 
 
-def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate"]:
+def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review on", "proposer layers done"]:
     layer = state["layer"]
     if layer >= cfg.layers:
-        return "review" if cfg.review and last_proposer_layer(state, cfg) > 0 else "aggregate"
+        return REVIEW if cfg.review and last_proposer_layer(state, cfg) > 0 else LAYERS_DONE
     references = references_of(state, layer - 1)
     sends = [
         Send(
