@@ -77,7 +77,26 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 
-class OneLineErrors(typer.core.TyperGroup):
+class WholeHelpGroup(typer.core.TyperGroup):
+    """A command group whose ``--help`` lists each command with its whole first sentence.
+
+    (click cuts it to what fits the terminal's width beside the names, mid-word;
+    here the sentence wraps onto the next lines instead.)
+    """
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The Commands section: every visible command and the first sentence of its help."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class OneLineErrors(WholeHelpGroup):
     """The ``moa`` group: a usage error is one ``error:`` line (exit status 2), not click's usage block."""
 
     def main(  # type: ignore[override]
@@ -122,7 +141,7 @@ app = typer.Typer(
     help="Mixture-of-Agents on LangGraph: several models propose, one aggregates.",
 )
 
-app.add_typer(eval_app, name="eval")
+app.add_typer(eval_app, name="eval", cls=WholeHelpGroup)
 
 
 class CLIError(Exception):
@@ -850,7 +869,28 @@ def main() -> None:  # pragma: no cover - console entry point
     app()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"moa {package_version()}")
+        raise typer.Exit()
+
+
+def package_version() -> str:
+    """The installed version of langgraph-moa."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("langgraph-moa")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
     # SIGTERM unwinds like Ctrl-C, so local model servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

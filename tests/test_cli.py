@@ -383,3 +383,41 @@ def test_strategy_flags_reach_the_configuration(server: SimulatedOpenAIServer) -
     assert "early_stop" in result.stderr  # the strategy event names the option that acted
     assert server.calls("same") == 3  # identical proposals: layers 2 and 3 are skipped
     assert server.calls("agg") == 1  # keep_top=2 leaves 2 references: one window, one pass
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = moa("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"moa {version('langgraph-moa')}\n"
+
+
+@pytest.mark.parametrize("group", [[], ["eval"]])
+def test_help_lists_each_command_with_its_whole_first_sentence(group: list[str]) -> None:
+    result = moa(*group, "--help", env=moa_env(PYTHONPATH=str(Path(__file__).parent.parent), COLUMNS="80"))
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout.split("Commands:", 1)[1]
+    assert "..." not in listing
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    import typer
+
+    from langgraph_moa.cli import app
+
+    command = typer.main.get_command(app)
+    for name in group:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    names = re.findall(r"^  (\S+)", listing, re.M)
+    assert names == list(command.commands)  # type: ignore[attr-defined]
+    for name in names:
+        first = " ".join(command.commands[name].help.split()).split(". ")[0].rstrip(".")  # type: ignore[attr-defined]
+        listed = " ".join(listing.split(f"  {name} ", 1)[1].split())
+        assert listed.startswith(first), (name, first, listed)
+
+
+def test_an_unknown_preset_lists_every_preset_local_included() -> None:
+    result = moa("ask", "q", "--preset", "nope")
+    assert result.returncode == 2
+    assert "unknown preset 'nope'; choose one of: moa, moa-lite, moa-gpt4o, moa-current, self-moa, local" in (
+        result.stderr
+    )
