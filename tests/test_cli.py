@@ -86,6 +86,18 @@ def test_json_output_has_every_layer_usage_and_cost(server: SimulatedOpenAIServe
     )
     assert set(doc["usage"]["by_layer"]) == {"1", "2", "3"}
     assert doc["cost_usd"] == 0 and "openai:agg" in doc["unpriced_models"]
+    # the keys the README and docs/cli.md name are the document's
+    root = Path(__file__).parent.parent
+    for page in ("README.md", "docs/cli.md"):
+        (named,) = re.findall(r"--json +# one JSON object: (.+)", (root / page).read_text())
+        for path in named.split(", "):
+            value: object = doc
+            for part in path.split("."):
+                assert isinstance(value, dict) and part.removesuffix("[]") in value, (page, path)
+                value = value[part.removesuffix("[]")]
+                if part.endswith("[]"):
+                    assert isinstance(value, list) and value, (page, path)
+                    value = value[-1]
 
 
 def test_missing_key_says_which_variable_to_set() -> None:
