@@ -83,9 +83,9 @@ def local_urls(*, start: bool) -> dict[str, str]:
         raise LocalModelError(f"the local model's server did not start: {exc}") from None
 
 
-def local_preset() -> MoAConfig:
-    """The ``local`` preset on the running bundled-model server (see :func:`local_urls`)."""
-    return local_config(local_urls(start=False))
+def local_preset(*, start: bool = False) -> MoAConfig:
+    """The ``local`` preset on the bundled model's server (see :func:`local_urls`); ``start`` starts it (blocking)."""
+    return local_config(local_urls(start=start))
 
 
 def local_extra_installed() -> bool:

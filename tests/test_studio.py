@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,47 @@ def test_every_route_prepare_takes_is_drawn(options: dict, first_route: str) -> 
     routed = route_layer(state, {})  # type: ignore[arg-type]
     route = "next layer" if isinstance(routed, list) else routed
     assert route == first_route and route in ROUTES_AFTER_PREPARE
+
+
+# --------------------------------------------------------------------------- /v1 under langgraph dev, with no key
+
+
+def test_v1_under_langgraph_dev_serves_default_and_local_without_a_key(
+    monkeypatch: pytest.MonkeyPatch, server: Any
+) -> None:
+    import openai
+
+    from langgraph_moa.serve import agent_server
+    from tests.conftest import running
+
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    monkeypatch.setattr(studio, "LOCAL_AVAILABLE", True)
+    started: list[bool] = []
+
+    def bundled(*, start: bool = False) -> MoAConfig:  # the bundled model, played by the simulated server
+        started.append(start)
+        return MoAConfig(layers=2, proposers=["openai:p", "openai:p"], aggregator="openai:p", base_url=server.base_url)
+
+    monkeypatch.setattr(studio, "local_preset", bundled)
+    settings = agent_server.default_settings()
+    assert settings.local_models == ("default", "local") and "default" not in settings.assistants
+    with running(agent_server.create_agent_server_app(settings)) as base:
+        with openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0) as client:
+            assert [m.id for m in client.models.list()] == ["default", "local"]  # no hosted preset without its key
+            assert client.models.retrieve("local").id == "local" and started == []  # listing starts nothing
+            answer = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}])
+            assert answer.choices[0].message.content == "p answer to: hi [refs=2]"
+            assert started == [True]
+            with pytest.raises(openai.NotFoundError, match="use one of: default, local, moa"):
+                client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_v1_under_langgraph_dev_serves_default_as_moa_current_with_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langgraph_moa.serve import agent_server
+
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test")
+    monkeypatch.setattr(studio, "LOCAL_AVAILABLE", True)
+    settings = agent_server.default_settings()
+    assert settings.assistants["default"] == get_preset("moa-current") and settings.local_models == ("local",)
+    monkeypatch.setattr(studio, "LOCAL_AVAILABLE", False)
+    assert agent_server.default_settings().local_models == ()
