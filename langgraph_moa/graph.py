@@ -63,6 +63,10 @@ def create_moa_graph(
     ``early_stop``, ``max_cost_usd``, see :mod:`langgraph_moa.strategies` and
     ``docs/strategies.md``.)
 
+    Its drawing (``graph.get_graph().draw_mermaid()``, what LangGraph Studio
+    shows) names exactly where each node can go, each conditional edge labelled
+    with when it is taken; ``docs/studio.md`` shows and explains it.
+
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
     proposer layer, ``aggregate`` writes the answer from that layer's references.
