@@ -103,9 +103,6 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
 
-__all__ = ["fingerprint"]  # re-exported: provisional.py and older callers import it from here
-
-
 def _turn_moa_config(
     runtime: Runtime[MoAConfig] | None, config: RunnableConfig, stored: Mapping[str, Any] | None
 ) -> MoAConfig:
