@@ -252,9 +252,8 @@ class Progress:
             what = f"[green]done[/green]   {escape(self._label(event))} after {seconds:.2f}s"
             self._finish(event, self.done, what)
         elif kind == "proposer_failed":
-            seconds = self._elapsed(event["layer"])
             reason = escape(f"{self._label(event)}: {event['error_type']}: {event['message']}")
-            self._finish(event, self.failed, f"[red]failed[/red] after {seconds:.2f}s {reason}")
+            self._finish(event, self.failed, f"[red]failed[/red] {reason}")
         elif kind == "layer_done":
             self.layer_started[event["layer"] + 1] = self.clock()
             cached = f" ({event['cached']} from the cache)" if event.get("cached") else ""
