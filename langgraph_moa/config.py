@@ -22,6 +22,7 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) as
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -85,6 +86,11 @@ class ModelSpec(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"base_url {value!r} must start with http:// or https://")
+        if value is not None and "@" in urlsplit(value).netloc:
+            # the configuration is stored in the run's state (and so its checkpoints)
+            raise ValueError(
+                "base_url must not carry credentials (user:password@); name the key's variable in api_key_env"
+            )
         return value
 
     @property

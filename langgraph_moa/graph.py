@@ -23,6 +23,9 @@ from langgraph_moa.nodes import (
     PROPOSER_NODE,
     PROVISIONAL_NODE,
     REVIEW_NODE,
+    ROUTES_AFTER_JOIN,
+    ROUTES_AFTER_PREPARE,
+    ROUTES_AFTER_STEER,
     STEER_NODE,
     make_aggregate,
     make_join_layer,
@@ -36,6 +39,11 @@ from langgraph_moa.providers import EndpointPolicy, ModelResolver, served_graph_
 from langgraph_moa.provisional import make_provisional
 from langgraph_moa.state import InputState, MoAState
 from langgraph_moa.strategies import make_steer
+
+FAILURE_HANDLER = f"__error_handler__{PROPOSER_NODE}"
+"""The node LangGraph adds for ``propose``'s error handler (:func:`~langgraph_moa.cache.record_failure`):
+a proposer that failed goes there, its :class:`~langgraph_moa.state.Failure` is recorded, and the run
+goes on to ``join_layer``."""
 
 
 def create_moa_graph(
@@ -54,6 +62,10 @@ def create_moa_graph(
     ``steer`` runs between layers only when a cost-saving option is on: ``keep_top``,
     ``early_stop``, ``max_cost_usd``, see :mod:`langgraph_moa.strategies` and
     ``docs/strategies.md``.)
+
+    Its drawing (``graph.get_graph().draw_mermaid()``, what LangGraph Studio
+    shows) names exactly where each node can go, each conditional edge labelled
+    with when it is taken; ``docs/studio.md`` shows and explains it.
 
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
@@ -117,21 +129,28 @@ def create_moa_graph(
     builder.add_node(PREPARE_NODE, make_prepare(resolve))
     # the node cache works once the graph is compiled with a cache; failures never enter it
     builder.add_node(
-        PROPOSER_NODE, make_propose(resolve), cache_policy=PROPOSAL_CACHE_POLICY, error_handler=record_failure
+        PROPOSER_NODE,
+        make_propose(resolve),
+        cache_policy=PROPOSAL_CACHE_POLICY,
+        error_handler=record_failure,
+        destinations={FAILURE_HANDLER: "proposer failed"},  # drawn only; the handler runs on ProposerFailed
     )
+    # LangGraph adds the handler as a node of its own, `__error_handler__propose`, and gives it no
+    # destinations, so it would be drawn unconnected: it goes on to join_layer (cache.record_failure)
+    builder.nodes[FAILURE_HANDLER].ends = {JOIN_NODE: "failure recorded"}
     builder.add_node(JOIN_NODE, make_join_layer())
     builder.add_node(REVIEW_NODE, make_review())
     builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))
     builder.add_node(STEER_NODE, make_steer(resolve))
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
     builder.add_edge(START, PREPARE_NODE)
-    targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE]
-    # through `steer` only when a cost-saving option is on (strategies.py)
-    builder.add_conditional_edges(PREPARE_NODE, route_layer, [*targets, STEER_NODE])
+    # each path_map names exactly where its node can go, and why (the labels Studio draws on the edges)
+    builder.add_conditional_edges(PREPARE_NODE, route_layer, ROUTES_AFTER_PREPARE)
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
     builder.add_edge(PROVISIONAL_NODE, JOIN_NODE)
-    builder.add_conditional_edges(JOIN_NODE, route_layer, [*targets, STEER_NODE])
-    builder.add_conditional_edges(STEER_NODE, route_after_steer, targets)
+    builder.add_conditional_edges(JOIN_NODE, route_layer, ROUTES_AFTER_JOIN)
+    # through `steer` only when a cost-saving option is on (strategies.py)
+    builder.add_conditional_edges(STEER_NODE, route_after_steer, ROUTES_AFTER_STEER)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder

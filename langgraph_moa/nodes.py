@@ -1,8 +1,10 @@
 """The nodes of the MoA graph and its routing.
 
-- ``prepare`` starts a turn: it checks the input, every model's provider and
-  API key (before any call), and clears the previous turn's proposals,
-  failures and usage, so references never leak between turns.
+- ``prepare`` starts a turn: it takes the run's configuration (the thread's
+  last one when the run names none) and stores it in the state for the rest of
+  the turn, checks the input, every model's provider and API key (before any
+  call), and clears the previous turn's proposals, failures and usage, so
+  references never leak between turns.
 - ``route_layer`` fans a proposer layer out as one LangGraph ``Send`` per
   proposer slot (all run in the same step, in parallel), or routes to the
   aggregator after the last proposer layer; when a cost-saving option is on, it
@@ -44,10 +46,9 @@ window).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal, NamedTuple, cast
 
@@ -60,7 +61,7 @@ from langgraph.types import Overwrite, Send, interrupt
 
 from langgraph_moa.cache import ProposerFailed, answer_settings
 from langgraph_moa.config import MoAConfig, ModelSpec
-from langgraph_moa.context import moa_config_of_run
+from langgraph_moa.context import fingerprint, new_turn_moa_config, stored_config, turn_moa_config
 from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
@@ -101,20 +102,11 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
 
-def fingerprint(cfg: MoAConfig) -> str:
-    """A short hash of ``cfg``; equal configurations have equal fingerprints."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
-
-
-def _turn_moa_config(runtime: Runtime[MoAConfig], config: RunnableConfig, expected: str | None) -> MoAConfig:
-    """The run's config, checked against the one the turn started with."""
-    cfg = moa_config_of_run(runtime, config)
-    if expected is not None and fingerprint(cfg) != expected:
-        raise ConfigError(
-            "this turn was started with another MoA configuration: resume it with the same "
-            "context (the context is not stored in checkpoints), or start a new turn"
-        )
-    return cfg
+def _turn_moa_config(
+    runtime: Runtime[MoAConfig] | None, config: RunnableConfig, stored: Mapping[str, Any] | None
+) -> MoAConfig:
+    """The turn's configuration (stored by ``prepare``); see :func:`~langgraph_moa.context.turn_moa_config`."""
+    return turn_moa_config(runtime, config, stored)
 
 
 def references_of(state: MoAState, layer: int) -> list[str]:
@@ -300,7 +292,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
     """Build the ``prepare`` node."""
 
     def prepare(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = moa_config_of_run(runtime, config)
+        cfg = new_turn_moa_config(runtime, config, state.get("moa_config"))
         if not state.get("messages"):
             raise ConfigError("the input has no messages: pass {'messages': [('user', '...')]}")
         resolve.check(cfg)  # unknown providers and missing keys stop the run before any call
@@ -320,6 +312,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
         return {
             "layer": 1,
             "config_fingerprint": fingerprint(cfg),
+            "moa_config": stored_config(cfg),
             "turn_id": uuid.uuid4().hex,
             "run_seed": cfg.seed if cfg.seed is not None else fresh_seed(),
             "proposals": Overwrite([]),
@@ -350,31 +343,72 @@ def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
     )
 
 
+NEXT_LAYER: Literal["next layer"] = "next layer"
+"""The route to a proposer layer's fan-out (one ``Send`` per proposer; the label drawn on the edge to ``propose``)."""
+PROVISIONAL_ANSWER: Literal["provisional answers on"] = "provisional answers on"
+"""The route to ``provisional``, sent beside the proposers of layers 2 and up."""
+COST_OPTION: Literal["cost-saving option on"] = "cost-saving option on"
+"""The route to ``steer``: ``keep_top``, ``early_stop`` or ``max_cost_usd`` has something to decide."""
+REVIEW: Literal["review on"] = "review on"
+"""The route to ``review``, before the aggregator, with ``MoAConfig.review``."""
+LAYERS_DONE: Literal["proposer layers done"] = "proposer layers done"
+"""The route to ``aggregate``: no proposer layer is left (the last ran, early stop or the budget skipped
+the rest, or ``layers=1``)."""
+
+ROUTES_AFTER_PREPARE: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    COST_OPTION: STEER_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``prepare`` can go, by route (the graph's ``path_map``, so the drawing shows exactly these): the
+first proposer layer, ``steer`` (``max_cost_usd`` checks the estimate first) or, with ``layers=1``, the
+aggregator. Never ``provisional`` (it starts at layer 2) nor ``review`` (there are no proposals to review)."""
+ROUTES_AFTER_JOIN: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    PROVISIONAL_ANSWER: PROVISIONAL_NODE,
+    COST_OPTION: STEER_NODE,
+    REVIEW: REVIEW_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``join_layer`` can go, by route."""
+ROUTES_AFTER_STEER: dict[Hashable, str] = {
+    NEXT_LAYER: PROPOSER_NODE,
+    PROVISIONAL_ANSWER: PROVISIONAL_NODE,
+    REVIEW: REVIEW_NODE,
+    LAYERS_DONE: AGGREGATOR_NODE,
+}
+"""Where ``steer`` can go, by route (never to itself)."""
+
+
 def route_layer(
-    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["steer", "review", "aggregate"]:
+    state: MoAState, config: RunnableConfig
+) -> list[Send] | Literal["cost-saving option on", "review on", "proposer layers done"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator.
 
     When a cost-saving option is on, go to ``steer`` first (it routes on with
-    :func:`route_after_steer`).
+    :func:`route_after_steer`). Returns ``Send`` s to ``propose`` (and to
+    ``provisional``), or a route of :data:`ROUTES_AFTER_JOIN`. The
+    configuration is the turn's, read from the state (``moa_config``): the
+    routing needs no runtime, so ``update_state`` (LangGraph Studio's "edit and
+    fork"), which runs it without one, works at every checkpoint.
     """
-    cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+    cfg = _turn_moa_config(None, config, state.get("moa_config"))
     if steer_due(cfg, state["layer"]):
-        return STEER_NODE
+        return COST_OPTION
     return _next_layer(state, cfg)
 
 
 def route_after_steer(
-    state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["review", "aggregate"]:
-    """Route on after ``steer``: the next proposer layer, review or the aggregator."""
-    return _next_layer(state, _turn_moa_config(runtime, config, state.get("config_fingerprint")))
+    state: MoAState, config: RunnableConfig
+) -> list[Send] | Literal["review on", "proposer layers done"]:
+    """Route on after ``steer``: the next proposer layer, review or the aggregator (:data:`ROUTES_AFTER_STEER`)."""
+    return _next_layer(state, _turn_moa_config(None, config, state.get("moa_config")))
 
 
-def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate"]:
+def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review on", "proposer layers done"]:
     layer = state["layer"]
     if layer >= cfg.layers:
-        return "review" if cfg.review and last_proposer_layer(state, cfg) > 0 else "aggregate"
+        return REVIEW if cfg.review and last_proposer_layer(state, cfg) > 0 else LAYERS_DONE
     references = references_of(state, layer - 1)
     sends = [
         Send(
@@ -385,6 +419,7 @@ def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review
                 messages=state["messages"],
                 references=references,
                 config_fingerprint=state["config_fingerprint"],
+                moa_config=state["moa_config"],
                 # read by the proposal cache's key, which so keys on the seed the call uses
                 settings=answer_settings(spec, cfg, seed=slot_seed(state.get("run_seed"), spec, layer, slot)),
                 turn_id=state.get("turn_id", ""),
@@ -400,6 +435,7 @@ def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review
             references=references,
             built_from=built_from,
             config_fingerprint=state["config_fingerprint"],
+            moa_config=state["moa_config"],
         )
         sends.append(Send(PROVISIONAL_NODE, payload))
     return sends
@@ -427,7 +463,7 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
     cutoffs = CutoffRegistry()
 
     def propose(inp: ProposerInput, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, inp.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, inp.get("moa_config"))
         layer, slot = inp["layer"], inp["slot"]
         spec: ModelSpec = cfg.proposers_for(layer)[slot]
         write = get_stream_writer()
@@ -484,7 +520,7 @@ def make_join_layer() -> Node:
     """Build the ``join_layer`` node, which closes a proposer layer."""
 
     def join_layer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         layer = state["layer"]
         succeeded = len(references_of(state, layer))
         failures = [f for f in state.get("failures", []) if f["layer"] == layer]
@@ -529,7 +565,7 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
     """Build the ``aggregate`` node, which writes the final answer."""
 
     def aggregate(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         spec = cfg.aggregator
         layer = cfg.layers
         get_stream_writer()({"event": "aggregator_started", "layer": layer, "model": spec.model})
@@ -637,7 +673,7 @@ def make_review() -> Node:
     """
 
     def review(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> dict[str, Any]:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         layer = last_proposer_layer(state, cfg)
         current = [p for p in state.get("proposals", []) if p["layer"] == layer]
         request: dict[str, Any] = {

@@ -79,6 +79,16 @@ model on a llama.cpp server it starts); :func:`get_preset` and a ``"preset"`` in
 """
 
 
+LOCAL_PRESET = "local"
+"""The bundled model's preset: its models run on llama.cpp servers started for it (``moa ask --preset local``,
+``moa serve``, ``langgraph dev``), so it is built there, not listed in :data:`PRESETS`."""
+
+
+def preset_names() -> list[str]:
+    """Every preset a run may name: :data:`PRESETS`, then ``local`` and any other started for its run."""
+    return list(dict.fromkeys([*PRESETS, LOCAL_PRESET, *PRESET_FACTORIES]))
+
+
 def get_preset(name: str, **overrides: Any) -> MoAConfig:
     """Return preset ``name``, with any ``MoAConfig`` fields replaced by ``overrides``.
 
@@ -94,7 +104,7 @@ def get_preset(name: str, **overrides: Any) -> MoAConfig:
     elif name in PRESET_FACTORIES:
         base = PRESET_FACTORIES[name]()
     else:
-        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join([*PRESETS, *PRESET_FACTORIES])}")
+        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
     if not overrides:
         return base
     data = base.model_dump(exclude_unset=False)

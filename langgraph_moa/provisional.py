@@ -31,7 +31,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.context import moa_config_of_run
+from langgraph_moa.context import turn_moa_config
 from langgraph_moa.errors import ConfigError, EmptyResponseError
 from langgraph_moa.nodes import PROVISIONAL_NODE, fingerprint
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
@@ -96,7 +96,7 @@ def make_provisional(resolve: ModelResolver) -> Runnable[ProvisionalInput, dict[
     """Build the ``provisional`` node (sync and async), which calls the aggregator with ``resolve``'s model."""
 
     def start(inp: ProvisionalInput, config: RunnableConfig) -> tuple[MoAConfig, Runnable, list[Any], _Collector]:
-        cfg = moa_config_of_run(get_runtime(MoAConfig), config)
+        cfg = turn_moa_config(get_runtime(MoAConfig), config, inp.get("moa_config"))
         if fingerprint(cfg) != inp["config_fingerprint"]:
             raise ConfigError("this turn was started with another MoA configuration")
         history = tool_turns_as_text(inp["messages"])

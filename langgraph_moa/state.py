@@ -125,6 +125,11 @@ class MoAState(InputState, total=False):
             layer number while the final answer is written.
         config_fingerprint: A hash of the turn's MoAConfig, so a resumed run
             that is given another configuration stops instead of mixing two.
+        moa_config: The turn's MoAConfig as plain data, stored by ``prepare``:
+            every later step of the turn (a resumed run, the routing that
+            ``update_state`` runs) reads it from here, so a run resumed without
+            a configuration continues with the turn's. It holds no secret (keys
+            are named by their variables).
         proposals: Successful proposals of this turn, sorted by (layer, slot).
         failures: Failed proposer calls of this turn, sorted by (layer, slot).
         usage: One record per model call of this turn, in completion order.
@@ -143,6 +148,7 @@ class MoAState(InputState, total=False):
 
     layer: int
     config_fingerprint: str
+    moa_config: dict[str, Any]
     turn_id: str
     run_seed: int
     stopped_after: int | None
@@ -163,6 +169,7 @@ class ProposerInput(TypedDict):
     messages: list[AnyMessage]
     references: list[str]
     config_fingerprint: str
+    moa_config: NotRequired[dict[str, Any]]
     settings: NotRequired[dict[str, Any]]
     turn_id: NotRequired[str]
 
@@ -175,6 +182,7 @@ class ProvisionalInput(TypedDict):
     references: list[str]
     built_from: list[str]
     config_fingerprint: str
+    moa_config: NotRequired[dict[str, Any]]
 
 
 def total_usage(records: list[UsageRecord]) -> dict[str, int]:

@@ -88,7 +88,7 @@ def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
     """Build the ``steer`` node (see the module docstring); it runs under ``invoke`` and ``ainvoke``."""
 
     def steer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, state.get("config_fingerprint"))
+        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
         write = get_stream_writer()
         upcoming = state["layer"]
         finished = upcoming - 1

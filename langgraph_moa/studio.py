@@ -20,12 +20,12 @@ import logging
 import os
 import threading
 from concurrent.futures import Future
-from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from langgraph_moa.config import MoAConfig
+from langgraph_moa.context import DEFAULT_PRESET_KEY, configures_run
 from langgraph_moa.graph import graph
 from langgraph_moa.local import LocalModelError, bundled_model_installed, local_config, local_servers
 from langgraph_moa.presets import PRESET_FACTORIES
@@ -82,9 +82,9 @@ def local_urls(*, start: bool) -> dict[str, str]:
         raise LocalModelError(f"the local model's server did not start: {exc}") from None
 
 
-def local_preset() -> MoAConfig:
-    """The ``local`` preset on the running bundled-model server (see :func:`local_urls`)."""
-    return local_config(local_urls(start=False))
+def local_preset(*, start: bool = False) -> MoAConfig:
+    """The ``local`` preset on the bundled model's server (see :func:`local_urls`); ``start`` starts it (blocking)."""
+    return local_config(local_urls(start=start))
 
 
 def local_extra_installed() -> bool:
@@ -95,10 +95,6 @@ def local_extra_installed() -> bool:
 LOCAL_AVAILABLE = local_extra_installed()
 
 
-def _configures_nothing(configurable: dict[str, Any]) -> bool:
-    return not (set(configurable) & (set(MoAConfig.model_fields) | {"preset"}))
-
-
 async def make_graph(config: RunnableConfig) -> CompiledStateGraph[MoAState, MoAConfig, InputState, MoAState]:
     """The served graph for one request: the ``local`` preset for a run that needs it, see the module docs.
 
@@ -107,13 +103,14 @@ async def make_graph(config: RunnableConfig) -> CompiledStateGraph[MoAState, MoA
     """
     configurable = dict(config.get("configurable") or {})
     preset = configurable.get("preset")
-    fallback = _configures_nothing(configurable) and not os.environ.get("TOGETHER_API_KEY") and LOCAL_AVAILABLE
+    fallback = not configures_run(None, configurable) and not os.environ.get("TOGETHER_API_KEY") and LOCAL_AVAILABLE
     if preset != LOCAL_PRESET and not fallback:
         return graph
     # The API marks requests that run the graph; schema and history reads must not start a server.
     if configurable.get("__is_for_execution__"):
         await asyncio.to_thread(local_urls, start=True)
-    return graph.with_config(configurable={"preset": LOCAL_PRESET}) if fallback else graph
+    # the default preset, not a named one: a turn resumed without a configuration keeps its own
+    return graph.with_config(configurable={DEFAULT_PRESET_KEY: LOCAL_PRESET}) if fallback else graph
 
 
 PRESET_FACTORIES[LOCAL_PRESET] = local_preset

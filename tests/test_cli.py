@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,18 @@ def test_json_output_has_every_layer_usage_and_cost(server: SimulatedOpenAIServe
     )
     assert set(doc["usage"]["by_layer"]) == {"1", "2", "3"}
     assert doc["cost_usd"] == 0 and "openai:agg" in doc["unpriced_models"]
+    # the keys the README and docs/cli.md name are the document's
+    root = Path(__file__).parent.parent
+    for page in ("README.md", "docs/cli.md"):
+        (named,) = re.findall(r"--json +# one JSON object: (.+)", (root / page).read_text())
+        for path in named.split(", "):
+            value: object = doc
+            for part in path.split("."):
+                assert isinstance(value, dict) and part.removesuffix("[]") in value, (page, path)
+                value = value[part.removesuffix("[]")]
+                if part.endswith("[]"):
+                    assert isinstance(value, list) and value, (page, path)
+                    value = value[-1]
 
 
 def test_missing_key_says_which_variable_to_set() -> None:
@@ -286,26 +299,119 @@ def test_samples_of_one_model_are_numbered(server: SimulatedOpenAIServer) -> Non
     assert "openai:other after" in result.stderr and "openai:other #" not in result.stderr
 
 
-async def test_a_terminal_shows_the_seconds_waited_for_the_first_token() -> None:
-    import asyncio
+class FakeClock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rendered(console: Any, renderable: Any) -> str:
+    return "\n".join("".join(seg.text for seg in line) for line in console.render_lines(renderable, console.options))
+
+
+async def test_a_terminal_shows_the_seconds_waited_for_the_first_token_even_at_80_columns() -> None:
     import io
 
     from rich.console import Console
 
     from langgraph_moa.cli import Progress
 
+    clock = FakeClock()
     out = io.StringIO()
-    progress = Progress(Console(file=out, force_terminal=True, width=120))
-    progress({"event": "aggregator_started", "layer": 2, "model": "openai:agg"})
-    await asyncio.sleep(1.3)
+    console = Console(file=out, force_terminal=True, width=80)
+    progress = Progress(console, clock=clock)
+    model = "openai:" + "a-model-with-a-very-long-name-" * 3
+    progress({"event": "aggregator_started", "layer": 2, "model": model})
+    clock.now += 23.4
+    progress.tick()  # what the spinner's task does twice a second
+    shown = _rendered(console, progress._status.renderable)
+    assert "23s waiting for the first token" in shown  # the seconds first: the model's name is what gets cut
     progress.first_token()
-    shown = out.getvalue()
-    assert "waiting for the first token" in shown and "(1s)" in shown
     assert progress._ticker is None and progress._status is None
     plain = io.StringIO()
-    quiet = Progress(Console(file=plain, force_terminal=False))
+    quiet = Progress(Console(file=plain, force_terminal=False), clock=clock)
     quiet({"event": "aggregator_started", "layer": 2, "model": "openai:agg"})
     assert "waiting" not in plain.getvalue() and quiet._status is None  # logs get no spinner
+
+
+def _progress_lines(events: list[tuple[float, dict]]) -> list[str]:
+    """Feed ``(seconds later, event)`` pairs to a Progress on a fake clock; the lines it printed."""
+    import io
+
+    from rich.console import Console
+
+    from langgraph_moa.cli import Progress
+
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = Progress(Console(file=out, force_terminal=False, width=200), clock=clock)
+    for later, event in events:
+        clock.now += later
+        progress(event)
+    progress.stop()
+    return out.getvalue().splitlines()
+
+
+def _started(layers: int, models: list[str]) -> dict:
+    proposers = {str(n): models for n in range(1, layers)}
+    return {"event": "run_started", "layers": layers, "proposers": proposers, "aggregator": "openai:agg"}
+
+
+def _done(layer: int, slot: int, own_seconds: float) -> dict:
+    return {"event": "proposer_done", "layer": layer, "slot": slot, "model": "openai:p", "seconds": own_seconds}
+
+
+def test_proposer_lines_count_from_the_layers_start_so_they_read_in_order() -> None:
+    lines = _progress_lines(
+        [
+            (0, _started(2, ["openai:p", "openai:p"])),
+            (0.1, {"event": "proposer_started", "layer": 1, "slot": 0, "model": "openai:p"}),
+            (0.5, {"event": "proposer_started", "layer": 1, "slot": 1, "model": "openai:p"}),
+            # slot 0 took longer by its own clock but finished first
+            (1.1, _done(1, 0, own_seconds=1.64)),
+            (0.3, _done(1, 1, own_seconds=1.12)),
+        ]
+    )
+    done = [line for line in lines if "done   " in line]
+    assert [re.search(r"(#\d) after ([\d.]+)s", line).groups() for line in done] == [("#1", "1.70"), ("#2", "2.00")]
+
+
+def test_a_provisional_answer_names_the_samples_and_no_progress_line_interleaves() -> None:
+    models = ["openai:p", "openai:p", "openai:p"]
+    provisional = {"event": "provisional_started", "layer": 1, "built_from": models}
+    token = {"event": "provisional_token", "layer": 1}
+    lines = _progress_lines(
+        [
+            (0, _started(3, models)),
+            *[(0.1, _done(1, slot, 0.1)) for slot in range(3)],
+            (0, {"event": "layer_done", "layer": 1, "succeeded": 3, "failed": 0, "cached": 0}),
+            (0.1, provisional),
+            (0.1, {**token, "text": "early "}),
+            (0.1, _done(2, 1, 0.2)),  # a layer-2 proposer finishes while the provisional answer streams
+            (0.1, {**token, "text": "answer"}),
+            (0.1, _done(2, 0, 0.4)),
+            (0.1, {"event": "provisional_answer", "layer": 1, "content": "early answer"}),
+            (0.1, _done(2, 2, 0.6)),
+        ]
+    )
+    at = lines.index("layer 1: provisional answer from openai:p #1, openai:p #2, openai:p #3:")
+    assert lines[at + 1 : at + 3] == ["early answer", "(provisional; the final answer follows on stdout)"]
+    layer_2 = [line for line in lines if line.startswith("  layer 2:")]
+    assert [lines.index(line) for line in layer_2] == [at + 3, at + 4, at + 5]
+    assert "#2 after" in layer_2[0] and "#1 after" in layer_2[1] and "#3 after" in layer_2[2]
+
+
+def test_provisional_at_two_layers_says_it_does_nothing(server: SimulatedOpenAIServer) -> None:
+    result = moa("ask", "q", "--layers", "2", "--provisional", *sim_args(server, "p1"))
+    assert result.returncode == 0, result.stderr
+    assert "note: --provisional does nothing with 2 layer(s)" in result.stderr and "--layers 3 or more" in result.stderr
+    assert server.calls("agg") == 1
+    three = moa("ask", "q", "--layers", "3", "--provisional", *sim_args(server, "p1"))
+    assert "does nothing" not in three.stderr
 
 
 def test_two_chats_on_one_thread_never_lose_a_turn(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
@@ -394,3 +500,41 @@ def test_strategy_flags_reach_the_configuration(server: SimulatedOpenAIServer) -
     assert "early_stop" in result.stderr  # the strategy event names the option that acted
     assert server.calls("same") == 3  # identical proposals: layers 2 and 3 are skipped
     assert server.calls("agg") == 1  # keep_top=2 leaves 2 references: one window, one pass
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = moa("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"moa {version('langgraph-moa')}\n"
+
+
+@pytest.mark.parametrize("group", [[], ["eval"]])
+def test_help_lists_each_command_with_its_whole_first_sentence(group: list[str]) -> None:
+    result = moa(*group, "--help", env=moa_env(PYTHONPATH=str(Path(__file__).parent.parent), COLUMNS="80"))
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout.split("Commands:", 1)[1]
+    assert "..." not in listing
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    import typer
+
+    from langgraph_moa.cli import app
+
+    command = typer.main.get_command(app)
+    for name in group:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    names = re.findall(r"^  (\S+)", listing, re.M)
+    assert names == list(command.commands)  # type: ignore[attr-defined]
+    for name in names:
+        first = " ".join(command.commands[name].help.split()).split(". ")[0].rstrip(".")  # type: ignore[attr-defined]
+        listed = " ".join(listing.split(f"  {name} ", 1)[1].split())
+        assert listed.startswith(first), (name, first, listed)
+
+
+def test_an_unknown_preset_lists_every_preset_local_included() -> None:
+    result = moa("ask", "q", "--preset", "nope")
+    assert result.returncode == 2
+    assert "unknown preset 'nope'; choose one of: moa, moa-lite, moa-gpt4o, moa-current, self-moa, local" in (
+        result.stderr
+    )

@@ -97,3 +97,20 @@ def test_preset_in_configurable_survives_a_context_copied_from_configurable() ->
     cfg = moa_config_from(copied, {"preset": "moa-lite", "temperature": 0.2, "thread_id": "t"})
     assert cfg.proposers == get_preset("moa-lite").proposers and cfg.temperature == 0.2
     assert moa_config_from(copied, {"thread_id": "t"}) is copied  # no preset: the context as it is
+
+
+def test_a_default_preset_applies_only_when_nothing_configures_the_run() -> None:
+    lite = get_preset("moa-lite")
+    assert moa_config_from(None, {"moa_default_preset": "moa-lite", "thread_id": "t"}) == lite
+    assert moa_config_from(MoAConfig(), {"moa_default_preset": "moa-lite"}) == lite  # a context setting nothing
+    assert moa_config_from(None, {"moa_default_preset": "moa-lite", "layers": 1}).layers == 1
+    assert moa_config_from(None, {"moa_default_preset": "moa-lite", "layers": 1}).proposers == MoAConfig().proposers
+
+
+def test_a_base_url_with_credentials_is_refused() -> None:
+    # the configuration is stored in the run's state: a password in a URL would reach the checkpoints
+    with pytest.raises(ValidationError, match="must not carry credentials"):
+        MoAConfig(base_url="http://user:hunter2@127.0.0.1:8080/v1")
+    with pytest.raises(ValidationError, match="must not carry credentials"):
+        ModelSpec(model="openai:x", base_url="https://k@host/v1")
+    assert ModelSpec(model="openai:x", base_url="http://127.0.0.1:8080/v1?x=a@b").base_url

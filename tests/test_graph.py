@@ -127,19 +127,100 @@ async def test_failed_aggregator_is_an_error_and_resume_reruns_only_it() -> None
     assert len(models["fake:a"].prompts) == 1 and len(models["fake:b"].prompts) == 1
 
 
-async def test_resuming_with_another_configuration_is_refused() -> None:
-    agg = EchoModel(name="agg", fail_with=RuntimeError("down"))
-    graph = create_moa_graph(models={**fakes("a"), "fake:agg": agg}).compile(checkpointer=InMemorySaver())
+async def test_resuming_without_a_configuration_continues_with_the_turns_own() -> None:
+    agg = EchoModel(name="agg")
+    graph = create_moa_graph(models={**fakes("a"), "fake:agg": agg}).compile(
+        checkpointer=InMemorySaver(), interrupt_before=["aggregate"]
+    )
+    config = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg", temperature=0.1)
+    thread = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke(user("q"), thread, context=config)
+    assert (await graph.aget_state(thread)).values["moa_config"] == config.model_dump(mode="json")
+    other = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg", temperature=0.2)
+    with pytest.raises(ValueError, match="started with another MoA configuration"):
+        await graph.ainvoke(None, thread, context=other)  # an explicitly different one is refused
+    with pytest.raises(ValueError, match="started with another MoA configuration"):
+        await graph.ainvoke(None, {"configurable": {"thread_id": "t", "temperature": 0.2}})
+    assert agg.prompts == []
+    state = await graph.ainvoke(None, thread)  # none: the turn's own (the defaults would call Together)
+    assert state["messages"][-1].content == "agg: q (1 refs)"
+
+
+async def test_a_new_turn_without_a_configuration_keeps_the_threads() -> None:
+    graph = create_moa_graph(models=fakes("a", "agg")).compile(checkpointer=InMemorySaver())
     config = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg")
     thread = {"configurable": {"thread_id": "t"}}
-    with pytest.raises(AggregatorError):
-        await graph.ainvoke(user("q"), thread, context=config)
-    agg.fail_with = None
-    with pytest.raises(ValueError, match="started with another MoA configuration"):
-        await graph.ainvoke(None, thread)  # no context: the defaults would call other models
-    assert agg.prompts and len(agg.prompts) == 1
+    await graph.ainvoke(user("first"), thread, context=config)
+    state = await graph.ainvoke(user("second"), thread)  # no context: the thread's (defaults would call Together)
+    assert state["messages"][-1].content == "agg: second (1 refs)"
+    with pytest.raises(Exception, match="TOGETHER_API_KEY"):  # a named one starts the turn with it
+        await graph.ainvoke(user("third"), {"configurable": {"thread_id": "t", "preset": "moa-lite"}})
+
+
+async def test_resuming_with_the_same_configuration_continues() -> None:
+    graph = create_moa_graph(models=fakes("a", "agg")).compile(
+        checkpointer=InMemorySaver(), interrupt_before=["aggregate"]
+    )
+    config = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg")
+    thread = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke(user("q"), thread, context=config)
     state = await graph.ainvoke(None, thread, context=config)
     assert state["messages"][-1].content == "agg: q (1 refs)"
+
+
+def _edit(snapshot) -> dict:
+    """What a Studio user edits at a checkpoint: the question before ``prepare``, else the latest proposal."""
+    if snapshot.next == ("prepare",):
+        return {"messages": [("user", "edited question")]}
+    proposals = snapshot.values.get("proposals", [])
+    if not proposals:
+        return {"messages": [("user", "edited question")]}
+    last = proposals[-1]
+    return {"proposals": [{**last, "content": "EDITED PROPOSAL"}]}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_edit_state_and_fork_at_every_checkpoint_of_a_three_layer_run(mode: str) -> None:
+    models = fakes("a", "b", "agg")
+    graph = create_moa_graph(models=models).compile(checkpointer=InMemorySaver())
+    config = MoAConfig(layers=3, proposers=["fake:a", "fake:b"], aggregator="fake:agg")
+    thread = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke(user("q"), thread, context=config)
+    history = [s async for s in graph.aget_state_history(thread)]
+    checkpoints = [s for s in history if s.next]
+    assert [s.next for s in checkpoints] == [
+        ("aggregate",),
+        ("join_layer",),
+        ("propose", "propose"),
+        ("join_layer",),
+        ("propose", "propose"),
+        ("prepare",),
+        ("__start__",),
+    ]
+    for snapshot in checkpoints:
+        edit = _edit(snapshot)
+        for model in models.values():
+            model.prompts.clear()
+        # what Studio's "edit and fork" does: update_state at the checkpoint, then run the fork on
+        # without a context (the turn's configuration is in the state). Before join_layer the edit
+        # is written as a proposer's (LangGraph's default there is join_layer, which would run the
+        # layer again and overwrite it); elsewhere LangGraph's default applies.
+        as_node = "propose" if snapshot.next == ("join_layer",) else None
+        # a fork before the first `prepare` starts the turn anew: it is given the configuration
+        context = None if "moa_config" in snapshot.values else config
+        if mode == "sync":
+            fork = graph.update_state(snapshot.config, edit, as_node=as_node)
+            state = graph.invoke(None, fork, context=context)
+        else:
+            fork = await graph.aupdate_state(snapshot.config, edit, as_node=as_node)
+            state = await graph.ainvoke(None, fork, context=context)
+        answer = state["messages"][-1]
+        assert answer.type == "ai" and answer.content.startswith("agg: "), snapshot.next
+        prompts = [m.text for model in models.values() for p in model.prompts for m in p]
+        if "proposals" in edit:
+            assert any("EDITED PROPOSAL" in text for text in prompts), snapshot.next
+        elif snapshot.next != ("__start__",):
+            assert answer.content.startswith("agg: edited question"), snapshot.next
 
 
 async def test_empty_aggregator_answer_is_an_error() -> None:

