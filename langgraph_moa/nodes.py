@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -60,6 +61,7 @@ from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, Send, interrupt
 
+from langgraph_moa.aggregator_output import bind_aggregator, finish_answer
 from langgraph_moa.cache import ProposerFailed, answer_settings
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.context import moa_config_of_run
@@ -171,7 +173,13 @@ def _redacted_answer(answer: AIMessage, spec: ModelSpec) -> AIMessage:
             else part
             for part in content
         ]
-    return answer.model_copy(update={"content": content})
+    update: dict[str, Any] = {"content": content}
+    if answer.tool_calls:  # arguments too: a key an upstream echoes must not reach a tool or the state
+        update["tool_calls"] = [
+            {**call, "args": json.loads(redact(json.dumps(call["args"]), variables=variables, shapes=False))}
+            for call in answer.tool_calls
+        ]
+    return answer.model_copy(update=update)
 
 
 def _is_chat_model(model: Runnable) -> bool:
@@ -458,7 +466,9 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
         try:
             seed = resolve.seed_for(spec, inp.get("settings", {}).get("seed"))
             model = resolve(spec, cfg, streaming=False, seed=seed)
-            history = tool_turns_as_text(inp["messages"])
+            history = tool_turns_as_text(
+                inp["messages"], tools=cfg.aggregator_tools, response_format=cfg.aggregator_response_format
+            )
             messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
             answer, calls = yield ModelCall(model, messages, cfg.timeout, shared[1] if shared else None)
             if not answer.text.strip():
@@ -574,9 +584,9 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         try:
             seed = resolve.seed_for(spec, slot_seed(state.get("run_seed"), spec, layer, 0))
             model = resolve(spec, cfg, streaming=True, seed=seed)
-            if cfg.aggregator_tools:
-                model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
+            model = bind_aggregator(model, cfg)  # tools and response_format, per-call settings kept
             answer, calls = yield ModelCall(model, messages, cfg.timeout)
+            answer = finish_answer(answer, cfg)  # the JSON asked for, checked against its schema
         except Exception as exc:
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
+from langgraph_moa.serve.openai_errors import add_openai_error_handlers
 
 __all__ = ["ASSISTANTS_VARIABLE", "app", "create_agent_server_app"]
 
@@ -51,6 +52,7 @@ def create_agent_server_app(settings: APISettings | None = None) -> FastAPI:
         settings = APISettings(assistants=load_assistants(Path(file)) if file else dict(PRESETS))
     api = FastAPI(title="Mixture-of-Agents (OpenAI-compatible API)")
     api.include_router(create_openai_router(settings))
+    add_openai_error_handlers(api)
     return api
 
 
