@@ -172,7 +172,9 @@ class ToolCallingFake(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
 
 
-@pytest.mark.parametrize(("arguments", "valid"), [({"city": "Paris", "sunny": True}, True), ({"city": 1, "sunny": True}, False)])
+@pytest.mark.parametrize(
+    ("arguments", "valid"), [({"city": "Paris", "sunny": True}, True), ({"city": 1, "sunny": True}, False)]
+)
 def test_structured_output_without_response_format_is_a_forced_tool_call(
     server: SimulatedOpenAIServer, arguments: dict, valid: bool
 ) -> None:

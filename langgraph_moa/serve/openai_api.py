@@ -652,6 +652,9 @@ def create_openai_router(
         )
         return JSONResponse(completion.model_dump(mode="json"))
 
+    from langgraph_moa.serve.responses_api import add_responses_routes  # it builds on this module
+
+    add_responses_routes(router, settings, graph=graph, limit=limit, slots=slots)
     return router
 
 
