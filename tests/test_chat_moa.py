@@ -18,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
@@ -272,3 +273,13 @@ async def test_an_aggregator_without_tools_sees_tool_turns_as_text(server: Simul
     await create_moa_graph().compile().ainvoke({"messages": history}, context=sim_config(server, ["a"]))
     roles = [m["role"] for m in server.requests_for("agg")[0]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_the_tools_proposers_are_shown_key_their_cached_proposals(server: SimulatedOpenAIServer) -> None:
+    from langgraph_moa.cache import answer_settings
+
+    plain = sim_config(server, ["a"])
+    tooled = plain.model_copy(update={"aggregator_tools": [convert_to_openai_tool(get_weather)]})
+    spec = plain.proposers[0]
+    assert answer_settings(spec, plain) != answer_settings(spec, tooled)
+    assert "answer_format" not in answer_settings(spec, plain)  # caches of runs without tools keep their keys

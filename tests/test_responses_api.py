@@ -153,3 +153,15 @@ def test_bad_requests_get_400_before_any_model_call(
     if param:
         assert answer.json()["error"]["param"] == param
     assert sim.calls() == 0
+
+
+def test_the_agent_servers_v1_serves_responses_too(sim: SimulatedOpenAIServer) -> None:
+    from langgraph_moa.serve.agent_server import create_agent_server_app
+    from langgraph_moa.serve.openai_api import APISettings
+
+    config = MoAConfig(proposers=["openai:p1"], aggregator="openai:agg", base_url=sim.base_url, max_retries=0)
+    with running(create_agent_server_app(APISettings(assistants={"sim": config}))) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="-", max_retries=0)
+        assert client.responses.create(model="sim", input="hi").output_text == "agg answer to: hi [refs=1]"
+        missing = httpx.get(f"{url}/v1/files")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_url"
