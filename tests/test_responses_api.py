@@ -137,7 +137,18 @@ def test_previous_response_id_continues_a_stored_response(client: openai.OpenAI,
     ("body", "param"),
     [
         ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}, "messages[0].tool_call_id"),
+        ({"input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}, "input[0].call_id"),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "x"},
+                    {"type": "function_call", "call_id": "1", "name": "get_weather", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "2", "name": "get_time", "arguments": "{}"},
+                ],
+                "tools": TOOLS,
+            },
+            "input[2].name",
+        ),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0]"),
         ({"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": 3}}}}, None),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -122,6 +123,29 @@ def _content_text(content: Any, where: str) -> str:
     return "\n".join(texts)
 
 
+_FROM = "x_input_item"
+"""Extra field of each chat message (and tool call) naming the input item it came from, for 400s."""
+
+_FIELDS = {".tool_call_id": ".call_id", ".function.name": ".name", ".function.arguments": ".arguments"}
+
+
+def input_param(error: OpenAIError, chat_body: dict[str, Any]) -> OpenAIError:
+    """``error`` about ``messages[k]...`` of the chat request, renamed for the Responses field it came from."""
+    match = re.match(r"messages\[(\d+)\](?:\.tool_calls\[(\d+)\])?(.*)", error.param or "")
+    if not match:
+        return error
+    message = chat_body["messages"][int(match.group(1))]
+    source = message
+    if match.group(2) is not None:
+        source = (message.get("tool_calls") or [{}])[int(match.group(2))]
+    origin = source.get(_FROM) or message.get(_FROM) or "input"
+    rest = _FIELDS.get(match.group(3), match.group(3)) if origin.startswith("input") else ""
+    param = origin + rest
+    error.message = error.message.replace(error.param or "", param, 1)
+    error.param = param
+    return error
+
+
 def _messages(items: Any) -> list[dict[str, Any]]:
     """Responses ``input`` items as chat-completions messages."""
     if isinstance(items, str):
@@ -141,7 +165,7 @@ def _messages(items: Any) -> list[dict[str, Any]]:
                     f"{where}.role: {role!r} is not supported; use system, developer, user or assistant",
                     param=f"{where}.role",
                 )
-            out.append({"role": role, "content": _content_text(item.get("content"), f"{where}.content")})
+            out.append({"role": role, "content": _content_text(item.get("content"), f"{where}.content"), _FROM: where})
         elif kind == "function_call":
             for name in ("call_id", "name", "arguments"):
                 if not isinstance(item.get(name), str):
@@ -150,18 +174,19 @@ def _messages(items: Any) -> list[dict[str, Any]]:
                 "id": item["call_id"],
                 "type": "function",
                 "function": {"name": item["name"], "arguments": item["arguments"]},
+                _FROM: where,
             }
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)  # a message and its calls are one assistant turn
             else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                out.append({"role": "assistant", "content": None, "tool_calls": [call], _FROM: where})
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
                 raise _bad_request(f"{where}.call_id: a function_call_output item needs it", param=f"{where}.call_id")
             output = item.get("output")
             text = output if isinstance(output, str) else _content_text(output, f"{where}.output")
-            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text, _FROM: where})
         elif kind == "reasoning":
             continue
         else:
@@ -226,10 +251,10 @@ def to_chat_request(body: dict[str, Any], history: list[dict[str, Any]]) -> dict
         raise _bad_request(
             "background: responses are answered in the request; leave background out", param="background"
         )
-    messages = [dict(m) for m in history]
+    messages = [{**m, _FROM: "previous_response_id"} for m in history]
     instructions = _field(body, "instructions", str)
     if instructions:
-        messages.insert(0, {"role": "system", "content": instructions})
+        messages.insert(0, {"role": "system", "content": instructions, _FROM: "instructions"})
     if "input" not in body:
         raise _bad_request("input: required", param="input")
     messages += _messages(body["input"])
@@ -339,7 +364,10 @@ def add_responses_routes(
                 conversation, _ = store.get(previous)
                 history = conversation
             chat_body = to_chat_request(body, history)
-            parsed = await asyncio.to_thread(chat._parse_within, json.dumps(chat_body).encode(), settings)
+            try:
+                parsed = await asyncio.to_thread(chat._parse_within, json.dumps(chat_body).encode(), settings)
+            except OpenAIError as exc:
+                raise input_param(exc, chat_body) from None
             model = parsed.model
             config = chat._request_config(settings.served(model), parsed, settings.max_tokens)
         except OpenAIError as exc:
