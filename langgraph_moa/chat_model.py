@@ -21,6 +21,11 @@ What comes back:
     * ``response_metadata["moa"]``: the proposals, failures and the
       ``usage_summary`` (per layer, per model, cost estimate).
 
+``invoke(..., response_format=...)`` (OpenAI's dict, a pydantic class or a JSON
+schema) makes the aggregator answer with that JSON, checked against the schema
+(see :mod:`langgraph_moa.aggregator_output`); a pydantic class is parsed into
+``additional_kwargs["parsed"]``, as ``ChatOpenAI`` does.
+
 Streaming yields the aggregator's tokens as they arrive; the last chunk carries
 the run's usage and the MoA details.
 
@@ -173,7 +178,11 @@ class ChatMoA(BaseChatModel):
             tools: Tools in any form LangChain converts to an OpenAI tool schema.
             tool_choice: ``"auto"``, ``"any"`` (must call a tool), ``"none"``, a
                 tool name, or ``True`` (same as ``"any"``).
-            **kwargs: Passed to ``bind`` with the tools.
+            **kwargs: Passed to ``bind`` with the tools: ``parallel_tool_calls``
+                (as ``ChatOpenAI`` takes it), ``response_format``, ...
+
+        The aggregator's call keeps its temperature, max_tokens and seed; the
+        proposers are shown the tools as text.
         """
         if tool_choice is True:
             tool_choice = "any"

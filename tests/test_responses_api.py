@@ -151,7 +151,12 @@ def test_previous_response_id_continues_a_stored_response(client: openai.OpenAI,
         ),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0]"),
-        ({"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": 3}}}}, None),
+        (
+            {"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": 3}}}},
+            "text.format.schema",
+        ),
+        ({"input": "x", "tools": [{**TOOLS[0], "parameters": {"type": 3}}]}, "tools[0].parameters"),
+        ({"input": "x", "max_output_tokens": 10**6}, "max_output_tokens"),
         ({}, "input"),
     ],
 )

@@ -11,7 +11,8 @@ threads, runs; PostgreSQL and Redis in production) and ``/v1``::
     client.chat.completions.create(model="moa-lite", messages=[{"role": "user", "content": "hi"}])
 
 Served model ids: the presets, or the assistants of the JSON file named by
-``MOA_ASSISTANTS`` (the format of ``moa serve --assistants``). Each request is
+``MOA_ASSISTANTS`` (the format of ``moa serve --assistants``). ``/v1/responses``
+is served too (its stored responses live in the server process's memory). Each request is
 one independent turn, as with ``moa serve``; ``store: true`` is ignored here
 (use the LangGraph API's threads to keep conversations). Authentication is the
 Agent Server's (``auth`` in ``langgraph.json``), not ``MOA_API_KEYS``.

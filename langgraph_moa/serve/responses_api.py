@@ -127,12 +127,26 @@ _FROM = "x_input_item"
 """Extra field of each chat message (and tool call) naming the input item it came from, for 400s."""
 
 _FIELDS = {".tool_call_id": ".call_id", ".function.name": ".name", ".function.arguments": ".arguments"}
+_TOP_FIELDS = [  # chat-completions field -> the Responses field it came from
+    (r"^max_tokens$", "max_output_tokens"),
+    (r"^response_format\.json_schema\.schema", "text.format.schema"),
+    (r"^response_format\.json_schema", "text.format"),
+    (r"^response_format", "text.format"),
+    (r"^(tools\[\d+\])\.function", r"\1"),
+    (r"^tool_choice\.function", "tool_choice"),
+]
 
 
 def input_param(error: OpenAIError, chat_body: dict[str, Any]) -> OpenAIError:
     """``error`` about ``messages[k]...`` of the chat request, renamed for the Responses field it came from."""
     match = re.match(r"messages\[(\d+)\](?:\.tool_calls\[(\d+)\])?(.*)", error.param or "")
     if not match:
+        renamed = error.param or ""
+        for chat_name, name in _TOP_FIELDS:
+            renamed = re.sub(chat_name, name, renamed, count=1)
+        if renamed != error.param:
+            error.message = error.message.replace(error.param or "", renamed, 1)
+            error.param = renamed
         return error
     message = chat_body["messages"][int(match.group(1))]
     source = message
@@ -366,10 +380,10 @@ def add_responses_routes(
             chat_body = to_chat_request(body, history)
             try:
                 parsed = await asyncio.to_thread(chat._parse_within, json.dumps(chat_body).encode(), settings)
+                model = parsed.model
+                config = chat._request_config(settings.served(model), parsed, settings.max_tokens)
             except OpenAIError as exc:
                 raise input_param(exc, chat_body) from None
-            model = parsed.model
-            config = chat._request_config(settings.served(model), parsed, settings.max_tokens)
         except OpenAIError as exc:
             return exc.response()
         except ValidationError as exc:  # pragma: no cover - _parse_within reports its own
