@@ -149,6 +149,21 @@ async def test_agents_sdk_default_model_with_a_function_tool_and_output_type(url
     assert result.final_output == Weather(summary=RESULT, sunny=True) and calls == [QUESTION, QUESTION]
 
 
+async def test_agents_sdk_chat_completions_model_with_a_handoff(serve_url: str) -> None:
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=serve_url, api_key="-", max_retries=0)
+    model = OpenAIChatCompletionsModel(model="moa", openai_client=client)
+    forecaster = Agent(name="forecaster", model=model, output_type=Weather)
+    triage = Agent(name="triage", model=model, handoffs=[forecaster])  # a handoff is a tool call
+    result = await Runner.run(triage, QUESTION)
+    # the forecaster's request holds the handoff call and its result; its answer is the JSON asked for
+    assert result.last_agent.name == "forecaster"
+    # (an aggregator without tools reads the tool turns as text: the simulated JSON quotes that text)
+    assert isinstance(result.final_output, Weather) and '{"assistant": "forecaster"}' in result.final_output.summary
+
+
 # --------------------------------------------------------------------------- LangChain
 
 

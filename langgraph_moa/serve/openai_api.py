@@ -41,8 +41,8 @@ state is shared between requests. Errors have OpenAI's shape
 status  when
 ======  =====================================================================
 400     the body is not a valid request (``param`` names the field: a malformed
-        tool or schema, a tool result without its call, a tool call of an
-        unknown function, ...), or asks for more than the limits
+        tool or schema, a tool result without its call, a ``tool_choice``
+        naming an unknown function, ...), or asks for more than the limits
         (``max_tokens``; ``max_messages`` and ``max_request_chars``: codes
         ``too_many_messages`` and ``request_too_long``)
 404     ``model`` is not served (the message lists the served ids), or the
