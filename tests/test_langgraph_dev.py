@@ -449,6 +449,12 @@ def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
         assert text == "Qwen/Qwen1.5-72B-Chat answer to: streamed [refs=6]"
         with pytest.raises(openai.NotFoundError):
             oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        # the Responses API, with a function tool the aggregator calls
+        response = oa.responses.create(model="moa-lite", input="via responses")
+        assert response.output_text == "Qwen/Qwen1.5-72B-Chat answer to: via responses [refs=6]"
+        tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+        (call,) = oa.responses.create(model="moa-lite", input="weather?", tools=[tool]).output
+        assert call.type == "function_call" and call.name == "get_weather"
     # the LangGraph API of the same server still keeps durable threads
     thread = client.threads.create()
     run = client.runs.wait(
