@@ -56,6 +56,7 @@ from langgraph.types import CachePolicy, Command
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
 from langgraph_moa.paths import data_dir
+from langgraph_moa.prompts import answer_format_note
 from langgraph_moa.state import Failure
 
 JOIN_NODE = "join_layer"  # where a proposer's task goes next (nodes.JOIN_NODE)
@@ -71,7 +72,7 @@ def answer_settings(spec: ModelSpec, cfg: MoAConfig, *, seed: int | None = None)
     ``MoAConfig.seed`` every run draws fresh seeds, so the cache hits only for
     runs that set one.
     """
-    return {
+    settings: dict[str, Any] = {
         "model": spec.model,
         "temperature": spec.temperature if spec.temperature is not None else cfg.temperature,
         "max_tokens": spec.max_tokens if spec.max_tokens is not None else cfg.max_tokens,
@@ -79,6 +80,10 @@ def answer_settings(spec: ModelSpec, cfg: MoAConfig, *, seed: int | None = None)
         "base_url": spec.base_url or (cfg.base_url if spec.provider == "openai" else None),
         "aggregation_prompt": cfg.aggregation_prompt,
     }
+    # proposers are shown the aggregator's tools and the answer's schema: they shape the proposal too
+    if note := answer_format_note(cfg.aggregator_tools, cfg.aggregator_response_format):
+        settings["answer_format"] = note
+    return settings
 
 
 def _message_key(message: Any) -> Any:

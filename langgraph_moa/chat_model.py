@@ -21,6 +21,11 @@ What comes back:
     * ``response_metadata["moa"]``: the proposals, failures and the
       ``usage_summary`` (per layer, per model, cost estimate).
 
+``invoke(..., response_format=...)`` (OpenAI's dict, a pydantic class or a JSON
+schema) makes the aggregator answer with that JSON, checked against the schema
+(see :mod:`langgraph_moa.aggregator_output`); a pydantic class is parsed into
+``additional_kwargs["parsed"]``, as ``ChatOpenAI`` does.
+
 Streaming yields the aggregator's tokens as they arrive; the last chunk carries
 the run's usage and the MoA details.
 
@@ -55,8 +60,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from langgraph_moa.aggregator_output import check_json_schema
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.graph import create_moa_graph
@@ -172,7 +178,11 @@ class ChatMoA(BaseChatModel):
             tools: Tools in any form LangChain converts to an OpenAI tool schema.
             tool_choice: ``"auto"``, ``"any"`` (must call a tool), ``"none"``, a
                 tool name, or ``True`` (same as ``"any"``).
-            **kwargs: Passed to ``bind`` with the tools.
+            **kwargs: Passed to ``bind`` with the tools: ``parallel_tool_calls``
+                (as ``ChatOpenAI`` takes it), ``response_format``, ...
+
+        The aggregator's call keeps its temperature, max_tokens and seed; the
+        proposers are shown the tools as text.
         """
         if tool_choice is True:
             tool_choice = "any"
@@ -192,18 +202,23 @@ class ChatMoA(BaseChatModel):
         unknown = sorted(k for k, v in kwargs.items() if k not in _CALL_ARGUMENTS and v is not None)
         if unknown:
             raise ValueError(
-                f"ChatMoA does not support {', '.join(unknown)}; it takes tools, tool_choice, model "
-                f"(a preset), stop and {', '.join(_OVERRIDES)}"
+                f"ChatMoA does not support {', '.join(unknown)}; it takes tools, tool_choice, "
+                f"parallel_tool_calls, response_format, model (a preset), stop and {', '.join(_OVERRIDES)}"
             )
         cfg = self._moa_config
         if isinstance(kwargs.get("model"), str):
             cfg = _with(_preset(kwargs["model"]), **self._overrides(kwargs))
         elif any(kwargs.get(k) is not None for k in _OVERRIDES):
             cfg = _with(cfg, **self._overrides(kwargs))
-        tools = kwargs.get("tools")
-        if not tools:
-            return cfg
-        return _with(cfg, aggregator_tools=list(tools), aggregator_tool_choice=kwargs.get("tool_choice"))
+        aggregator: dict[str, Any] = {}
+        if kwargs.get("tools"):
+            aggregator["aggregator_tools"] = list(kwargs["tools"])
+            aggregator["aggregator_tool_choice"] = kwargs.get("tool_choice")
+        if kwargs.get("parallel_tool_calls") is not None:
+            aggregator["aggregator_parallel_tool_calls"] = kwargs["parallel_tool_calls"]
+        if kwargs.get("response_format") is not None:
+            aggregator["aggregator_response_format"] = _response_format(kwargs["response_format"]) or None
+        return _with(cfg, **aggregator)
 
     def _generate(
         self,
@@ -217,7 +232,7 @@ class ChatMoA(BaseChatModel):
         for mode, data in self._sync_events({"messages": list(messages)}, cfg):
             if mode == "values":
                 state = data
-        return self._result(state, stop, cfg)
+        return self._result(state, stop, cfg, kwargs.get("response_format"))
 
     async def _agenerate(
         self,
@@ -228,10 +243,16 @@ class ChatMoA(BaseChatModel):
     ) -> ChatResult:
         cfg = self._run_config(kwargs)
         state = await _isolated(self._graph.ainvoke({"messages": list(messages)}, context=cfg))
-        return self._result(state, stop, cfg)
+        return self._result(state, stop, cfg, kwargs.get("response_format"))
 
-    def _result(self, state: Mapping[str, Any], stop: list[str] | None, cfg: MoAConfig) -> ChatResult:
-        answer = _truncate(state["messages"][-1], stop or self.stop)
+    def _result(
+        self, state: Mapping[str, Any], stop: list[str] | None, cfg: MoAConfig, response_format: Any = None
+    ) -> ChatResult:
+        answer = truncate_at_stop(state["messages"][-1], stop or self.stop)
+        if isinstance(response_format, type) and issubclass(response_format, BaseModel) and not answer.tool_calls:
+            # as ChatOpenAI does: the answer parsed into the class (the graph checked it against its schema)
+            parsed = response_format.model_validate_json(answer.text)
+            answer = answer.model_copy(update={"additional_kwargs": {**answer.additional_kwargs, "parsed": parsed}})
         return ChatResult(generations=[ChatGeneration(message=_with_details(answer, state, cfg))])
 
     def _stream(
@@ -326,7 +347,7 @@ class _Answer:
     def __init__(self, stop: Sequence[str] | None, cfg: MoAConfig) -> None:
         self.stop = stop
         self.cfg = cfg
-        self.cut = _StopCutter(stop)
+        self.cut = StopCutter(stop)
         self.final: dict[str, Any] = {}
         self.streamed = False
 
@@ -354,7 +375,7 @@ class _Answer:
         if not self.streamed and self.final.get("messages"):
             # an aggregator that did not stream its tokens (a ready model or agent without
             # streaming): its whole answer is the last chunk
-            answer = _truncate(self.final["messages"][-1], self.stop)
+            answer = truncate_at_stop(self.final["messages"][-1], self.stop)
             tail = answer.text
             if answer.tool_calls:
                 calls: list[ToolCallChunk] = [
@@ -400,7 +421,46 @@ class _StopOnClose(BaseCallbackHandler):
 
 
 _OVERRIDES = ("temperature", "max_tokens", "timeout", "max_retries")
-_CALL_ARGUMENTS = {"tools", "tool_choice", "model", "stop", "ls_structured_output_format", *_OVERRIDES}
+_CALL_ARGUMENTS = {
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "model",
+    "stop",
+    "ls_structured_output_format",
+    *_OVERRIDES,
+}
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` for what ``ChatOpenAI`` accepts: that dict, a pydantic class or a JSON schema.
+
+    Raises:
+        ConfigError: ``value`` is none of these, or its schema is not a valid JSON schema.
+    """
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        fmt: dict[str, Any] = {
+            "type": "json_schema",
+            "json_schema": {"name": value.__name__, "schema": value.model_json_schema()},
+        }
+    elif isinstance(value, Mapping) and value.get("type") in ("json_object", "json_schema", "text"):
+        fmt = dict(value)
+    elif isinstance(value, Mapping):  # a bare JSON schema
+        fmt = {"type": "json_schema", "json_schema": {"name": str(value.get("title") or "answer"), "schema": value}}
+    else:
+        raise ConfigError(
+            f"response_format must be a pydantic model class, a JSON schema or OpenAI's response_format dict, "
+            f"not {type(value).__name__}"
+        )
+    if fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_schema":
+        try:
+            check_json_schema((fmt.get("json_schema") or {}).get("schema"), "response_format.json_schema.schema")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return fmt
 
 
 def _preset(name: str | None) -> MoAConfig:
@@ -446,16 +506,16 @@ def _with_details(answer: AIMessage, state: Mapping[str, Any], cfg: MoAConfig) -
     )
 
 
-def _truncate(answer: AIMessage, stop: Sequence[str] | None) -> AIMessage:
+def truncate_at_stop(answer: AIMessage, stop: Sequence[str] | None) -> AIMessage:
     """``answer`` cut before its first stop sequence, exactly as a stream is cut."""
     if not stop or not isinstance(answer.content, str):
         return answer
-    cut = _StopCutter(stop)
+    cut = StopCutter(stop)
     text = (cut.feed(answer.content) or "") + cut.flush()
     return answer if text == answer.content else answer.model_copy(update={"content": text})
 
 
-class _StopCutter:
+class StopCutter:
     """Cuts a token stream before the first stop sequence, holding back partial matches."""
 
     def __init__(self, stop: Sequence[str] | None) -> None:
@@ -481,6 +541,7 @@ class _StopCutter:
         return out
 
     def flush(self) -> str:
+        """The text held back, once the stream has ended ("" after a stop sequence)."""
         out, self.pending = ("" if self.done else self.pending), ""
         return out
 

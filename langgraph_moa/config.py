@@ -205,6 +205,18 @@ class MoAConfig(BaseModel):
     aggregator_tool_choice: str | dict[str, Any] | None = Field(
         default=None, description="tool_choice for the aggregator's tools: 'auto', 'any', 'none' or a tool name."
     )
+    aggregator_parallel_tool_calls: bool | None = Field(
+        default=None,
+        description="Whether the aggregator may call several tools in one answer (OpenAI's parallel_tool_calls); "
+        "None leaves it to the provider.",
+    )
+    aggregator_response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured output of the final answer, in OpenAI's response_format shape: "
+        "{'type': 'json_object'} or {'type': 'json_schema', 'json_schema': {'name', 'schema', 'strict'}}. "
+        "The aggregator writes the JSON (its provider's structured output, else a forced tool call) and the "
+        "answer is checked against the schema; proposers are shown the schema as text.",
+    )
     # Cost-saving strategies (docs/strategies.md); each is off by default.
     early_stop: Number | None = Field(
         default=None,

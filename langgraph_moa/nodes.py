@@ -59,6 +59,7 @@ from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Overwrite, Send, interrupt
 
+from langgraph_moa.aggregator_output import bind_aggregator, finish_answer
 from langgraph_moa.cache import ProposerFailed, answer_settings
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.context import fingerprint, new_turn_moa_config, stored_config, turn_moa_config
@@ -474,7 +475,9 @@ def make_propose(resolve: ModelResolver) -> Runnable[ProposerInput, NodeUpdate]:
         try:
             seed = resolve.seed_for(spec, inp.get("settings", {}).get("seed"))
             model = resolve(spec, cfg, streaming=False, seed=seed)
-            history = tool_turns_as_text(inp["messages"])
+            history = tool_turns_as_text(
+                inp["messages"], tools=cfg.aggregator_tools, response_format=cfg.aggregator_response_format
+            )
             messages = inject_references(history, inp["references"], cfg.aggregation_prompt)
             answer, calls = yield ModelCall(model, messages, cfg.timeout, shared[1] if shared else None)
             if not answer.text.strip():
@@ -590,9 +593,9 @@ def make_aggregate(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
         try:
             seed = resolve.seed_for(spec, slot_seed(state.get("run_seed"), spec, layer, 0))
             model = resolve(spec, cfg, streaming=True, seed=seed)
-            if cfg.aggregator_tools:
-                model = model.bind_tools(cfg.aggregator_tools, tool_choice=cfg.aggregator_tool_choice)  # type: ignore[attr-defined]
+            model = bind_aggregator(model, cfg)  # tools and response_format, per-call settings kept
             answer, calls = yield ModelCall(model, messages, cfg.timeout)
+            answer = finish_answer(answer, cfg)  # the JSON asked for, checked against its schema
         except Exception as exc:
             error_type, message = describe_error(exc, variables=_key_variables(spec))
             raise AggregatorError(spec.model, error_type, message) from None

@@ -8,7 +8,8 @@ Table 1), as used by Together AI's reference implementation ``togethercomputer/M
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -65,7 +66,12 @@ def inject_references(
     return out
 
 
-def tool_turns_as_text(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+def tool_turns_as_text(
+    messages: Sequence[AnyMessage],
+    *,
+    tools: Sequence[Mapping[str, Any]] = (),
+    response_format: Mapping[str, Any] | None = None,
+) -> list[AnyMessage]:
     """Rewrite the tool-calling turns of ``messages`` as plain text, for proposers.
 
     When MoA drives a tool-calling loop (its aggregator has tools bound), the
@@ -74,8 +80,21 @@ def tool_turns_as_text(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     definitions, so they see the same evidence as text: an assistant turn lists
     the calls it made, and each tool result becomes a user turn naming the tool.
     Other messages are returned unchanged.
+
+    ``tools`` (the aggregator's) and ``response_format`` are described in the
+    leading system message (added when there is none), so proposers advise on
+    which tool to call, or write their answer in the asked format: see
+    :func:`answer_format_note`.
     """
     out: list[AnyMessage] = []
+    note = answer_format_note(tools, response_format)
+    if note:
+        first = messages[0] if messages else None
+        if isinstance(first, SystemMessage):
+            existing = first.content if isinstance(first.content, str) else first.text
+            messages = [SystemMessage(content=f"{existing}\n\n{note}", id=first.id), *messages[1:]]
+        else:
+            messages = [SystemMessage(content=note), *messages]
     for message in messages:
         if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
             calls = "; ".join(
@@ -90,3 +109,31 @@ def tool_turns_as_text(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
         else:
             out.append(message)
     return out
+
+
+def answer_format_note(
+    tools: Sequence[Mapping[str, Any]] = (), response_format: Mapping[str, Any] | None = None
+) -> str:
+    """What proposers are told of the aggregator's tools and the answer's JSON schema ("" for neither).
+
+    Proposers call no tools: they say which tool the answer should call and
+    with what arguments, or answer when the tool results suffice.
+    """
+    parts = []
+    if tools:
+        lines = []
+        for tool in tools:
+            function = tool.get("function") or tool
+            parameters = json.dumps(function.get("parameters") or {}, sort_keys=True)
+            description = f": {function['description']}" if function.get("description") else ""
+            lines.append(f"- {function.get('name')} {parameters}{description}")
+        parts.append(
+            "The assistant writing the final answer can call these tools (you cannot): say which one it "
+            "should call and with what arguments, or answer if the tool results above suffice.\n" + "\n".join(lines)
+        )
+    if response_format and response_format.get("type") in ("json_object", "json_schema"):
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if response_format.get("type") == "json_schema" else None
+        shape = f" valid against this JSON schema: {json.dumps(schema, sort_keys=True)}" if schema else " object"
+        parts.append(f"The final answer must be a JSON{shape}")
+    return "\n\n".join(parts)

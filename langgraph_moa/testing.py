@@ -41,7 +41,19 @@ Replies:
     user message is collapsed to single spaces. ``ModelBehavior.reply`` replaces
     it with a fixed string or a function of the request messages;
     `answer_key` builds such a function that answers questions right or wrong
-    from a key (for evaluations). Usage counts
+    from a key (for evaluations). After tool results (``role: tool`` messages
+    following the last user message) the reply ends with
+    ``" [tool results: {result}; ...]"``.
+
+    Tools and JSON, when asked: a request with ``tools`` (and a ``tool_choice``
+    other than ``"none"``) is answered with a tool call, see
+    `default_tool_calls`; a ``response_format`` of type ``json_object`` or
+    ``json_schema`` is answered with JSON (``{"answer": ...}``, or a value
+    valid against the schema whose strings are the tool results or the
+    question: `example_value`). ``ModelBehavior.tool_calls`` and ``reply``
+    replace both. Streamed tool calls come as OpenAI sends them: the id and
+    name first, then the arguments in pieces of ``chunk_chars`` (else 8)
+    characters. Usage counts
     words, not tokens: ``prompt_tokens`` is the number of whitespace-separated
     words across all message contents (text parts of list contents included),
     ``completion_tokens`` the number of words of the reply.
@@ -93,7 +105,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "answer_key", "default_reply", "main"]
+__all__ = [
+    "Fault",
+    "ModelBehavior",
+    "SimulatedOpenAIServer",
+    "answer_key",
+    "default_reply",
+    "default_tool_calls",
+    "example_value",
+    "main",
+]
 
 _POLL = 0.05  # seconds; granularity of waits, so stop() and client hang-ups are noticed quickly
 _REF_LINE = re.compile(r"^\d+\. ", re.MULTILINE)
@@ -143,7 +164,7 @@ class ModelBehavior:
             ``tool_choice``, ...) returning the tool calls to answer with, as
             ``[{"name": ..., "arguments": {...}}]``, or None (or ``[]``) to answer
             with text. Tool calls come with ``finish_reason="tool_calls"`` and no
-            text; streamed, each call is one chunk.
+            text. Unset: `default_tool_calls` decides.
         echo_authorization: Append the request's ``Authorization`` header to
             every answer and error message, as a careless upstream might (for
             tests that a key never travels further than the provider).
@@ -303,6 +324,114 @@ def _tool_calls(completion_id: str, calls: list[dict] | None) -> list[dict]:
         }
         for i, c in enumerate(calls or [])
     ]
+
+
+def _question(messages: list[dict]) -> str:
+    users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return " ".join(users[-1].split()) if users else ""
+
+
+def _tool_results(messages: list[dict]) -> list[str]:
+    """The tool results after the last user message, whitespace collapsed."""
+    results: list[str] = []
+    for m in messages:
+        if m.get("role") == "user":
+            results = []
+        elif m.get("role") == "tool":
+            results.append(" ".join(_text(m.get("content")).split()))
+    return results
+
+
+def _tool_results_note(messages: list[dict]) -> str:
+    results = _tool_results(messages)
+    return f" [tool results: {'; '.join(results)}]" if results else ""
+
+
+def example_value(schema: Any, text: str, root: Any = None, depth: int = 0) -> Any:
+    """A deterministic value valid against the JSON ``schema``: every string is ``text``.
+
+    Handles what tool and response schemas use: objects (every property),
+    arrays (one item), ``$ref`` to ``$defs``, ``anyOf``/``oneOf`` (the first
+    option that is not null), ``allOf``, ``enum`` and ``const``.
+    """
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 12:
+        return text
+    if "$ref" in schema:
+        target: Any = root
+        for part in str(schema["$ref"]).lstrip("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) and part else target
+        return example_value(target, text, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        options = [o for o in schema.get(key) or [] if not (isinstance(o, dict) and o.get("type") == "null")]
+        if options:
+            return example_value(options[0], text, root, depth + 1)
+    if schema.get("allOf"):
+        return example_value(schema["allOf"][0], text, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties") or {}
+        return {name: example_value(sub, text, root, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        count = max(1, int(schema.get("minItems") or 1))
+        return [example_value(schema.get("items") or {}, text, root, depth + 1) for _ in range(count)]
+    return {"integer": 1, "number": 1, "boolean": True, "null": None}.get(str(kind), text)
+
+
+def default_tool_calls(request: dict) -> list[dict] | None:
+    """The simulated model's own tool calls, when the request offers tools and no ``tool_calls`` is set.
+
+    A request whose ``tool_choice`` is not ``"none"`` and whose conversation has
+    no tool result after its last user message calls the first tool (or the
+    named one), with every string argument set to the last user message. After
+    a tool result it answers with text (``"required"``: calls the first tool
+    not called yet, else the last; a named choice: that tool again).
+    """
+    tools = [t for t in request.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    choice = request.get("tool_choice") or "auto"
+    if not tools or choice == "none":
+        return None
+    by_name = {t["function"].get("name"): t["function"] for t in tools}
+    messages = request["messages"]
+    answered = bool(_tool_results(messages))
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+    elif not answered:
+        name = tools[0]["function"].get("name")
+    elif choice == "required":
+        called = {
+            (c.get("function") or {}).get("name")
+            for m in messages
+            if m.get("role") == "assistant"
+            for c in m.get("tool_calls") or []
+            if isinstance(c, dict)
+        }
+        name = next((n for n in by_name if n not in called), tools[-1]["function"].get("name"))
+    else:
+        return None
+    function = by_name.get(name) or {}
+    source = "; ".join(_tool_results(messages)) or _question(messages)
+    arguments = example_value(function.get("parameters") or {"type": "object"}, source)
+    return [{"name": name, "arguments": arguments if isinstance(arguments, dict) else {}}]
+
+
+def _json_reply(request: dict) -> str | None:
+    """A JSON reply for a request whose ``response_format`` asks for one (else None)."""
+    fmt = request.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
+        return None
+    messages = request["messages"]
+    source = "; ".join(_tool_results(messages)) or _question(messages)
+    if fmt["type"] == "json_object":
+        return json.dumps({"answer": f"{request['model']} answer to: {source}"})
+    schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+    return json.dumps(example_value(schema, source))
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
@@ -622,8 +751,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = request["messages"]
         try:
-            calls = _tool_calls(completion_id, behavior.tool_calls(request)) if behavior.tool_calls else []
+            chosen = behavior.tool_calls(request) if behavior.tool_calls else default_tool_calls(request)
+            calls = _tool_calls(completion_id, chosen)
             reply = behavior.reply(messages) if callable(behavior.reply) else behavior.reply
+            if reply is None and not calls:
+                reply = _json_reply(request)
         except Exception as exc:  # a broken reply function is reported, not fatal
             self._json(500, _error_body(500, f"reply or tool_calls function failed: {exc!r}"))
             return
@@ -633,7 +765,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif reply is None and logprobs is not None:
             reply = logprobs["content"][0]["token"]
         elif reply is None:
-            reply = default_reply(request["model"], messages)
+            reply = default_reply(request["model"], messages) + _tool_results_note(messages)
         if echo and not calls:
             reply += echo
         head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
@@ -662,8 +794,13 @@ class _Handler(BaseHTTPRequestHandler):
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
         self._event({**head, "choices": choice({"role": "assistant", "content": ""})})
-        for i, call in enumerate(calls):
-            self._event({**head, "choices": choice({"tool_calls": [{"index": i, **call}]})})
+        for i, call in enumerate(calls):  # as OpenAI streams them: id and name first, then the arguments in pieces
+            named = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            self._event({**head, "choices": choice({"tool_calls": [{"index": i, **named}]})})
+            for piece in _chunks(call["function"]["arguments"], 1, behavior.chunk_chars or 8):
+                self._event(
+                    {**head, "choices": choice({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})}
+                )
         for i, text in enumerate(_chunks(reply, behavior.chunk_words, behavior.chunk_chars) if not calls else []):
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way

@@ -4,6 +4,7 @@ sequences, call arguments, usage, and aggregators or proposers that are not plai
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -13,11 +14,16 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
 from langgraph_moa import ChatMoA, ConfigError, MoAConfig, create_moa_graph
+from langgraph_moa.errors import AggregatorError
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer, _usage
 from tests.conftest import sim_config, user, wait_idle
 
@@ -106,8 +112,83 @@ def test_call_arguments_are_honoured_or_refused(server: SimulatedOpenAIServer) -
     server.reset()
     llm.invoke("hi", temperature=0.0, max_tokens=7)
     assert {(r["temperature"], r["max_tokens"]) for r in server.requests} == {(0.0, 7)}
-    with pytest.raises(ValueError, match="ChatMoA does not support parallel_tool_calls, response_format"):
-        llm.invoke("hi", parallel_tool_calls=False, response_format={"type": "json_object"})
+    with pytest.raises(ValueError, match="ChatMoA does not support logprobs"):
+        llm.invoke("hi", logprobs=True)
+
+
+class Weather(BaseModel):
+    city: str
+    sunny: bool
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Weather of a city."""
+    return f"sunny in {city}"
+
+
+def test_the_tool_bound_aggregator_keeps_every_call_setting(server: SimulatedOpenAIServer) -> None:
+    llm = ChatMoA(config=sim_config(server, ["a"], seed=3), temperature=0.2, max_tokens=100)
+    plain = llm.invoke("hi")
+    plain_agg = server.requests_for("agg")[-1]
+    with_tools = llm.bind_tools([get_weather], parallel_tool_calls=False).invoke("hi")
+    agg = server.requests_for("agg")[-1]
+    assert plain.tool_calls == [] and with_tools.tool_calls[0]["name"] == "get_weather"
+    assert (agg["temperature"], agg["max_tokens"], agg["seed"]) == (0.2, 100, plain_agg["seed"])
+    assert agg["parallel_tool_calls"] is False and "tools" not in plain_agg
+
+
+def test_response_format_is_accepted_like_chatopenai(server: SimulatedOpenAIServer) -> None:
+    llm = ChatMoA(config=sim_config(server, ["a"]))
+    answer = llm.invoke("Paris?", response_format=Weather)
+    assert answer.additional_kwargs["parsed"] == Weather(city="Paris?", sunny=True)
+    assert server.requests_for("agg")[-1]["response_format"]["json_schema"]["name"] == "Weather"
+    as_dict = llm.invoke("hi", response_format={"type": "json_object"})
+    assert json.loads(as_dict.text) == {"answer": "agg answer to: hi"}
+    with pytest.raises(ConfigError, match="response_format.json_schema.schema"):
+        llm.invoke("hi", response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 1}}})
+
+
+class ToolCallingFake(BaseChatModel):
+    """A chat model without OpenAI's response_format: it calls the tool it is told to (or the first)."""
+
+    bound: list[dict[str, Any]] = []
+    arguments: dict[str, Any] = {}
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-calling-fake"
+
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        self.bound.append({"tools": tools, "tool_choice": tool_choice})
+        return self.bind(tool_choice=tool_choice, names=[t["function"]["name"] for t in tools])
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        name = kwargs.get("tool_choice") if kwargs.get("tool_choice") not in (None, "any") else kwargs["names"][0]
+        call = {"name": name, "args": self.arguments, "id": "call_1"}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "valid"), [({"city": "Paris", "sunny": True}, True), ({"city": 1, "sunny": True}, False)]
+)
+def test_structured_output_without_response_format_is_a_forced_tool_call(
+    server: SimulatedOpenAIServer, arguments: dict, valid: bool
+) -> None:
+    fake = ToolCallingFake(arguments=arguments)
+    config = MoAConfig(proposers=["openai:a"], aggregator="fake:agg", base_url=server.base_url, max_retries=0)
+    llm = ChatMoA(config=config, models={"fake:agg": fake})
+    if not valid:
+        with pytest.raises(AggregatorError, match="does not match the JSON schema at city"):
+            llm.invoke("Paris?", response_format=Weather)
+        return
+    answer = llm.invoke("Paris?", response_format=Weather)
+    assert answer.additional_kwargs["parsed"] == Weather(city="Paris", sunny=True) and answer.tool_calls == []
+    (bound,) = fake.bound
+    assert bound["tool_choice"] == "Weather" and bound["tools"][0]["function"]["parameters"]["required"] == [
+        "city",
+        "sunny",
+    ]
 
 
 def test_a_preset_per_call(server: SimulatedOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,3 +269,13 @@ async def test_an_aggregator_without_tools_sees_tool_turns_as_text(server: Simul
     await create_moa_graph().compile().ainvoke({"messages": history}, context=sim_config(server, ["a"]))
     roles = [m["role"] for m in server.requests_for("agg")[0]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_the_tools_proposers_are_shown_key_their_cached_proposals(server: SimulatedOpenAIServer) -> None:
+    from langgraph_moa.cache import answer_settings
+
+    plain = sim_config(server, ["a"])
+    tooled = plain.model_copy(update={"aggregator_tools": [convert_to_openai_tool(get_weather)]})
+    spec = plain.proposers[0]
+    assert answer_settings(spec, plain) != answer_settings(spec, tooled)
+    assert "answer_format" not in answer_settings(spec, plain)  # caches of runs without tools keep their keys

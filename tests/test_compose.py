@@ -150,13 +150,16 @@ async def test_chat_moa_drives_a_tool_calling_agent(server: SimulatedOpenAIServe
     assert result["messages"][1].tool_calls[0]["args"] == {"city": "Paris"}
     # on the second turn, the proposers saw the tool result as text, not as a tool message
     second = server.requests_for("a")[-1]["messages"]
-    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
     assert "[result of tool lookup_population]" in second[-1]["content"]
+    assert "- lookup_population" in second[0]["content"]  # and the tools the aggregator may call, as text
     # the aggregator, which has the tools, gets the tool turns as they are
     last_aggregation = server.requests_for("agg")[-1]["messages"]
     assert [m["role"] for m in last_aggregation] == ["system", "user", "assistant", "tool"]
     assert last_aggregation[-1]["content"] == "Paris has 2,102,650 inhabitants"
-    assert result["messages"][-1].text == "agg answer to: How many people live in Paris? [refs=2]"
+    assert result["messages"][-1].text == (
+        "agg answer to: How many people live in Paris? [refs=2] [tool results: Paris has 2,102,650 inhabitants]"
+    )
 
 
 async def test_chat_moa_streams_into_a_parent_graph_once(server: SimulatedOpenAIServer) -> None:
@@ -198,6 +201,7 @@ def test_chat_moa_streams_into_a_sync_parent_graph_once(server: SimulatedOpenAIS
 
 
 async def test_a_ready_model_with_bound_tools_is_still_called_with_messages(server: SimulatedOpenAIServer) -> None:
+    server.set_behavior("tooled", ModelBehavior(tool_calls=lambda request: None))  # answers in text, tools or not
     bound = ChatOpenAI(model="tooled", base_url=server.base_url, api_key="x").bind_tools([lookup_population])
     graph = create_moa_graph(models={"openai:tooled": bound}).compile()
     config = MoAConfig(proposers=["openai:tooled", "openai:a"], aggregator="openai:agg", base_url=server.base_url)

@@ -461,6 +461,12 @@ def test_the_agent_server_serves_the_openai_api_beside_the_langgraph_api(
         # the README's first server example: model "default" (with a key, the moa-current preset)
         first = oa.chat.completions.create(model="default", messages=[{"role": "user", "content": "first"}])
         assert first.choices[0].message.content == "Qwen/Qwen2.5-72B-Instruct-Turbo answer to: first [refs=4]"
+        # the Responses API, with a function tool the aggregator calls
+        response = oa.responses.create(model="moa-lite", input="via responses")
+        assert response.output_text == "Qwen/Qwen1.5-72B-Chat answer to: via responses [refs=6]"
+        tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+        (call,) = oa.responses.create(model="moa-lite", input="weather?", tools=[tool]).output
+        assert call.type == "function_call" and call.name == "get_weather"
     # the LangGraph API of the same server still keeps durable threads
     thread = client.threads.create()
     run = client.runs.wait(

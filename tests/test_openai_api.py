@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import os
 from collections.abc import Iterator
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from langgraph_moa import MoAConfig
@@ -22,6 +25,7 @@ from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import hang_up_when_called, running, wait_idle
 
 PROVIDER_CONCURRENCY = 4
+LEAKED = "SIMULATED_UPSTREAM_KEY"  # its value must never reach a client
 ALWAYS = 10**6  # a fault that never runs out
 
 
@@ -37,6 +41,12 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
         "slowagg": ModelBehavior(chunk_delay=0.1, reply="word " * 200),  # 20 s to stream whole
         "busy": ModelBehavior(latency=0.05),
         "cutagg": ModelBehavior(finish_reason="length"),
+        # a careless upstream that echoes a secret into a tool call's arguments, 3 characters a chunk
+        "leakyagg": ModelBehavior(
+            tool_calls=lambda request: [{"name": "get_weather", "arguments": {"city": os.environ[LEAKED]}}],
+            chunk_chars=3,
+        ),
+        "notjson": ModelBehavior(reply="Sure! Here is the weather: sunny."),
     }
     with SimulatedOpenAIServer(behaviors) as server:
         yield server
@@ -62,6 +72,8 @@ def assistants(sim: SimulatedOpenAIServer) -> dict[str, MoAConfig]:
         "slow-stream": cfg(["p1"], "slowagg"),
         "busy": cfg(["busy", "busy"], "busy"),
         "cut": cfg(["p1"], "cutagg"),
+        "leaky": cfg(["p1"], "leakyagg"),
+        "not-json": cfg(["p1"], "notjson"),
         "needs-key": MoAConfig(
             proposers=["openai:p1"], aggregator="together:Qwen/Qwen2.5-72B-Instruct-Turbo", base_url=sim.base_url
         ),
@@ -205,36 +217,74 @@ def test_store_keeps_the_completion_for_retrieval(client: openai.OpenAI) -> None
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "param"),
-    [
-        ({"messages": []}, "messages"),
-        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages.0.role"),
-        ({"messages": ask("x"), "n": 2}, "n"),
-        ({"messages": ask("x"), "max_tokens": 1001}, "max_tokens"),
-        ({"messages": ask("x"), "temperature": 3}, "temperature"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
-        ({"messages": ask("x"), "response_format": {"type": "json_object"}}, "response_format"),
-        (
-            {"messages": ask("x"), "response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
-            "response_format",
-        ),
-        ({"messages": ask("x"), "functions": [{"name": "f", "parameters": {}}]}, "functions"),
-        ({"messages": ask("x"), "function_call": {"name": "f"}}, "function_call"),
-    ],
-    ids=[
-        "no-messages",
-        "tool-message",
-        "n",
-        "max-tokens-limit",
-        "temperature",
-        "image",
-        "json-object",
-        "json-schema",
-        "functions",
-        "function-call",
-    ],
-)
+def tool(name: str = "get_weather", parameters: dict | None = None) -> dict:
+    parameters = parameters or {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": "Weather of a city.", "parameters": parameters},
+    }
+
+
+def called(name: str = "get_weather", arguments: str = '{"city": "Paris"}', call_id: str = "call_1") -> dict:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+    }
+
+
+BAD_REQUESTS = {  # id: (request fields, the param the 400 names)
+    "no-messages": ({"messages": []}, "messages"),
+    "unknown-role": ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
+    "tool-result-without-call": (
+        {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "x", "tool_call_id": "1"}]},
+        "messages[1].tool_call_id",
+    ),
+    "tool-result-for-another-call": (
+        {"messages": [*ask("x"), called(), {"role": "tool", "content": "x", "tool_call_id": "call_2"}]},
+        "messages[3].tool_call_id",
+    ),
+    "tool-call-arguments-not-json": (
+        {"messages": [*ask("x"), called(arguments="{city")], "tools": [tool()]},
+        "messages[2].tool_calls[0].function.arguments",
+    ),
+    "tool-name": ({"messages": ask("x"), "tools": [tool("get weather!")]}, "tools[0].function.name"),
+    "tool-type": ({"messages": ask("x"), "tools": [{"type": "web_search"}]}, "tools[0].type"),
+    "tool-parameters-schema": (
+        {"messages": ask("x"), "tools": [tool(parameters={"type": 5})]},
+        "tools[0].function.parameters",
+    ),
+    "tool-names-twice": ({"messages": ask("x"), "tools": [tool(), tool()]}, "tools[1].function.name"),
+    "tool-choice-without-tools": ({"messages": ask("x"), "tool_choice": "required"}, "tool_choice"),
+    "tool-choice-unknown-function": (
+        {"messages": ask("x"), "tools": [tool()], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+        "tool_choice.function.name",
+    ),
+    "n": ({"messages": ask("x"), "n": 2}, "n"),
+    "max-tokens-limit": ({"messages": ask("x"), "max_tokens": 1001}, "max_tokens"),
+    "temperature": ({"messages": ask("x"), "temperature": 3}, "temperature"),
+    "image": ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
+    "json-schema-missing": (
+        {"messages": ask("x"), "response_format": {"type": "json_schema"}},
+        "response_format.json_schema",
+    ),
+    "json-schema-invalid": (
+        {
+            "messages": ask("x"),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "nope"}}},
+        },
+        "response_format.json_schema.schema",
+    ),
+    "logprobs": ({"messages": ask("x"), "logprobs": True}, "logprobs"),
+    "audio": ({"messages": ask("x"), "audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    "prediction": ({"messages": ask("x"), "prediction": {"type": "content", "content": "x"}}, "prediction"),
+    "functions": ({"messages": ask("x"), "functions": [{"name": "f", "parameters": {}}]}, "functions"),
+    "function-call": ({"messages": ask("x"), "function_call": {"name": "f"}}, "function_call"),
+    "stop": ({"messages": ask("x"), "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "param"), list(BAD_REQUESTS.values()), ids=list(BAD_REQUESTS))
 def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer, kwargs: dict, param) -> None:
     sim.reset()
     with pytest.raises(openai.BadRequestError) as caught:
@@ -243,9 +293,160 @@ def test_bad_requests_get_400(client: openai.OpenAI, sim: SimulatedOpenAIServer,
     assert caught.value.status_code == 400 and error["type"] == "invalid_request_error"
     if param:
         assert error["param"] == param
-    if param in ("response_format", "functions", "function_call"):
-        assert error["message"].startswith(f"{param}: MoA")
-    assert sim.calls() == 0
+        assert error["message"].startswith(param) or param.split("[")[0] in error["message"]
+    assert sim.calls() == 0  # refused before any model call
+
+
+# --------------------------------------------------------------------------- tools and structured output
+
+WEATHER = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+
+
+def test_tools_reach_the_aggregator_and_the_proposers_see_them_as_text(
+    client: openai.OpenAI, sim: SimulatedOpenAIServer
+) -> None:
+    sim.reset()
+    completion = client.chat.completions.create(
+        model="sim", messages=ask("weather in Paris?"), tools=WEATHER, parallel_tool_calls=False, max_tokens=90
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "weather in Paris?"}
+    agg = sim.requests_for("agg")[0]
+    assert agg["tools"] == WEATHER and agg["parallel_tool_calls"] is False and agg["max_tokens"] == 90
+    for proposer in sim.requests_for("p1") + sim.requests_for("p2"):
+        assert "tools" not in proposer
+        assert "get_weather" in proposer["messages"][0]["content"]  # the tool list, as text
+
+
+def test_a_whole_tool_loop(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    messages: list = ask("weather in Paris?")
+    first = client.chat.completions.create(model="sim", messages=messages, tools=WEATHER, tool_choice="required")
+    call = first.choices[0].message.tool_calls[0]
+    city = json.loads(call.function.arguments)["city"]
+    messages += [first.choices[0].message.model_dump(exclude_none=True)]
+    messages += [{"role": "tool", "tool_call_id": call.id, "content": f"sunny in {city}"}]
+    sim.reset()
+    final = client.chat.completions.create(model="sim", messages=messages, tools=WEATHER)
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content.endswith("[tool results: sunny in weather in Paris?]")
+    agg = sim.requests_for("agg")[0]["messages"]
+    assert [m["role"] for m in agg] == ["system", "user", "assistant", "tool"]
+    assert agg[2]["tool_calls"][0]["id"] == agg[3]["tool_call_id"] == call.id
+    proposer = sim.requests_for("p1")[0]["messages"]
+    assert [m["role"] for m in proposer] == ["system", "user", "assistant", "user"]
+    assert proposer[3]["content"].startswith("[result of tool get_weather]")
+
+
+def test_tool_choice_none_and_named(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    sim.reset()
+    none = client.chat.completions.create(model="sim", messages=ask("hi"), tools=WEATHER, tool_choice="none")
+    assert none.choices[0].message.tool_calls is None and none.choices[0].finish_reason == "stop"
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    forced = client.chat.completions.create(model="sim", messages=ask("hi"), tools=WEATHER, tool_choice=named)
+    assert forced.choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert [r["tool_choice"] for r in sim.requests_for("agg")] == ["none", named]
+
+
+def test_streamed_tool_calls_come_as_openai_sends_them(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="sim", messages=ask("weather?"), tools=WEATHER, stream=True))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].id and deltas[0].type == "function" and deltas[0].function.name == "get_weather"
+    assert {d.index for d in deltas} == {0}
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "weather?"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_in_tool_call_arguments_is_redacted(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    secret = "sk-simulated-0123456789abcdef"
+    monkeypatch.setenv(LEAKED, secret)
+    if stream:
+        chunks = client.chat.completions.create(model="leaky", messages=ask("x"), tools=WEATHER, stream=True)
+        arguments = "".join(
+            d.function.arguments or "" for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []
+        )
+    else:
+        answer = client.chat.completions.create(model="leaky", messages=ask("x"), tools=WEATHER)
+        arguments = answer.choices[0].message.tool_calls[0].function.arguments
+    assert secret[:10] not in arguments and json.loads(arguments) == {"city": "***"}
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    sunny: bool
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_output(client: openai.OpenAI, sim: SimulatedOpenAIServer, stream: bool) -> None:
+    sim.reset()
+    if stream:
+        with client.chat.completions.stream(model="sim", messages=ask("Paris?"), response_format=Weather) as events:
+            parsed = events.get_final_completion().choices[0].message.parsed
+    else:
+        parsed = client.chat.completions.parse(model="sim", messages=ask("Paris?"), response_format=Weather)
+        parsed = parsed.choices[0].message.parsed
+    assert parsed == Weather(city="Paris?", sunny=True)
+    fmt = sim.requests_for("agg")[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert "JSON schema" in sim.requests_for("p1")[0]["messages"][0]["content"]  # proposers are told the format
+
+
+def test_json_object_output(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model="sim", messages=ask("hi"), response_format={"type": "json_object"})
+    assert json.loads(answer.choices[0].message.content) == {"answer": "agg answer to: hi"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_is_not_the_json_asked_for_is_an_error(client: openai.OpenAI, stream: bool) -> None:
+    fmt = {"type": "json_object"}
+    with pytest.raises(openai.APIError) as caught:
+        answer = client.chat.completions.create(model="not-json", messages=ask("x"), response_format=fmt, stream=stream)
+        if stream:
+            text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+            assert "Sure" not in text  # nothing of an invalid answer is sent before the check
+    assert "not JSON" in caught.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_is_applied(client: openai.OpenAI, stream: bool) -> None:
+    if stream:
+        chunks = client.chat.completions.create(model="sim", messages=ask("hi"), stop=["to:"], stream=True)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        text = client.chat.completions.create(model="sim", messages=ask("hi"), stop="to:").choices[0].message.content
+    assert text == "agg answer "
+
+
+def test_seed_is_the_runs_seed(client: openai.OpenAI, sim: SimulatedOpenAIServer) -> None:
+    def seeds(seed: int) -> list[int]:
+        sim.reset()
+        client.chat.completions.create(model="sim", messages=ask("hi"), seed=seed)
+        return [r["seed"] for r in sorted(sim.requests, key=lambda r: r["model"])]
+
+    assert seeds(7) == seeds(7) != seeds(8)
+
+
+def test_unknown_routes_and_methods_answer_in_openais_shape(api: str, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.post("/embeddings", body={"model": "sim", "input": "x"}, cast_to=object)
+    assert caught.value.body["code"] == "unknown_url" and "POST /v1/embeddings" in caught.value.message
+    wrong_method = httpx.get(f"{api}/chat/completions")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert httpx.get(api.removesuffix("/v1") + "/nope").json() == {"detail": "Not Found"}  # not under /v1
 
 
 def test_null_stands_for_the_default(api: str) -> None:
@@ -509,3 +710,11 @@ def test_api_keys_are_required_and_never_echoed(secured: str, server_log: io.Str
     logged = server_log.getvalue()
     assert '"POST /v1/chat/completions HTTP/1.1" 401' in logged  # the access log is captured
     assert "sk-moa" not in logged
+
+
+def test_history_may_call_functions_the_request_no_longer_offers(client: openai.OpenAI) -> None:
+    """As OpenAI does: the Agents SDK's handoff calls stay in the history of the agent handed to."""
+    handoff = called("transfer_to_forecaster", "{}")
+    messages = [*ask("x"), handoff, {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
+    answer = client.chat.completions.create(model="sim", messages=messages, tools=WEATHER, tool_choice="none")
+    assert answer.choices[0].message.content.endswith("[tool results: ok]")

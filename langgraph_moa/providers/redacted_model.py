@@ -13,6 +13,7 @@ call's streamed chunks is its redacted answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -64,8 +65,19 @@ def _redacted_content(content: Any, variables: Sequence[str]) -> Any:
 
 
 def redacted_message(message: BaseMessage, variables: Sequence[str] = ()) -> BaseMessage:
-    """``message`` with secrets removed from its text (string content or text parts)."""
-    return message.model_copy(update={"content": _redacted_content(message.content, variables)})
+    """``message`` with secrets removed from its text (string content or text parts) and its tool-call arguments.
+
+    A key an upstream echoes into a tool call's arguments must reach neither the
+    tool nor the state.
+    """
+    update: dict[str, Any] = {"content": _redacted_content(message.content, variables)}
+    calls = getattr(message, "tool_calls", None)
+    if calls:
+        update["tool_calls"] = [
+            {**call, "args": json.loads(redact(json.dumps(call["args"]), variables=variables, shapes=False))}
+            for call in calls
+        ]
+    return message.model_copy(update=update)
 
 
 def _fed(chunk: BaseMessageChunk, redactor: StreamRedactor) -> BaseMessageChunk:

@@ -17,7 +17,8 @@ without ``TOGETHER_API_KEY`` and with the ``local`` extra it is the ``local``
 preset (the bundled SmolLM2-135M-Instruct, whose llama.cpp server starts with
 the first request for it), otherwise the ``moa-current`` preset. ``local`` is
 served by name too. A 135M-parameter model shows that the pipeline runs; its
-answers say nothing about MoA's quality. Each request is
+answers say nothing about MoA's quality. ``/v1/responses`` is served too (its
+stored responses live in the server process's memory). Each request is
 one independent turn, as with ``moa serve``; ``store: true`` is ignored here
 (use the LangGraph API's threads to keep conversations). Authentication is the
 Agent Server's (``auth`` in ``langgraph.json``), not ``MOA_API_KEYS``.
@@ -42,7 +43,7 @@ from langgraph_moa.errors import MoAError
 from langgraph_moa.presets import LOCAL_PRESET, PRESETS
 from langgraph_moa.providers.endpoints import ASSISTANTS_VARIABLE
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
-from langgraph_moa.serve.openai_errors import OpenAIError
+from langgraph_moa.serve.openai_errors import OpenAIError, add_openai_error_handlers
 
 __all__ = ["ASSISTANTS_VARIABLE", "AgentServerSettings", "app", "create_agent_server_app"]
 
@@ -114,6 +115,7 @@ def create_agent_server_app(settings: APISettings | None = None) -> FastAPI:
         settings = APISettings(assistants=load_assistants(Path(file))) if file else default_settings()
     api = FastAPI(title="Mixture-of-Agents (OpenAI-compatible API)")
     api.include_router(create_openai_router(settings))
+    add_openai_error_handlers(api)
     return api
 
 

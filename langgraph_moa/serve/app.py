@@ -60,7 +60,7 @@ from langgraph_moa.providers import (
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
 from langgraph_moa.serve.guard import CancelOnDisconnect, RequestGuard, add_error_handlers, loopback_host
 from langgraph_moa.serve.openai_api import APISettings, create_openai_router
-from langgraph_moa.serve.openai_errors import error_for
+from langgraph_moa.serve.openai_errors import add_openai_error_handlers, error_for
 from langgraph_moa.serve.shutdown import CountInFlight, InFlight
 
 __all__ = [
@@ -275,6 +275,7 @@ def create_app(
             CancelOnDisconnect, prefix=langserve_path, error_for=lambda exc: error_for(exc, assistant), slots=slots
         )
     add_error_handlers(app, settings.default_assistant or "moa")
+    add_openai_error_handlers(app)
     app.add_middleware(
         RequestGuard, keys=settings.api_keys, max_bytes=settings.max_request_bytes, allowed_hosts=settings.allowed_hosts
     )

@@ -12,6 +12,20 @@ MoA as if it were one model:
   ``data: [DONE]``; ``stream_options.include_usage`` adds a last chunk with
   ``usage``. ``store: true`` keeps the run in the server's checkpointer, where
   ``GET /v1/chat/completions/{id}`` finds it again.
+- The aggregator is the model the client talks to; the proposers advise it.
+  ``tools``, ``tool_choice`` (``auto``, ``none``, ``required``, a named
+  function) and ``parallel_tool_calls`` go to the aggregator, which answers
+  with ``message.tool_calls`` and ``finish_reason: "tool_calls"`` (streamed:
+  ``delta.tool_calls``, id and name first, then the arguments). The history
+  may hold assistant ``tool_calls`` and ``role: tool`` results; proposers see
+  them, and the tool list, as text. ``response_format`` ``json_object`` or
+  ``json_schema`` makes the aggregator write JSON (see
+  :mod:`langgraph_moa.aggregator_output`), checked against the schema before
+  it is sent (streamed: in one piece, after the check); an answer that is not
+  the JSON asked for is a 502 ``aggregator_failed``. ``stop`` cuts the answer
+  before the first stop sequence; ``seed`` is the run's base seed (every
+  call's seed derives from it). ``n`` above 1, ``logprobs``, ``audio``,
+  ``prediction`` and the legacy ``functions`` are refused with 400.
 - ``usage`` counts the tokens of every model call of the turn (proposers and
   aggregator), since that is what the request cost. The MoA details (every
   proposal, every failure, usage per layer and per model, estimated cost) are
@@ -26,10 +40,13 @@ state is shared between requests. Errors have OpenAI's shape
 ======  =====================================================================
 status  when
 ======  =====================================================================
-400     the body is not a valid request, or asks for more than the limits
+400     the body is not a valid request (``param`` names the field: a malformed
+        tool or schema, a tool result without its call, a ``tool_choice``
+        naming an unknown function, ...), or asks for more than the limits
         (``max_tokens``; ``max_messages`` and ``max_request_chars``: codes
         ``too_many_messages`` and ``request_too_long``)
-404     ``model`` is not served (the message lists the served ids)
+404     ``model`` is not served (the message lists the served ids), or the
+        route is unknown (``unknown_url``; 405 ``method_not_allowed``)
 413     the body is larger than ``max_request_bytes``
 429     the upstream providers rate-limited every proposer of a layer, or the
         aggregator
@@ -84,6 +101,7 @@ from pydantic import (
 )
 from sse_starlette import EventSourceResponse
 
+from langgraph_moa.chat_model import StopCutter, truncate_at_stop
 from langgraph_moa.config import MoAConfig, describe_validation_error
 from langgraph_moa.errors import MoAError
 from langgraph_moa.presets import PRESETS
@@ -209,10 +227,12 @@ def _request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int)
         changes["temperature"] = request.temperature
     if max_tokens is not None:
         changes["max_tokens"] = max_tokens
-    if not changes:
-        return base
-    aggregator = base.aggregator.model_copy(update=changes)  # both already validated by the request model
-    return base.model_copy(update={"aggregator": aggregator})
+    run: dict[str, Any] = request.aggregator_settings()  # all validated by the request model and check()
+    if request.seed is not None:
+        run["seed"] = request.seed
+    if changes:
+        run["aggregator"] = base.aggregator.model_copy(update=changes)
+    return base.model_copy(update=run) if run else base
 
 
 def moa_details(state: Mapping[str, Any], assistant: str) -> dict[str, Any]:
@@ -246,15 +266,39 @@ def _answer(state: Mapping[str, Any]) -> AIMessage:
 
 
 def _finish_reason(answer: AIMessage) -> FinishReason:
+    if answer.tool_calls:
+        return "tool_calls"
     reason = (answer.response_metadata or {}).get("finish_reason")
     return reason if reason in ("stop", "length", "content_filter") else "stop"
+
+
+def _tool_calls(answer: AIMessage) -> list[dict[str, Any]] | None:
+    """The answer's tool calls in OpenAI's shape (``None`` when it has none)."""
+    if not answer.tool_calls:
+        return None
+    return [
+        {
+            "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["args"], ensure_ascii=False)},
+        }
+        for call in answer.tool_calls
+    ]
+
+
+def _response_message(answer: AIMessage, stop: list[str]) -> ResponseMessage:
+    """The ``message`` of a completion: the answer's text (cut at ``stop``) and tool calls."""
+    calls = _tool_calls(answer)
+    text = truncate_at_stop(answer, stop).text
+    return ResponseMessage.model_validate({"content": text if text or not calls else None, "tool_calls": calls})
 
 
 class _Run:
     """One MoA turn on a background task, its events on a queue.
 
-    Events: ``("token", str)`` for each aggregator token (when streaming),
-    then ``("done", final state)`` or ``("error", exception)``.
+    Events: ``("token", str)`` for each aggregator token and ``("tool", (index,
+    id, name, arguments))`` for each piece of a tool call (when streaming), then
+    ``("done", final state)`` or ``("error", exception)``.
     """
 
     def __init__(
@@ -287,20 +331,33 @@ class _Run:
         extra = {"durability": "exit"} if "configurable" in run_config else {}
         # a key an upstream echoes is removed, even split across tokens, whatever its variable's name
         redactor = StreamRedactor(variables=key_variables(config))
+        # each tool call's arguments pass through a redactor of their own, as they arrive in pieces
+        arguments: dict[int, StreamRedactor] = {}
         try:
             async for mode, chunk in graph.astream(inputs, run_config, context=config, stream_mode=modes, **extra):
                 if mode == "values":
                     final = chunk
                     continue
                 message, metadata = chunk
-                ours = is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)
-                if ours and message.text and (text := redactor.feed(message.text)):
+                if not (is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)):
+                    continue
+                if message.text and (text := redactor.feed(message.text)):
                     self.events.put_nowait(("token", text))
+                for call in message.tool_call_chunks:
+                    index = call.get("index") or 0
+                    if index not in arguments:
+                        arguments[index] = StreamRedactor(variables=key_variables(config))
+                    piece = arguments[index].feed(call.get("args") or "")
+                    if piece or call.get("id") or call.get("name"):
+                        self.events.put_nowait(("tool", (index, call.get("id"), call.get("name"), piece)))
         except Exception as exc:
             self.events.put_nowait(("error", exc))
         else:
             if rest := redactor.flush():
                 self.events.put_nowait(("token", rest))
+            for index, held in arguments.items():
+                if rest := held.flush():
+                    self.events.put_nowait(("tool", (index, None, None, rest)))
             self.events.put_nowait(("done", final or {}))
 
     async def next(self, request: Request) -> tuple[str, Any] | None:
@@ -386,6 +443,11 @@ def _parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
         check_size(len(messages), 0, settings)
     request = _parse(body)
     check_size(len(request.messages), sum(len(m.text()) for m in request.messages), settings)
+    try:
+        request.check()
+    except ValueError as exc:
+        param, message = exc.args
+        raise _bad_request(message, param=param) from None
     return request
 
 
@@ -400,24 +462,40 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         if not loc:
             raise _bad_request("the body must be a JSON object with model and messages") from None
         if loc[:1] == ["messages"] and len(loc) >= 3 and loc[2] in ("role", "content"):
-            param = ".".join(loc[:3])
+            param = _param(first["loc"][:3])
             if loc[2] == "role":
-                message = f"{param}: {first.get('input')!r} is not supported; use system, developer, user or assistant"
+                message = (
+                    f"{param}: {first.get('input')!r} is not supported; use system, developer, user, assistant or tool"
+                )
             else:
                 message = f"{param}: only text is supported, as a string or a list of text parts"
             raise _bad_request(message, param=param) from None
-        known = {
-            "n": "n: MoA writes one answer per request; send n=1 or leave it out",
-            "tools": "tools: MoA models call no tools; send the request without them",
-            "functions": "functions: MoA models call no functions; send the request without them",
-            "function_call": "function_call: MoA models call no functions; send the request without it",
-            "response_format": 'response_format: MoA cannot guarantee JSON output; send {"type": "text"} '
-            "or leave it out, and ask for JSON in the messages if you need it",
-        }
-        if loc[0] in known and not first["type"].endswith("_type"):  # a wrong type gets the generic message
-            raise _bad_request(known[loc[0]], param=loc[0]) from None
+        if loc == ["n"] and not first["type"].endswith("_type"):  # a wrong type gets the generic message
+            raise _bad_request(
+                "n: MoA writes one answer per request; send n=1 (or leave it out) and send the request again "
+                "for another answer",
+                param="n",
+            ) from None
         message = describe_validation_error(exc).replace("invalid MoA configuration", "invalid request", 1)
-        raise _bad_request(message, param=".".join(loc)) from None
+        raise _bad_request(message, param=_param(first["loc"])) from None
+
+
+def _param(loc: Any) -> str:
+    """A validation error's location as OpenAI names a field: ``messages[1].tool_calls[0].id``.
+
+    The names pydantic gives the members of a union (``str``, ``list[TextPart]``,
+    ``NamedToolChoice``) are left out.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not (any(c in str(part) for c in "[-") or str(part)[:1].isupper() or part in _TYPE_NAMES):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list", "literal"})
 
 
 # --------------------------------------------------------------------------- router
@@ -431,7 +509,7 @@ def create_openai_router(
     limit: ProviderConcurrencyLimit | None = None,
     slots: asyncio.Semaphore | None = None,
 ) -> APIRouter:
-    """The OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``).
+    """The OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``, ``/v1/responses``).
 
     Args:
         settings: Served assistants and limits; ``APISettings()`` by default (every preset).
@@ -506,11 +584,12 @@ def create_openai_router(
         model = str(snapshot.metadata.get("openai_model", ""))
         state = snapshot.values
         answer = _answer(state)
+        stop = list(snapshot.metadata.get("openai_stop") or [])
         return ChatCompletion(
             id=completion_id,
             created=int(snapshot.metadata.get("openai_created", 0)),
             model=model,
-            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
+            choices=[Choice(message=_response_message(answer, stop), finish_reason=_finish_reason(answer))],
             usage=_usage(state),
             moa=moa_details(state, model),
         )
@@ -541,11 +620,12 @@ def create_openai_router(
         run_config: dict[str, Any] = {
             "callbacks": [limit],
             "run_name": "moa",
-            "metadata": {"openai_model": model, "openai_created": created},
+            "metadata": {"openai_model": model, "openai_created": created, "openai_stop": body.stop_sequences()},
         }
         if stored:
             run_config["configurable"] = {"thread_id": completion_id}
-        inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain() for m in body.messages])}
+        names = body.tool_names()
+        inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain(names) for m in body.messages])}
         run = _Run(run_graph, inputs, run_config, config, body.stream, slots)
         in_flight = getattr(request.app.state, "in_flight", None)
         if in_flight is not None:  # a stored run cancelled by a shutdown still writes its checkpoint
@@ -566,12 +646,17 @@ def create_openai_router(
             id=completion_id,
             created=created,
             model=model,
-            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=_finish_reason(answer))],
+            choices=[
+                Choice(message=_response_message(answer, body.stop_sequences()), finish_reason=_finish_reason(answer))
+            ],
             usage=_usage(value),
             moa=moa_details(value, model),
         )
         return JSONResponse(completion.model_dump(mode="json"))
 
+    from langgraph_moa.serve.responses_api import add_responses_routes  # it builds on this module
+
+    add_responses_routes(router, settings, graph=graph, limit=limit, slots=slots)
     return router
 
 
@@ -591,16 +676,32 @@ async def _stream(
         payload = ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, **extra)
         return {"data": payload.model_dump_json(exclude_none=False)}
 
+    # JSON output is sent once the whole answer has been checked against its schema
+    buffered = config.aggregator_response_format is not None
+    cut = StopCutter(body.stop_sequences())
+
     async def events() -> AsyncIterator[dict[str, str]]:
         try:
             yield chunk(Delta(role="assistant", content=""))
             event: tuple[str, Any] = first
-            sent = False
+            sent = sent_tools = False
             while True:
                 kind, value = event
-                if kind == "token":
+                if kind in ("token", "tool") and buffered:
+                    pass
+                elif kind == "token":
                     sent = True
-                    yield chunk(Delta(content=value))
+                    if text := cut.feed(value):
+                        yield chunk(Delta(content=text))
+                elif kind == "tool":
+                    sent_tools = True
+                    index, call_id, name, arguments = value
+                    call: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+                    if call_id:
+                        call.update(id=call_id, type="function")
+                    if name:
+                        call["function"]["name"] = name
+                    yield chunk(Delta.model_validate({"tool_calls": [call]}))
                 elif kind == "error":
                     yield {"data": _json(error_for(value, body.model).body())}
                     return
@@ -610,8 +711,14 @@ async def _stream(
                     except OpenAIError as exc:
                         yield {"data": _json(exc.body())}
                         return
-                    if not sent:  # a model that did not stream: the answer in one piece
-                        yield chunk(Delta(content=answer.text))
+                    if sent and (tail := cut.flush()):
+                        yield chunk(Delta(content=tail))
+                    if not sent and (text := truncate_at_stop(answer, body.stop_sequences()).text):
+                        yield chunk(Delta(content=text))  # a model that did not stream, or JSON: in one piece
+                    if not sent_tools and (calls := _tool_calls(answer)):
+                        yield chunk(
+                            Delta.model_validate({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
+                        )
                     details = moa_details(value, body.model)
                     yield chunk(Delta(), _finish_reason(answer), moa=details)
                     if include_usage:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from langgraph_moa.errors import (
     AggregatorError,
@@ -133,3 +136,32 @@ def _error_for(exc: BaseException, model: str) -> OpenAIError:
     return OpenAIError(
         500, f"the MoA run failed: {type(exc).__name__}; see the server log", type="server_error", code="internal_error"
     )
+
+
+def add_openai_error_handlers(app: FastAPI, prefix: str = "/v1") -> None:
+    """Answer an unknown route or method under ``prefix`` in OpenAI's error shape.
+
+    FastAPI's own ``{"detail": "Not Found"}`` is what clients of other routes
+    expect; under ``/v1`` the ``openai`` SDK reads ``{"error": {...}}``.
+    """
+
+    async def unknown_route(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if not request.url.path.startswith(prefix) or exc.status_code not in (404, 405):
+            return await http_exception_handler(request, exc)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            message, code = (
+                f"Unknown request URL: {where}; this server serves {prefix}/models, "
+                f"{prefix}/chat/completions and {prefix}/responses",
+                "unknown_url",
+            )
+        else:
+            message, code = f"Method not allowed: {where}", "method_not_allowed"
+        error = OpenAIError(exc.status_code, message, type="invalid_request_error", code=code)
+        response = error.response()
+        if exc.headers:
+            response.headers.update(exc.headers)  # Allow, on a 405
+        return response
+
+    app.add_exception_handler(HTTPException, unknown_route)
