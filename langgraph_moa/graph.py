@@ -23,6 +23,7 @@ from langgraph_moa.nodes import (
     PROPOSER_NODE,
     PROVISIONAL_NODE,
     REVIEW_NODE,
+    STAIRCASE_NODE,
     STEER_NODE,
     make_aggregate,
     make_join_layer,
@@ -34,6 +35,7 @@ from langgraph_moa.nodes import (
 )
 from langgraph_moa.providers import ModelResolver, allowed_base_urls_from_env
 from langgraph_moa.provisional import make_provisional
+from langgraph_moa.staircase import make_staircase
 from langgraph_moa.state import InputState, MoAState
 from langgraph_moa.strategies import make_steer
 
@@ -53,7 +55,8 @@ def create_moa_graph(
     the proposers of layers 2 and up, only with ``MoAConfig.provisional_answers``;
     ``steer`` runs between layers only when a cost-saving option is on: ``keep_top``,
     ``early_stop``, ``max_cost_usd``, see :mod:`langgraph_moa.strategies` and
-    ``docs/strategies.md``.)
+    ``docs/strategies.md``; with ``MoAConfig.staircase``, ``staircase`` replaces the
+    last proposer layer and ``aggregate``: see :mod:`langgraph_moa.staircase`.)
 
     Each proposer layer is a fan-out of ``propose`` tasks (one LangGraph ``Send``
     per proposer, run in the same step) joined by ``join_layer``; after the last
@@ -122,8 +125,9 @@ def create_moa_graph(
     builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))
     builder.add_node(STEER_NODE, make_steer(resolve))
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
+    builder.add_node(STAIRCASE_NODE, make_staircase(resolve))
     builder.add_edge(START, PREPARE_NODE)
-    targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE]
+    targets = [PROPOSER_NODE, PROVISIONAL_NODE, REVIEW_NODE, AGGREGATOR_NODE, STAIRCASE_NODE]
     # through `steer` only when a cost-saving option is on (strategies.py)
     builder.add_conditional_edges(PREPARE_NODE, route_layer, [*targets, STEER_NODE])
     builder.add_edge(PROPOSER_NODE, JOIN_NODE)
@@ -132,6 +136,7 @@ def create_moa_graph(
     builder.add_conditional_edges(STEER_NODE, route_after_steer, targets)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
+    builder.add_edge(STAIRCASE_NODE, END)
     return builder
 
 

@@ -89,6 +89,7 @@ PREPARE_NODE = "prepare"
 PROVISIONAL_NODE = "provisional"
 REVIEW_NODE = "review"
 STEER_NODE: Literal["steer"] = "steer"
+STAIRCASE_NODE: Literal["staircase"] = "staircase"  # the last proposer layer and the answer, pipelined: staircase.py
 
 
 def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
@@ -97,7 +98,7 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     That is, from the ``aggregate`` node, or from a model inside it (an agent or
     subgraph used as the aggregator, whose tokens carry its own node names).
     """
-    if metadata.get("langgraph_node") == AGGREGATOR_NODE:
+    if metadata.get("langgraph_node") in (AGGREGATOR_NODE, STAIRCASE_NODE):
         return True
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
@@ -350,6 +351,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
             "stopped_after": None,
             "dropped": Overwrite([]),
             "decisions": Overwrite([]),
+            "staircase": None,
         }
 
     return prepare
@@ -372,7 +374,7 @@ def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
 
 def route_layer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["steer", "review", "aggregate"]:
+) -> list[Send] | Literal["steer", "review", "aggregate", "staircase"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator.
 
     When a cost-saving option is on, go to ``steer`` first (it routes on with
@@ -386,15 +388,17 @@ def route_layer(
 
 def route_after_steer(
     state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig
-) -> list[Send] | Literal["review", "aggregate"]:
+) -> list[Send] | Literal["review", "aggregate", "staircase"]:
     """Route on after ``steer``: the next proposer layer, review or the aggregator."""
     return _next_layer(state, _turn_moa_config(runtime, config, state.get("config_fingerprint")))
 
 
-def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate"]:
+def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review", "aggregate", "staircase"]:
     layer = state["layer"]
     if layer >= cfg.layers:
         return "review" if cfg.review and last_proposer_layer(state, cfg) > 0 else "aggregate"
+    if cfg.staircase and layer == cfg.layers - 1:
+        return STAIRCASE_NODE
     references = references_of(state, layer - 1)
     sends = [
         Send(

@@ -93,7 +93,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "answer_key", "default_reply", "main"]
+__all__ = ["Fault", "ModelBehavior", "SimulatedOpenAIServer", "answer_key", "continuing", "default_reply", "main"]
 
 _POLL = 0.05  # seconds; granularity of waits, so stop() and client hang-ups are noticed quickly
 _REF_LINE = re.compile(r"^\d+\. ", re.MULTILINE)
@@ -149,6 +149,10 @@ class ModelBehavior:
             tests that a key never travels further than the provider).
         finish_reason: The finish reason of text answers, ``"stop"`` by default;
             ``"length"`` plays an answer cut at the token limit.
+        honour_max_tokens: Cut the reply to the request's ``max_tokens`` (or
+            ``max_completion_tokens``) words, with ``finish_reason="length"``
+            when it was cut, as a real server does. Off by default: the reply
+            is sent whole whatever the limit.
     """
 
     latency: float = 0.0
@@ -161,6 +165,8 @@ class ModelBehavior:
     tool_calls: Callable[[dict], list[dict] | None] | None = None
     echo_authorization: bool = False
     finish_reason: str = "stop"
+    honour_max_tokens: bool = False
+    drop_after: int = 0
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -251,6 +257,27 @@ def answer_key(
         answer = table[question]
         is_wrong = wrong(question) if callable(wrong) else wrong
         return template.format(answer=wrong_answer(answer) if is_wrong else answer)
+
+    return reply
+
+
+def continuing(full: str) -> Callable[[list[dict]], str]:
+    """A ``ModelBehavior.reply`` function that writes ``full`` in parts, continuing what it has written.
+
+    The reply is the rest of ``full`` after the longest assistant message of
+    the request that ``full`` starts with (an answer so far, given as a
+    trailing assistant turn to continue, or as an earlier turn followed by an
+    instruction to continue); without one, ``full`` itself. With
+    ``honour_max_tokens`` each call writes the next part.
+    """
+
+    def reply(messages: list[dict]) -> str:
+        written = [
+            text
+            for m in messages
+            if m.get("role") == "assistant" and (text := _text(m.get("content"))) and full.startswith(text)
+        ]
+        return full[len(max(written, key=len)) :] if written else full
 
     return reply
 
@@ -594,21 +621,28 @@ class _Handler(BaseHTTPRequestHandler):
             reply = default_reply(request["model"], messages)
         if echo and not calls:
             reply += echo
+        finish = "tool_calls" if calls else behavior.finish_reason
+        limit = request.get("max_tokens") or request.get("max_completion_tokens")
+        if behavior.honour_max_tokens and not calls and isinstance(limit, int) and limit > 0:
+            words = _WORD.findall(reply)
+            if len(words) > limit:
+                reply, finish = "".join(words[:limit]), "length"
         head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
         usage = _usage(messages, reply)
         if request.get("stream"):
             options = request.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            self._stream(head, reply, usage if include_usage else None, behavior, calls)
+            self._stream(head, reply, usage if include_usage else None, behavior, calls, finish)
             return
         message: dict[str, Any] = {"role": "assistant", "content": reply or None, "refusal": None}
         if calls:
             message["tool_calls"] = calls
-        finish = "tool_calls" if calls else behavior.finish_reason
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
-    def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]) -> None:
+    def _stream(
+        self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict], finish: str
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -626,8 +660,11 @@ class _Handler(BaseHTTPRequestHandler):
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way
                 return
+            if behavior.drop_after and i >= behavior.drop_after:
+                self.close_connection = True  # fail mid-answer: no end of the stream
+                return
             self._event({**head, "choices": choice({"content": text})})
-        self._event({**head, "choices": choice({}, "tool_calls" if calls else behavior.finish_reason)})
+        self._event({**head, "choices": choice({}, finish)})
         if usage is not None:
             self._event({**head, "choices": [], "usage": usage})
         self._write_chunk(b"data: [DONE]\n\n")
