@@ -95,7 +95,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableLambda
@@ -137,9 +137,7 @@ def piece_size(cfg: MoAConfig, piece: int) -> int:
     return max(1, round(cfg.staircase_piece_tokens * cfg.staircase_growth ** (piece - 1)))
 
 
-def piece_messages(
-    history: list[AnyMessage], references: list[str], answer: str, cfg: MoAConfig
-) -> list[AnyMessage]:
+def piece_messages(history: list[AnyMessage], references: list[str], answer: str, cfg: MoAConfig) -> list[AnyMessage]:
     """The prompt of one piece: the references in the system message, then the answer so far to continue."""
     messages = inject_references(history, references, cfg.aggregation_prompt)
     if not answer:
@@ -158,7 +156,7 @@ class _Stream:
     seed: int | None
     text: str = ""
     chunks: int = 0
-    status: str = "running"  # running, complete, failed, cancelled
+    status: Literal["running", "complete", "failed", "cancelled"] = "running"
     total: AIMessageChunk | None = None
     failure: Failure | None = None
 
@@ -227,7 +225,9 @@ class _Staircase:
         references = references_of(self.state, self.layer - 1)
         tasks = [asyncio.ensure_future(self._propose(s, references)) for s in self.streams]
         try:
-            await self._until(lambda: all(s.status != "running" or s.chunks >= cfg.staircase_first_chunk for s in self.streams))
+            await self._until(
+                lambda: all(s.status != "running" or s.chunks >= cfg.staircase_first_chunk for s in self.streams)
+            )
             self.write({"event": "aggregator_started", "layer": cfg.layers, "model": cfg.aggregator.model})
             await self._write_answer()
         finally:
@@ -292,7 +292,9 @@ class _Staircase:
                     text += chunk.text
         except Exception as exc:
             error_type, message = describe_error(exc, variables=self.secrets)
-            raise AggregatorError(spec.model, error_type, f"piece {number} of the staircase answer: {message}") from None
+            raise AggregatorError(
+                spec.model, error_type, f"piece {number} of the staircase answer: {message}"
+            ) from None
         record = _usage(total, cfg.layers, number, spec.model, "aggregator")
         self.usage.append(record)
         finish = (total.response_metadata.get("finish_reason") if total is not None else None) or None
@@ -339,7 +341,9 @@ class _Staircase:
             stream.failure = Failure(
                 layer=self.layer, slot=stream.slot, model=spec.model, error_type=error_type, message=message
             )
-            self.write({"event": "proposer_failed", **where, "error_type": error_type, "message": message, "seconds": seconds})
+            self.write(
+                {"event": "proposer_failed", **where, "error_type": error_type, "message": message, "seconds": seconds}
+            )
             self.changed.set()
             return
         stream.status = "complete"
@@ -360,32 +364,32 @@ class _Staircase:
         if not self.answer.strip():
             raise AggregatorError(cfg.aggregator.model, "EmptyResponseError", "the staircase answer has no text")
         turn_id = state.get("turn_id", "")
-        proposals, failures, usage = [], [], []
+        proposals: list[Proposal] = []
+        failures: list[Failure] = []
+        usage: list[UsageRecord] = []
         streams: list[ProposerStream] = []
         for s in self.streams:
             text = redact(s.text, variables=self.secrets, shapes=False)
             if s.status == "complete":
-                proposals.append(
-                    Proposal(layer=self.layer, slot=s.slot, model=s.spec.model, content=text, seed=s.seed)
-                )
+                proposals.append(Proposal(layer=self.layer, slot=s.slot, model=s.spec.model, content=text, seed=s.seed))
             if s.failure is not None:
                 failures.append(s.failure)
             if s.status != "failed" or s.total is not None:
-                record = _usage(s.total, self.layer, s.slot, s.spec.model, "proposer")
-                record["turn_id"] = turn_id
-                usage.append(record)
+                call = _usage(s.total, self.layer, s.slot, s.spec.model, "proposer")
+                call["turn_id"] = turn_id
+                usage.append(call)
             streams.append(
                 ProposerStream(
                     slot=s.slot,
                     model=s.spec.model,
-                    status=s.status,  # type: ignore[typeddict-item]
+                    status="cancelled" if s.status == "running" else s.status,
                     chars=len(s.text),
                     chunks=s.chunks,
                     text="" if s.status == "complete" else text,
                 )
             )
         usage.extend(self.usage)
-        record = StaircaseRecord(
+        staircase = StaircaseRecord(
             layer=self.layer,
             continuation=cfg.staircase_continuation,
             pieces=self.pieces,
@@ -414,7 +418,7 @@ class _Staircase:
             "failures": failures,
             "usage": usage,
             "usage_summary": summarize_usage(all_usage, cfg, state.get("turn_id")),
-            "staircase": record,
+            "staircase": staircase,
         }
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import openai
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import ValidationError
 
-from langgraph_moa import MoAConfig, create_moa_graph
+from langgraph_moa import ChatMoA, MoAConfig, create_moa_graph
 from langgraph_moa.errors import AggregatorError, LayerFailedError
 from langgraph_moa.pricing import ModelPrice
+from langgraph_moa.serve.app import ServeSettings, create_app
 from langgraph_moa.staircase import CONTINUE_INSTRUCTION, PARTIAL_MARK, piece_size
 from langgraph_moa.stream import is_aggregator_token
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, continuing
-from tests.conftest import user
+from tests.conftest import running, user
 
 PROPOSERS = ["p0", "p1", "p2"]
 ANSWER = " ".join(f"a{i}" for i in range(60))
@@ -111,7 +113,9 @@ async def test_each_piece_records_the_proposal_prefixes_it_was_built_from(server
     # non-final pieces have the piece size; answer_chars says where each piece starts
     assert [p["finish_reason"] for p in pieces[:-1]] == ["length"] * (len(pieces) - 1)
     assert all(p["output_tokens"] == piece_size(config(server), 1) for p in pieces[:-1])
-    assert [p["answer_chars"] for p in pieces] == [len("".join(q["text"] for q in pieces[:i])) for i in range(len(pieces))]
+    assert [p["answer_chars"] for p in pieces] == [
+        len("".join(q["text"] for q in pieces[:i])) for i in range(len(pieces))
+    ]
     # the same records on the custom stream, in order
     assert [e for kind, e in events if kind == "custom" and e["event"] == "staircase_piece"] == [
         {"event": "staircase_piece", **p} for p in pieces
@@ -266,7 +270,7 @@ async def test_cancelling_the_run_closes_every_request(server: SimulatedOpenAISe
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for mode, chunk in graph.astream(user("q"), context=config(server), stream_mode=["messages"]):
+        async for _mode, chunk in graph.astream(user("q"), context=config(server), stream_mode=["messages"]):
             if is_aggregator_token(chunk[1]) and chunk[0].text:
                 started.set()
 
@@ -304,3 +308,24 @@ def test_staircase_is_off_by_default_and_refuses_what_needs_complete_proposals()
     with pytest.raises(ValidationError, match="staircase_growth"):
         MoAConfig(staircase=True, staircase_growth=0.5)
     assert [piece_size(MoAConfig(staircase_piece_tokens=10, staircase_growth=2), k) for k in (1, 2, 3)] == [10, 20, 40]
+
+
+async def test_chat_moa_streams_the_staircase_answer(server: SimulatedOpenAIServer) -> None:
+    setup(server)
+    chunks = [chunk async for chunk in ChatMoA(config=config(server)).astream("q")]
+    assert "".join(c.text for c in chunks) == ANSWER
+    assert server.calls("agg") >= 3  # the answer came in pieces
+
+
+def test_the_openai_sdk_reads_the_staircase_answer_from_moa_serve(server: SimulatedOpenAIServer) -> None:
+    setup(server)
+    settings = ServeSettings(assistants={"stairs": config(server)}, max_tokens=1000)
+    with running(create_app(settings, checkpoint=":memory:")) as url:
+        with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30) as client:
+            chunks = list(
+                client.chat.completions.create(model="stairs", messages=[{"role": "user", "content": "q"}], stream=True)
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            whole = client.chat.completions.create(model="stairs", messages=[{"role": "user", "content": "q"}])
+    assert text == whole.choices[0].message.content == ANSWER
+    assert len({c.id for c in chunks}) == 1  # one completion, however many pieces
