@@ -36,9 +36,9 @@ How a piece continues the answer so far (``staircase_continuation``):
   The model is asked, not forced, to continue without repeating itself.
 - ``"prefill"``: the answer so far as a trailing assistant turn, which the
   server continues as its own text (assistant prefill). llama.cpp's
-  ``llama-server`` does this with a trailing assistant message, and Anthropic's
-  API does it natively. OpenAI's API does not (it starts a new turn): use
-  ``"prompt"`` there.
+  ``llama-server`` does this by default (``--no-prefill-assistant`` turns it
+  off), and Anthropic's API does it natively. OpenAI's API does not (it starts
+  a new turn): use ``"prompt"`` there.
 - ``"vllm"``: prefill for vLLM, which continues a trailing assistant turn only
   when asked: ``continue_final_message=True, add_generation_prompt=False`` are
   sent in the request body.
