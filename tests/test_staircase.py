@@ -295,6 +295,12 @@ def test_a_sync_run_streams_the_same_answer(server: SimulatedOpenAIServer) -> No
     assert len(state["staircase"]["pieces"]) == server.calls("agg") >= 2
 
 
+def test_the_drawn_graph_reaches_the_staircase_node_after_any_layer() -> None:
+    edges = {(e.source, e.target) for e in create_moa_graph().compile().get_graph().edges}
+    assert {("prepare", "staircase"), ("join_layer", "staircase"), ("steer", "staircase")} <= edges
+    assert ("staircase", "__end__") in edges
+
+
 def test_staircase_is_off_by_default_and_refuses_what_needs_complete_proposals() -> None:
     assert MoAConfig().staircase is False
     with pytest.raises(ValidationError, match="layers to 2"):
