@@ -83,7 +83,10 @@ With more than two layers, the staircase applies to the last proposer layer
 and the aggregator only; the layers before it run as in plain MoA. When
 ``early_stop`` or ``max_cost_usd`` skips the last proposer layer, the plain
 ``aggregate`` node writes the answer. The proposal cache does not apply to the
-staircase layer (its proposers stream). The node runs under ``ainvoke`` and
+staircase layer (its proposers stream). Its calls are made inside one
+LangGraph task, so ``config["max_concurrency"]`` does not bound them (the
+proposers and a piece run at once); ``moa serve``'s per-provider bound, which
+counts model calls, does. The node runs under ``ainvoke`` and
 ``astream``; under ``invoke``/``stream`` it runs the same calls in an event
 loop of its own.
 """
