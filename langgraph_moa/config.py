@@ -21,7 +21,7 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -191,6 +191,43 @@ class MoAConfig(BaseModel):
         "(provisional_token events) and kept in state as provisional_answers with the models it was built "
         "from. Shows an answer after the first layer; costs one more aggregator call per extra layer.",
     )
+    staircase: Flag = Field(
+        default=False,
+        description="Staircase streaming (Wang et al., arXiv 2510.05059): the last proposer layer's proposers "
+        "stream, and the aggregator starts once each has streamed a first chunk, writing the final answer in "
+        "pieces, each from the proposal prefixes seen so far and its own answer so far; once every proposal is "
+        "complete it writes the rest from the full proposals. Cuts the answer's time to first token; costs the "
+        "prompt tokens of re-reading the proposals per piece. Async runs only (ainvoke/astream).",
+    )
+    staircase_piece_tokens: Whole = Field(
+        default=40,
+        ge=1,
+        le=4096,
+        description="Tokens of the first piece of a staircase answer (its max_tokens, which the server must "
+        "honour); later pieces follow staircase_growth.",
+    )
+    staircase_growth: Number = Field(
+        default=1.0,
+        ge=1.0,
+        le=8.0,
+        allow_inf_nan=False,
+        description="Each next piece of a staircase answer is this many times longer than the one before "
+        "(1: equal pieces; 2: doubling). The piece written from complete proposals has no size of its own.",
+    )
+    staircase_first_chunk: Whole = Field(
+        default=1,
+        ge=1,
+        le=4096,
+        description="Streamed chunks (about one token each) every running proposer must have written before "
+        "the first piece of a staircase answer is asked for.",
+    )
+    staircase_continuation: Literal["prompt", "prefill", "vllm"] = Field(
+        default="prompt",
+        description="How a piece continues the answer so far: 'prompt' (any server: the answer so far as an "
+        "assistant turn, then a user turn asking to continue it), 'prefill' (the answer so far as a trailing "
+        "assistant turn that the server continues: llama.cpp's llama-server, Anthropic), 'vllm' (prefill with "
+        "vLLM's continue_final_message).",
+    )
     review: Flag = Field(
         default=False,
         description="Pause before the final aggregation (a LangGraph interrupt) so a person or a parent graph "
@@ -272,6 +309,8 @@ class MoAConfig(BaseModel):
             )
         if self.ranker is not None and self.keep_top is None:
             raise ValueError("ranker ranks proposals for keep_top: set keep_top too, or leave ranker unset")
+        if self.staircase:
+            self._check_staircase()
         if self.review and n_proposer_layers == 0:
             raise ValueError("review=True needs a proposer layer to review: set layers to 2 or more")
         if self.layer_proposers is not None:
@@ -291,6 +330,20 @@ class MoAConfig(BaseModel):
                     "proposers; lower min_proposals or add proposers"
                 )
         return self
+
+    def _check_staircase(self) -> None:
+        if self.layers < 2:
+            raise ValueError("staircase=True streams the answer while proposers write: set layers to 2 or more")
+        clashes = {
+            "review": (self.review, "a review pauses on complete proposals before the aggregator writes"),
+            "keep_top": (self.keep_top is not None, "keep_top ranks complete proposals"),
+            "aggregation_window": (self.aggregation_window is not None, "the window reads complete proposals"),
+            "aggregator_tools": (bool(self.aggregator_tools), "a piece of the answer cannot be a tool call"),
+            "provisional_answers": (self.provisional_answers, "the staircase answer already starts early"),
+        }
+        for name, (on, why) in clashes.items():
+            if on:
+                raise ValueError(f"staircase=True cannot be combined with {name} ({why}): turn one of them off")
 
     def proposers_for(self, layer: int) -> list[ModelSpec]:
         """The proposers of proposer layer ``layer`` (1-based, below ``layers``)."""

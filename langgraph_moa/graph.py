@@ -26,6 +26,7 @@ from langgraph_moa.nodes import (
     ROUTES_AFTER_JOIN,
     ROUTES_AFTER_PREPARE,
     ROUTES_AFTER_STEER,
+    STAIRCASE_NODE,
     STEER_NODE,
     make_aggregate,
     make_join_layer,
@@ -37,6 +38,7 @@ from langgraph_moa.nodes import (
 )
 from langgraph_moa.providers import EndpointPolicy, ModelResolver, served_graph_policy
 from langgraph_moa.provisional import make_provisional
+from langgraph_moa.staircase import make_staircase
 from langgraph_moa.state import InputState, MoAState
 from langgraph_moa.strategies import make_steer
 
@@ -61,7 +63,8 @@ def create_moa_graph(
     the proposers of layers 2 and up, only with ``MoAConfig.provisional_answers``;
     ``steer`` runs between layers only when a cost-saving option is on: ``keep_top``,
     ``early_stop``, ``max_cost_usd``, see :mod:`langgraph_moa.strategies` and
-    ``docs/strategies.md``.)
+    ``docs/strategies.md``; with ``MoAConfig.staircase``, ``staircase`` replaces the
+    last proposer layer and ``aggregate``: see :mod:`langgraph_moa.staircase`.)
 
     Its drawing (``graph.get_graph().draw_mermaid()``, what LangGraph Studio
     shows) names exactly where each node can go, each conditional edge labelled
@@ -143,6 +146,7 @@ def create_moa_graph(
     builder.add_node(PROVISIONAL_NODE, make_provisional(resolve))
     builder.add_node(STEER_NODE, make_steer(resolve))
     builder.add_node(AGGREGATOR_NODE, make_aggregate(resolve))
+    builder.add_node(STAIRCASE_NODE, make_staircase(resolve))
     builder.add_edge(START, PREPARE_NODE)
     # each path_map names exactly where its node can go, and why (the labels Studio draws on the edges)
     builder.add_conditional_edges(PREPARE_NODE, route_layer, ROUTES_AFTER_PREPARE)
@@ -153,6 +157,7 @@ def create_moa_graph(
     builder.add_conditional_edges(STEER_NODE, route_after_steer, ROUTES_AFTER_STEER)
     builder.add_edge(REVIEW_NODE, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
+    builder.add_edge(STAIRCASE_NODE, END)
     return builder
 
 

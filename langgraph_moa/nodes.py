@@ -90,6 +90,7 @@ PREPARE_NODE = "prepare"
 PROVISIONAL_NODE = "provisional"
 REVIEW_NODE = "review"
 STEER_NODE: Literal["steer"] = "steer"
+STAIRCASE_NODE: Literal["staircase"] = "staircase"  # the last proposer layer and the answer, pipelined: staircase.py
 
 
 def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
@@ -98,7 +99,7 @@ def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
     That is, from the ``aggregate`` node, or from a model inside it (an agent or
     subgraph used as the aggregator, whose tokens carry its own node names).
     """
-    if metadata.get("langgraph_node") == AGGREGATOR_NODE:
+    if metadata.get("langgraph_node") in (AGGREGATOR_NODE, STAIRCASE_NODE):
         return True
     return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")
 
@@ -324,6 +325,7 @@ def make_prepare(resolve: ModelResolver) -> Node:
             "stopped_after": None,
             "dropped": Overwrite([]),
             "decisions": Overwrite([]),
+            "staircase": None,
         }
 
     return prepare
@@ -352,6 +354,8 @@ COST_OPTION: Literal["cost-saving option on"] = "cost-saving option on"
 """The route to ``steer``: ``keep_top``, ``early_stop`` or ``max_cost_usd`` has something to decide."""
 REVIEW: Literal["review on"] = "review on"
 """The route to ``review``, before the aggregator, with ``MoAConfig.review``."""
+STAIRCASE: Literal["staircase on"] = "staircase on"
+"""The route to ``staircase``: with ``MoAConfig.staircase``, the last proposer layer and the answer, pipelined."""
 LAYERS_DONE: Literal["proposer layers done"] = "proposer layers done"
 """The route to ``aggregate``: no proposer layer is left (the last ran, early stop or the budget skipped
 the rest, or ``layers=1``)."""
@@ -360,6 +364,7 @@ ROUTES_AFTER_PREPARE: dict[Hashable, str] = {
     NEXT_LAYER: PROPOSER_NODE,
     COST_OPTION: STEER_NODE,
     LAYERS_DONE: AGGREGATOR_NODE,
+    STAIRCASE: STAIRCASE_NODE,
 }
 """Where ``prepare`` can go, by route (the graph's ``path_map``, so the drawing shows exactly these): the
 first proposer layer, ``steer`` (``max_cost_usd`` checks the estimate first) or, with ``layers=1``, the
@@ -370,6 +375,7 @@ ROUTES_AFTER_JOIN: dict[Hashable, str] = {
     COST_OPTION: STEER_NODE,
     REVIEW: REVIEW_NODE,
     LAYERS_DONE: AGGREGATOR_NODE,
+    STAIRCASE: STAIRCASE_NODE,
 }
 """Where ``join_layer`` can go, by route."""
 ROUTES_AFTER_STEER: dict[Hashable, str] = {
@@ -377,13 +383,14 @@ ROUTES_AFTER_STEER: dict[Hashable, str] = {
     PROVISIONAL_ANSWER: PROVISIONAL_NODE,
     REVIEW: REVIEW_NODE,
     LAYERS_DONE: AGGREGATOR_NODE,
+    STAIRCASE: STAIRCASE_NODE,
 }
 """Where ``steer`` can go, by route (never to itself)."""
 
 
 def route_layer(
     state: MoAState, config: RunnableConfig
-) -> list[Send] | Literal["cost-saving option on", "review on", "proposer layers done"]:
+) -> list[Send] | Literal["cost-saving option on", "review on", "proposer layers done", "staircase on"]:
     """Fan out the next proposer layer; after the last one, go to review or the aggregator.
 
     When a cost-saving option is on, go to ``steer`` first (it routes on with
@@ -401,15 +408,19 @@ def route_layer(
 
 def route_after_steer(
     state: MoAState, config: RunnableConfig
-) -> list[Send] | Literal["review on", "proposer layers done"]:
+) -> list[Send] | Literal["review on", "proposer layers done", "staircase on"]:
     """Route on after ``steer``: the next proposer layer, review or the aggregator (:data:`ROUTES_AFTER_STEER`)."""
     return _next_layer(state, _turn_moa_config(None, config, state.get("moa_config")))
 
 
-def _next_layer(state: MoAState, cfg: MoAConfig) -> list[Send] | Literal["review on", "proposer layers done"]:
+def _next_layer(
+    state: MoAState, cfg: MoAConfig
+) -> list[Send] | Literal["review on", "proposer layers done", "staircase on"]:
     layer = state["layer"]
     if layer >= cfg.layers:
         return REVIEW if cfg.review and last_proposer_layer(state, cfg) > 0 else LAYERS_DONE
+    if cfg.staircase and layer == cfg.layers - 1:
+        return STAIRCASE
     references = references_of(state, layer - 1)
     sends = [
         Send(

@@ -94,6 +94,73 @@ class ProvisionalAnswer(TypedDict):
     built_from: list[str]
 
 
+class ProposalPrefix(TypedDict):
+    """How much of one proposal a piece of a staircase answer saw (``MoAConfig.staircase``).
+
+    ``chars`` and ``chunks`` (streamed deltas, about one token each) of the
+    proposal's text at the moment the piece was asked for; ``complete`` when
+    the proposal had ended by then.
+    """
+
+    slot: int
+    model: str
+    chars: int
+    chunks: int
+    complete: bool
+
+
+class StaircasePiece(TypedDict):
+    """One piece of a staircase answer and what it was built from (``MoAConfig.staircase``).
+
+    ``piece`` counts from 1; ``answer_chars`` is the length of the answer
+    written before it; ``built_from`` lists the proposal prefixes in its prompt
+    (failed proposers are left out); ``final`` when every proposal was complete
+    (the piece then writes the rest of the answer); ``finish_reason`` as the
+    provider reported it (``"length"``: cut at the piece's size).
+    """
+
+    piece: int
+    text: str
+    answer_chars: int
+    built_from: list[ProposalPrefix]
+    final: bool
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+class ProposerStream(TypedDict):
+    """One proposer of a staircase layer: how its streamed call ended.
+
+    ``status``: ``"complete"`` (its proposal is in ``proposals``), ``"failed"``
+    (in ``failures``), or ``"cancelled"`` (the answer was finished before the
+    proposal; ``text`` keeps what it had streamed). ``text`` is empty for a
+    complete proposal (see ``proposals``).
+    """
+
+    slot: int
+    model: str
+    status: Literal["complete", "failed", "cancelled"]
+    chars: int
+    chunks: int
+    text: str
+
+
+class StaircaseRecord(TypedDict):
+    """What a staircase answer was built from: its pieces and its proposers' streams.
+
+    ``reread_input_tokens``: prompt tokens of every piece but the last, the
+    extra cost of re-reading the proposals (counted in ``usage`` and priced
+    like any call).
+    """
+
+    layer: int
+    continuation: str
+    pieces: list[StaircasePiece]
+    proposers: list[ProposerStream]
+    reread_input_tokens: int
+
+
 def _merge_by_slot(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
     """Merge records keyed by ``(layer, slot)``; later writes win; sorted by key.
 
@@ -144,6 +211,8 @@ class MoAState(InputState, total=False):
             layers were skipped (early stop or budget), else None.
         dropped: Proposals that ``keep_top`` left out of the references.
         decisions: What the cost-saving options did this turn, in order.
+        staircase: With ``MoAConfig.staircase``: the answer's pieces and the
+            proposal prefixes each was built from (see :mod:`langgraph_moa.staircase`).
     """
 
     layer: int
@@ -159,6 +228,7 @@ class MoAState(InputState, total=False):
     usage: Annotated[list[UsageRecord], _append]
     provisional_answers: Annotated[list[ProvisionalAnswer], _merge_by_slot]
     usage_summary: UsageSummary
+    staircase: StaircaseRecord | None
 
 
 class ProposerInput(TypedDict):

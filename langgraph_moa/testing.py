@@ -110,6 +110,7 @@ __all__ = [
     "ModelBehavior",
     "SimulatedOpenAIServer",
     "answer_key",
+    "continuing",
     "default_reply",
     "default_tool_calls",
     "example_value",
@@ -176,6 +177,10 @@ class ModelBehavior:
             gets them in OpenAI's shape (``top_logprobs`` of them), and the reply,
             when no other is set, is the most likely token. Without it, or when
             the request does not ask, ``logprobs`` is null (a judge that has none).
+        honour_max_tokens: Cut the reply to the request's ``max_tokens`` (or
+            ``max_completion_tokens``) words, with ``finish_reason="length"``
+            when it was cut, as a real server does. Off by default: the reply
+            is sent whole whatever the limit.
     """
 
     latency: float = 0.0
@@ -189,6 +194,8 @@ class ModelBehavior:
     echo_authorization: bool = False
     finish_reason: str = "stop"
     logprobs: Callable[[list[dict]], list[tuple[str, float]]] | None = None
+    honour_max_tokens: bool = False
+    drop_after: int = 0
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -292,6 +299,27 @@ def answer_key(
         answer = table[question]
         is_wrong = wrong(question) if callable(wrong) else wrong
         return template.format(answer=wrong_answer(answer) if is_wrong else answer)
+
+    return reply
+
+
+def continuing(full: str) -> Callable[[list[dict]], str]:
+    """A ``ModelBehavior.reply`` function that writes ``full`` in parts, continuing what it has written.
+
+    The reply is the rest of ``full`` after the longest assistant message of
+    the request that ``full`` starts with (an answer so far, given as a
+    trailing assistant turn to continue, or as an earlier turn followed by an
+    instruction to continue); without one, ``full`` itself. With
+    ``honour_max_tokens`` each call writes the next part.
+    """
+
+    def reply(messages: list[dict]) -> str:
+        written = [
+            text
+            for m in messages
+            if m.get("role") == "assistant" and (text := _text(m.get("content"))) and full.startswith(text)
+        ]
+        return full[len(max(written, key=len)) :] if written else full
 
     return reply
 
@@ -768,21 +796,28 @@ class _Handler(BaseHTTPRequestHandler):
             reply = default_reply(request["model"], messages) + _tool_results_note(messages)
         if echo and not calls:
             reply += echo
+        finish = "tool_calls" if calls else behavior.finish_reason
+        limit = request.get("max_tokens") or request.get("max_completion_tokens")
+        if behavior.honour_max_tokens and not calls and isinstance(limit, int) and limit > 0:
+            words = _WORD.findall(reply)
+            if len(words) > limit:
+                reply, finish = "".join(words[:limit]), "length"
         head = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
         usage = _usage(messages, reply)
         if request.get("stream"):
             options = request.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            self._stream(head, reply, usage if include_usage else None, behavior, calls)
+            self._stream(head, reply, usage if include_usage else None, behavior, calls, finish)
             return
         message: dict[str, Any] = {"role": "assistant", "content": reply or None, "refusal": None}
         if calls:
             message["tool_calls"] = calls
-        finish = "tool_calls" if calls else behavior.finish_reason
         choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
         self._json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
-    def _stream(self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict]) -> None:
+    def _stream(
+        self, head: dict, reply: str, usage: dict | None, behavior: ModelBehavior, calls: list[dict], finish: str
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -805,8 +840,11 @@ class _Handler(BaseHTTPRequestHandler):
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way
                 return
+            if behavior.drop_after and i >= behavior.drop_after:
+                self.close_connection = True  # fail mid-answer: no end of the stream
+                return
             self._event({**head, "choices": choice({"content": text})})
-        self._event({**head, "choices": choice({}, "tool_calls" if calls else behavior.finish_reason)})
+        self._event({**head, "choices": choice({}, finish)})
         if usage is not None:
             self._event({**head, "choices": [], "usage": usage})
         self._write_chunk(b"data: [DONE]\n\n")

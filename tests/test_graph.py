@@ -24,7 +24,7 @@ def fakes(*names: str, **kw) -> dict[str, EchoModel]:
 
 def test_graph_shape_is_fan_out_join_aggregate() -> None:
     builder = create_moa_graph()
-    nodes = {"prepare", "propose", "provisional", "join_layer", "steer", "review", "aggregate"}
+    nodes = {"prepare", "propose", "provisional", "join_layer", "steer", "review", "aggregate", "staircase"}
     assert set(builder.nodes) == nodes | {"__error_handler__propose"}  # records a failed proposer
     drawn = builder.compile().get_graph()
     edges = {(e.source, e.target) for e in drawn.edges}
