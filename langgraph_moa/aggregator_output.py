@@ -89,7 +89,15 @@ def _native_structured_output(model: Any) -> bool:
     """Whether ``model`` takes OpenAI's ``response_format`` in its request (OpenAI-compatible clients)."""
     from langchain_openai.chat_models.base import BaseChatOpenAI
 
-    return isinstance(model, BaseChatOpenAI)
+    from langgraph_moa.providers.redacted_model import RedactedChatModel
+
+    while True:  # seen through: the redaction at the source, and bound settings
+        if isinstance(model, RedactedChatModel):
+            model = model.model
+        elif isinstance(model, RunnableBinding):
+            model = model.bound
+        else:
+            return isinstance(model, BaseChatOpenAI)
 
 
 def bind_aggregator(model: Runnable, cfg: MoAConfig) -> Runnable:

@@ -21,9 +21,10 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
-from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.base import RunnableBinding, RunnableBindingBase
 from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import ConfigDict
 
@@ -80,8 +81,22 @@ def redacted_message(message: BaseMessage, variables: Sequence[str] = ()) -> Bas
     return message.model_copy(update=update)
 
 
-def _fed(chunk: BaseMessageChunk, redactor: StreamRedactor) -> BaseMessageChunk:
+def _as_chunk(message: BaseMessage) -> BaseMessageChunk:
+    """``message`` as a chunk: a model without a stream of its own yields its whole answer as one message."""
+    if isinstance(message, BaseMessageChunk):
+        return message
+    fields = message.model_dump(exclude={"type", "tool_calls", "invalid_tool_calls"})
+    calls = getattr(message, "tool_calls", None) or []
+    chunks = [
+        tool_call_chunk(name=call["name"], args=json.dumps(call["args"]), id=call.get("id"), index=index)
+        for index, call in enumerate(calls)
+    ]
+    return AIMessageChunk(**fields, tool_call_chunks=chunks)
+
+
+def _fed(chunk: BaseMessage, redactor: StreamRedactor) -> BaseMessageChunk:
     """``chunk`` with its text passed through ``redactor`` (what is certain by now)."""
+    chunk = _as_chunk(chunk)
     content = chunk.content
     if isinstance(content, str):
         return chunk.model_copy(update={"content": redactor.feed(content)})
@@ -151,8 +166,21 @@ class RedactedChatModel(BaseChatModel):
         )
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, Any]:
-        """The provider's model with ``tools`` bound, still redacted (tool-call arguments pass as they are)."""
-        bound = self.model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
+        """The provider's model with ``tools`` bound, still redacted (tool-call arguments too, in the answer).
+
+        The per-call settings bound to the provider's model (temperature,
+        max_tokens, seed) stay bound: tools are bound under them, not in their place.
+        """
+        model = self.model
+        if isinstance(model, RunnableBinding):
+            bound: Runnable[Any, Any] = model.bound.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
+            settings = {
+                k: v for k, v in model.kwargs.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")
+            }
+            bound = bound.bind(**settings) if settings else bound
+            bound = bound.with_config(model.config) if model.config else bound
+        else:
+            bound = model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
         return self.model_copy(update={"model": bound})
 
     def _streaming_disabled(self, **kwargs: Any) -> bool:
