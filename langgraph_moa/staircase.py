@@ -112,6 +112,7 @@ from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseErro
 from langgraph_moa.nodes import STAIRCASE_NODE, fingerprint, references_of, summarize_usage
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error, key_variables, redact
+from langgraph_moa.providers.redacted_model import RedactedChatModel
 from langgraph_moa.seeds import slot_seed
 from langgraph_moa.state import (
     Failure,
@@ -188,6 +189,8 @@ def _usage(total: AIMessageChunk | None, layer: int, slot: int, model: str, role
 
 def _with_body(model: Runnable, extra: dict[str, Any]) -> Runnable:
     """``model`` sending ``extra`` in its request body, merged with a body it already sends."""
+    if isinstance(model, RedactedChatModel):  # the body is the provider's model's, under the redaction
+        return model.model_copy(update={"model": _with_body(model.model, extra)})
     if isinstance(model, RunnableBinding) and isinstance(model.kwargs.get("extra_body"), dict):
         return model.bind(extra_body={**model.kwargs["extra_body"], **extra})
     return model.bind(extra_body=extra)

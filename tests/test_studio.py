@@ -63,9 +63,10 @@ def test_the_drawing_names_precise_destinations_and_no_unconnected_node() -> Non
     edges: dict[str, set[str]] = {}
     for edge in drawn.edges:
         edges.setdefault(edge.source, set()).add(edge.target)
-    assert edges["prepare"] == {"propose", "steer", "aggregate"}  # never provisional or review after prepare
-    assert edges["join_layer"] == {"propose", "provisional", "steer", "review", "aggregate"}
-    assert edges["steer"] == {"propose", "provisional", "review", "aggregate"}
+    # never provisional or review after prepare; staircase replaces the last proposer layer and the aggregator
+    assert edges["prepare"] == {"propose", "steer", "aggregate", "staircase"}
+    assert edges["join_layer"] == {"propose", "provisional", "steer", "review", "aggregate", "staircase"}
+    assert edges["steer"] == {"propose", "provisional", "review", "aggregate", "staircase"}
     assert edges["propose"] == {"join_layer", "__error_handler__propose"}
     assert edges["__error_handler__propose"] == {"join_layer"}
     connected = {e.source for e in drawn.edges} | {e.target for e in drawn.edges}
