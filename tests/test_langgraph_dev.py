@@ -216,7 +216,12 @@ def test_studio_sees_the_layers_and_every_setting(dev: DevServer) -> None:
     assert {"prepare", "propose", "join_layer", "aggregate"} <= {n["id"] for n in graph["nodes"]}
     connected = {e["source"] for e in graph["edges"]} | {e["target"] for e in graph["edges"]}
     assert {n["id"] for n in graph["nodes"]} == connected  # no unconnected node in Studio's drawing
-    assert {e["target"] for e in graph["edges"] if e["source"] == "prepare"} == {"propose", "steer", "aggregate"}
+    assert {e["target"] for e in graph["edges"] if e["source"] == "prepare"} == {
+        "propose",
+        "steer",
+        "aggregate",
+        "staircase",
+    }
     schemas = _get(f"{dev.url}/assistants/{assistant['assistant_id']}/schemas")
 
     context = schemas["context_schema"]
