@@ -259,14 +259,14 @@ def test_a_stopped_engine_leaves_no_process_or_thread() -> None:
 
 async def test_a_json_schema_reaches_the_engine_as_a_grammar(local_urls: dict[str, str]) -> None:
     from langchain_openai import ChatOpenAI
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
 
-    class Colour(BaseModel):
-        name: str
-        rgb: list[int]
+    class Colour(BaseModel):  # bounded, so the grammar also bounds the answer's length
+        name: str = Field(max_length=20)
+        rgb: list[int] = Field(min_length=3, max_length=3)
 
     ((name, url),) = local_urls.items()
-    model = ChatOpenAI(model=name, base_url=url, api_key="unused", max_tokens=200, temperature=0.7)
+    model = ChatOpenAI(model=name, base_url=url, api_key="unused", max_tokens=200, temperature=0, seed=1)
     # llama.cpp turns the schema into a grammar: even a 135M model can only write matching JSON
     answer = await model.with_structured_output(Colour, method="json_schema").ainvoke("Name a colour and its RGB.")
     assert isinstance(answer, Colour)
