@@ -58,7 +58,7 @@ from .exact import EvalResult, finish
 from .items import EvalInputError, read_json
 from .judge import add_usage, ask_judge, parse_verdict
 from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
-from .systems import System, comparison_systems
+from .systems import System, comparison_systems, with_output_systems
 from .weighted import (
     ANNOTATOR,
     JudgeWithoutLogprobsError,
@@ -432,12 +432,7 @@ async def run_alpaca_eval(
         systems = comparison_systems(
             config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
         )
-    for name in outputs or {}:
-        if any(s.name == name for s in systems):
-            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
-        systems.append(System(name, None, "outputs"))
-    if not systems:
-        raise EvalInputError("nothing to evaluate: give a configuration or outputs to score")
+    systems = with_output_systems(systems, outputs, "a configuration or outputs to score")
     check_systems(systems, models, judge)
     suite = "alpaca-eval" if annotator == "pairwise" else f"alpaca-eval:{ANNOTATOR}"
     store = ResultStore(Path(out_dir) if out_dir is not None else None)

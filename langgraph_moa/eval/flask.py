@@ -48,7 +48,7 @@ from .exact import EvalResult, finish
 from .items import EvalInputError, read_json, read_jsonl
 from .judge import ask_judge
 from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
-from .systems import System, comparison_systems
+from .systems import System, comparison_systems, with_output_systems
 
 REVIEW_PROMPT_ID = 2
 """The prompt ``gpt4_eval.py`` uses (its reviewer file's second entry): the one with the reference answer."""
@@ -377,12 +377,7 @@ async def run_flask(
         systems = comparison_systems(
             config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
         )
-    for name in outputs or {}:
-        if any(s.name == name for s in systems):
-            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
-        systems.append(System(name, None, "outputs"))
-    if not systems:
-        raise EvalInputError("nothing to evaluate: give a configuration or outputs to review")
+    systems = with_output_systems(systems, outputs, "a configuration or outputs to review")
     check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("flask", systems)

@@ -50,7 +50,7 @@ from .judge import add_usage, ask_judge, parse_rating
 from .report import summary_of
 from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
 from .stats import mean, pooled_bootstrap_ci
-from .systems import System, comparison_systems
+from .systems import System, comparison_systems, with_output_systems
 
 CATEGORY_TEMPERATURE = {
     "writing": 0.7,
@@ -360,12 +360,7 @@ async def run_mt_bench(
         systems = comparison_systems(
             config, compare=compare, extra=extra_systems, variants=variants, collaborativeness=collaborativeness
         )
-    for name in outputs or {}:
-        if any(s.name == name for s in systems):
-            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
-        systems.append(System(name, None, "outputs"))
-    if not systems:
-        raise EvalInputError("nothing to evaluate: give a configuration or answer files to grade")
+    systems = with_output_systems(systems, outputs, "a configuration or answer files to grade")
     check_systems(systems, models, judge)
     store = ResultStore(Path(out_dir) if out_dir is not None else None)
     store.check_run("mt-bench", systems)

@@ -26,6 +26,8 @@ from pydantic import ValidationError
 
 from langgraph_moa.config import MoAConfig, ModelSpec, describe_validation_error
 
+from .items import EvalInputError
+
 MOA = "moa"
 VOTE = "vote"
 
@@ -214,4 +216,25 @@ def comparison_systems(
         if any(s.name == name for s in systems):
             raise ValueError(f"--variant {name}: that name is already used by another system")
         systems.append(System(name, variant, "variant"))
+    return systems
+
+
+def with_output_systems(systems: list[System], outputs: Mapping[str, Any] | None, nothing: str) -> list[System]:
+    """``systems``, then one ``outputs`` system per named outputs file (scored without generating).
+
+    Args:
+        systems: The generating systems (empty without a configuration).
+        outputs: Outputs files' contents by system name, or None.
+        nothing: What the user can give when there is nothing to evaluate (ends the error).
+
+    Raises:
+        EvalInputError: an outputs file's name is another system's, or there is no system at all.
+    """
+    systems = list(systems)
+    for name in outputs or {}:
+        if any(s.name == name for s in systems):
+            raise EvalInputError(f"--outputs: system name {name!r} is already used by another system")
+        systems.append(System(name, None, "outputs"))
+    if not systems:
+        raise EvalInputError(f"nothing to evaluate: give {nothing}")
     return systems

@@ -493,6 +493,14 @@ async def _stream(
             "content": [part] if status == "completed" else [],
         }
 
+    def message_opened() -> list[dict[str, str]]:
+        """The events that open the answer's message item and its one text part, before its first delta."""
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        return [
+            event("response.output_item.added", output_index=0, item=message_item("", "in_progress")),
+            event("response.content_part.added", item_id=message_id, output_index=0, content_index=0, part=part),
+        ]
+
     async def events() -> AsyncIterator[dict[str, str]]:
         try:
             yield event("response.created", response=base("in_progress"))
@@ -504,15 +512,8 @@ async def _stream(
                 if kind == "token" and not buffered:
                     if not opened:
                         opened = True
-                        yield event("response.output_item.added", output_index=0, item=message_item("", "in_progress"))
-                        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                        yield event(
-                            "response.content_part.added",
-                            item_id=message_id,
-                            output_index=0,
-                            content_index=0,
-                            part=part,
-                        )
+                        for opening in message_opened():
+                            yield opening
                     yield event(
                         "response.output_text.delta",
                         item_id=message_id,
@@ -537,17 +538,8 @@ async def _stream(
                         if item["type"] == "message":
                             final = item["content"][0]["text"]
                             if not opened:
-                                yield event(
-                                    "response.output_item.added", output_index=0, item=message_item("", "in_progress")
-                                )
-                                part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                                yield event(
-                                    "response.content_part.added",
-                                    item_id=message_id,
-                                    output_index=0,
-                                    content_index=0,
-                                    part=part,
-                                )
+                                for opening in message_opened():
+                                    yield opening
                                 yield event(
                                     "response.output_text.delta",
                                     item_id=message_id,
