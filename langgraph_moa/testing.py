@@ -71,7 +71,8 @@ arrives:
     4. ``latency`` seconds pass before the first byte is sent.
     5. The reply is sent; when streaming, in chunks of ``chunk_words`` words
        (or of ``chunk_chars`` characters) with ``chunk_delay`` seconds between
-       consecutive content chunks. The chunks concatenate to the reply exactly.
+       consecutive content chunks (and, with ``hold``, a wait after the first
+       chunk until that event is set). The chunks concatenate to the reply exactly.
 
 A client that closes its connection before the answer is complete (a
 cancelled call) is noticed while the server waits (``latency``, ``hang``,
@@ -181,6 +182,10 @@ class ModelBehavior:
             ``max_completion_tokens``) words, with ``finish_reason="length"``
             when it was cut, as a real server does. Off by default: the reply
             is sent whole whatever the limit.
+        hold: When given, a streamed answer sends its first content chunk, then
+            waits until this event is set before the next one (noticing a
+            client that hangs up meanwhile): a test sees an answer part-way
+            through, however slow the machine, then lets it finish.
     """
 
     latency: float = 0.0
@@ -196,6 +201,7 @@ class ModelBehavior:
     logprobs: Callable[[list[dict]], list[tuple[str, float]]] | None = None
     honour_max_tokens: bool = False
     drop_after: int = 0
+    hold: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_words < 1:
@@ -837,6 +843,9 @@ class _Handler(BaseHTTPRequestHandler):
                     {**head, "choices": choice({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})}
                 )
         for i, text in enumerate(_chunks(reply, behavior.chunk_words, behavior.chunk_chars) if not calls else []):
+            if i == 1 and behavior.hold is not None and not self._wait(None, until=behavior.hold):
+                self.close_connection = True  # the client went away while the stream was held
+                return
             if i and not self._wait(behavior.chunk_delay):
                 self.close_connection = True  # abandon the stream mid-way
                 return
@@ -868,12 +877,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
-    def _wait(self, seconds: float | None) -> bool:
-        """Sleeps ``seconds`` (forever if None); False if stopped early by server stop or client hang-up."""
+    def _wait(self, seconds: float | None, until: threading.Event | None = None) -> bool:
+        """Sleeps ``seconds`` (forever if None) or until ``until`` is set.
+
+        False if stopped early by server stop or client hang-up.
+        """
         deadline = None if seconds is None else time.monotonic() + seconds
         while True:
             remaining = _POLL if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (until is not None and until.is_set()):
                 return True
             if self.server.stopping.wait(min(remaining, _POLL)):
                 return False

@@ -21,7 +21,7 @@ from langgraph_moa.eval.weighted import (
     parse_logprobs,
 )
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.test_cli import moa
+from tests.cli_runs import moa
 
 INSTRUCTIONS = [f"Write about topic {n}." for n in range(8)]
 P_GREAT = 0.8  # the judge's probability that a "great" output beats a plain one

