@@ -9,7 +9,8 @@ comment ``<!-- docs-test: moa-serve -->`` runs against a ``moa serve`` started
 for it (accepting the key ``sk-moa-team-1``; ``127.0.0.1:8000`` is replaced by
 its address). One preceded by ``<!-- docs-test: skip (reason) -->`` is not run;
 the reason stays in the document. Shell snippets call ``moa``, which here runs
-this checkout's ``python -m langgraph_moa``.
+this checkout's command, forked from one process that imported it
+(``tests/forked_moa.py``): a child process per call, without the imports.
 
 Also checked: the README's Layout section names every module of the package,
 and every relative link of the documents leads to a file that exists.
@@ -32,6 +33,7 @@ import pytest
 from langgraph_moa.local import free_port
 from langgraph_moa.testing import SimulatedOpenAIServer
 from tests.conftest import PROVIDER_VARIABLES
+from tests.forked_moa import ForkedMoa
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -67,13 +69,10 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
 
 
 @pytest.fixture(scope="module")
-def snippet_env(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    shim = tmp_path_factory.mktemp("bin")
-    (shim / "moa").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m langgraph_moa "$@"\n')
-    (shim / "moa").chmod(0o755)
+def snippet_env(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The snippets' environment; its ``moa`` is forked from a process that has imported the command."""
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     env.update(
-        PATH=f"{shim}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=str(ROOT),
         OPENAI_BASE_URL=sim.base_url,
         OPENAI_API_KEY="sk-docs-test-not-a-key",
@@ -82,7 +81,11 @@ def snippet_env(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFac
         LANGSMITH_TRACING="false",
         COLUMNS="200",
     )
-    return env
+    forked = ForkedMoa(tmp_path_factory.mktemp("moa"), env)
+    try:
+        yield {**env, "PATH": f"{forked.bin}{os.pathsep}{env.get('PATH', '')}"}
+    finally:
+        forked.stop()
 
 
 @pytest.fixture(scope="module")
