@@ -584,6 +584,15 @@ class SimulatedOpenAIServer:
                 lambda: (self._calls[model] if model is not None else sum(self._calls.values())) >= count, timeout
             )
 
+    def wait_for_concurrency(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until ``count`` requests have been in flight at once; False if ``timeout`` passed first.
+
+        Reads ``max_concurrency``, so a ``reset`` restarts it. For tests of a concurrency bound: a reply that waits for this makes the
+        bound's peak happen however slowly the machine starts the requests.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self.max_concurrency >= count, timeout)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no request is in flight; False if ``timeout`` passed first."""
         with self._changed:

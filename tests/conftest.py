@@ -144,6 +144,24 @@ def answer_once_all_arrived(sim: SimulatedOpenAIServer, count: int) -> Callable[
     return reply
 
 
+def answer_at_peak(sim: SimulatedOpenAIServer, peak: int) -> Callable[[list[dict[str, Any]]], None]:
+    """A ``ModelBehavior.reply`` that holds each request until ``peak`` requests have been in flight at once.
+
+    For a test that a concurrency bound is reached and never exceeded: the peak
+    is reached however slowly the machine starts the requests (instead of
+    hoping a latency overlaps them); once it was, requests answer at once (past
+    30 s they answer anyway, and the peak check fails instead of hanging). A
+    latency beside it still keeps each request in flight for a while, so that
+    a bound that let too many through would show.
+    """
+
+    def reply(messages: list[dict[str, Any]]) -> None:
+        sim.wait_for_concurrency(peak, timeout=30)
+        return None  # the default reply
+
+    return reply
+
+
 def wait_idle(sim: SimulatedOpenAIServer, seconds: float = 10.0) -> bool:
     """True once no upstream request is in flight, then ``reset`` (False if ``seconds`` passed first).
 

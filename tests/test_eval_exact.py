@@ -16,6 +16,7 @@ from langgraph_moa.eval.stats import bootstrap_ci, items_for_difference, paired_
 from langgraph_moa.eval.systems import parse_variant, variant_config
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer, answer_key
 from tests.cli_runs import moa
+from tests.conftest import answer_at_peak
 
 ITEMS = [
     ExactItem("a", "What is 2 + 3?", "5"),
@@ -221,10 +222,19 @@ async def test_a_resume_on_another_endpoint_is_the_same_configuration(
 
 
 async def test_concurrency_bounds_the_pairs_in_flight(server: SimulatedOpenAIServer) -> None:
-    server.set_behavior("p1", ModelBehavior(reply=answer_key(KEY), latency=0.2))
-    server.set_behavior("agg", ModelBehavior(reply=answer_key(KEY), latency=0.2))
+    key = answer_key(KEY)
+
+    def at_peak(messages: list[dict]) -> str:
+        held(messages)
+        return key(messages)
+
+    held = answer_at_peak(server, 2)
+    server.set_behavior("p1", ModelBehavior(reply=at_peak, latency=0.05))
+    server.set_behavior("agg", ModelBehavior(reply=at_peak, latency=0.05))
     await run_exact(ITEMS, config(server, ["p1"]), compare=True, concurrency=2)
     assert server.max_concurrency == 2
+    server.set_behavior("p1", ModelBehavior(reply=key, latency=0.05))
+    server.set_behavior("agg", ModelBehavior(reply=key, latency=0.05))
     server.reset()
     await run_exact(ITEMS, config(server, ["p1"]), compare=True, concurrency=1)
     assert server.max_concurrency == 1

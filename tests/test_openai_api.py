@@ -22,7 +22,7 @@ import pytest
 from langgraph_moa import MoAConfig
 from langgraph_moa.serve.app import ServeSettings, create_app
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import hang_up_when_called, running, wait_idle
+from tests.conftest import answer_at_peak, hang_up_when_called, running, wait_idle
 
 PROVIDER_CONCURRENCY = 4
 LEAKED = "SIMULATED_UPSTREAM_KEY"  # its value must never reach a client
@@ -593,10 +593,14 @@ async def test_fifty_concurrent_requests_all_succeed_within_the_provider_bound(
     api: str, sim: SimulatedOpenAIServer
 ) -> None:
     sim.reset()
-    async with openai.AsyncOpenAI(base_url=api, api_key="unused", max_retries=0, timeout=60) as client:
-        answers = await asyncio.gather(
-            *(client.chat.completions.create(model="busy", messages=ask(f"question {i}")) for i in range(50))
-        )
+    sim.set_behavior("busy", ModelBehavior(latency=0.05, reply=answer_at_peak(sim, PROVIDER_CONCURRENCY)))
+    try:
+        async with openai.AsyncOpenAI(base_url=api, api_key="unused", max_retries=0, timeout=60) as client:
+            answers = await asyncio.gather(
+                *(client.chat.completions.create(model="busy", messages=ask(f"question {i}")) for i in range(50))
+            )
+    finally:
+        sim.set_behavior("busy", ModelBehavior(latency=0.05))
     assert [a.choices[0].message.content for a in answers] == [
         f"busy answer to: question {i} [refs=2]" for i in range(50)
     ]

@@ -29,7 +29,7 @@ from langgraph_moa.serve.app import (
     load_assistants,
 )
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
-from tests.conftest import post_then_hang_up, running, sim_config, wait_idle
+from tests.conftest import answer_at_peak, post_then_hang_up, running, sim_config, wait_idle
 
 KEY = "sk-moa-serve-test-key-42"
 
@@ -67,7 +67,7 @@ def test_moa_serve_answers_openai_and_langserve_clients(server: SimulatedOpenAIS
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "moa serve did not start"
@@ -178,7 +178,9 @@ def test_assistants_that_wait_for_a_human_review_are_refused() -> None:
 
 @pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning")  # langserve's batch
 def test_langserve_runs_share_the_provider_bound() -> None:
-    with SimulatedOpenAIServer(default=ModelBehavior(latency=0.1)) as sim:
+    with SimulatedOpenAIServer() as sim:
+        for model in ("p1", "p2", "p3", "agg"):
+            sim.set_behavior(model, ModelBehavior(latency=0.1, reply=answer_at_peak(sim, 2)))
         config = MoAConfig(
             proposers=["openai:p1", "openai:p2", "openai:p3"], aggregator="openai:agg", base_url=sim.base_url
         )
@@ -436,7 +438,13 @@ def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals
 
     from langgraph_moa import create_moa_graph
 
-    behaviors = {"slowagg": ModelBehavior(latency=1.5), "hang": ModelBehavior(hang=True)}
+    drained = threading.Event()  # set once the server refuses new connections: SIGTERM has taken effect
+
+    def after_sigterm(messages: list[dict]) -> None:
+        drained.wait(60)
+        return None  # the default reply
+
+    behaviors = {"slowagg": ModelBehavior(reply=after_sigterm), "hang": ModelBehavior(hang=True)}
     with SimulatedOpenAIServer(behaviors) as sim:
         assistants = tmp_path / "assistants.json"
         models = {"base_url": sim.base_url, "timeout": 600}
@@ -479,6 +487,7 @@ def test_sigterm_lets_runs_finish_then_cancels_them_and_keeps_finished_proposals
                         break
                     assert time.monotonic() < deadline, "moa serve kept accepting connections after SIGTERM"
                     time.sleep(0.05)
+                drained.set()  # the finishing run's aggregator answers only now, during the drain
                 asking.join(timeout=60)
                 _, stderr = proc.communicate(timeout=60)
             finally:
@@ -577,7 +586,7 @@ def test_at_most_max_concurrent_runs_execute_at_once(server: SimulatedOpenAIServ
     """A burst of requests starts its runs as slots free up, over both ways in; every request is answered."""
     import concurrent.futures
 
-    server.set_behavior("p1", ModelBehavior(latency=0.3))
+    server.set_behavior("p1", ModelBehavior(latency=0.3, reply=answer_at_peak(server, 2)))
     config = sim_config(server, ["p1"])
     settings = ServeSettings(assistants={"sim": config}, default_assistant="sim", max_concurrent_runs=2)
     with running(create_app(settings, checkpoint=":memory:")) as base:
