@@ -1,5 +1,6 @@
 """The package's layers: the core loads no web or CLI library, and no private names of other packages."""
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "langgraph_moa"
 WAYS_IN = ("fastapi", "starlette", "langserve", "typer", "rich", "uvicorn", "sse_starlette")
 
 
+@functools.cache  # the baseline is the same for every module: one interpreter for it, not one per test
 def _loaded_ways_in(imports: str) -> set[str]:
     code = f"import sys\nimport {imports}\nprint(','.join(m for m in sys.modules if m.split('.')[0] in {WAYS_IN!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
