@@ -47,6 +47,8 @@ def test_answer_reaches_stdout_while_it_is_generated(server: SimulatedOpenAIServ
         env=moa_env(),
     )
     assert process.stdout is not None
+    safety = threading.Timer(30, held.set)  # an answer written only at its end would wait for the hold forever
+    safety.start()
     try:
         first = process.stdout.read(3)  # blocks until the first word is written: the rest is not sent yet
         answering = server.in_flight
@@ -54,6 +56,7 @@ def test_answer_reaches_stdout_while_it_is_generated(server: SimulatedOpenAIServ
         rest = process.stdout.read()
         assert process.wait(timeout=60) == 0
     finally:
+        safety.cancel()
         held.set()
         if process.poll() is None:
             process.kill()
