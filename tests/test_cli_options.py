@@ -154,3 +154,16 @@ def test_serve_serves_the_latency_and_cost_options(
     chosen = (served.seed, served.straggler_timeout, served.provisional_answers, served.early_stop)
     assert chosen == (7, 3.0, True, 0.9)
     assert (served.keep_top, served.aggregation_window, served.max_cost_usd) == (2, 2, 0.5)
+
+
+def test_a_field_marked_for_the_command_line_changes_the_run(server: SimulatedOpenAIServer) -> None:
+    # --staircase has no code of its own in the CLI: the mark on MoAConfig.staircase made it an option
+    models = ["--base-url", server.base_url, "--proposer", "p1", "--proposer", "p2", "--aggregator", "agg"]
+    plain = CliRunner().invoke(app, ["ask", "hi", *models, "--max-tokens", "64"])
+    assert plain.exit_code == 0, plain.output
+    assert [r.get("stream") for r in server.requests_for("p1")] == [False]
+    assert [r["max_tokens"] for r in server.requests_for("agg")] == [64]
+    staircase = CliRunner().invoke(app, ["ask", "hi", *models, "--max-tokens", "64", "--staircase"])
+    assert staircase.exit_code == 0, staircase.output
+    assert server.requests_for("p1")[-1]["stream"] is True  # the proposers stream to the aggregator
+    assert server.requests_for("agg")[1]["max_tokens"] == 40  # its first piece: staircase_piece_tokens
