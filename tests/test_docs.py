@@ -10,7 +10,8 @@ for it (accepting the key ``sk-moa-team-1``; ``127.0.0.1:8000`` is replaced by
 its address). One preceded by ``<!-- docs-test: skip (reason) -->`` is not run;
 the reason stays in the document. Shell snippets call ``moa``, which here runs
 this checkout's command, forked from one process that imported it
-(``tests/forked_moa.py``): a child process per call, without the imports.
+(``tests/forked_moa.py``): a child process per call, without the imports; the
+Python snippets and ``moa serve`` are forked from it too.
 
 Also checked: the README's Layout section names every module of the package,
 and every relative link of the documents leads to a file that exists.
@@ -22,7 +23,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +69,16 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
 
 
 @pytest.fixture(scope="module")
-def snippet_env(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The snippets' environment; its ``moa`` is forked from a process that has imported the command."""
+def forked(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkedMoa]:
+    """``moa`` and ``python`` forked from one process that has imported the command (tests/forked_moa.py)."""
+    forked = ForkedMoa(tmp_path_factory.mktemp("moa"), _environment(sim))
+    try:
+        yield forked
+    finally:
+        forked.stop()
+
+
+def _environment(sim: SimulatedOpenAIServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     env.update(
         PYTHONPATH=str(ROOT),
@@ -81,19 +89,24 @@ def snippet_env(sim: SimulatedOpenAIServer, tmp_path_factory: pytest.TempPathFac
         LANGSMITH_TRACING="false",
         COLUMNS="200",
     )
-    forked = ForkedMoa(tmp_path_factory.mktemp("moa"), env)
-    try:
-        yield {**env, "PATH": f"{forked.bin}{os.pathsep}{env.get('PATH', '')}"}
-    finally:
-        forked.stop()
+    return env
 
 
 @pytest.fixture(scope="module")
-def moa_serve(snippet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def snippet_env(sim: SimulatedOpenAIServer, forked: ForkedMoa) -> dict[str, str]:
+    """The snippets' environment: the simulator's endpoints and placeholder keys; ``moa`` is the forked one."""
+    env = _environment(sim)
+    return {**env, "PATH": f"{forked.bin}{os.pathsep}{env.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="module")
+def moa_serve(
+    snippet_env: dict[str, str], forked: ForkedMoa, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """``moa serve`` (no model options: the presets and ``default``) on a free port; yields ``127.0.0.1:<port>``."""
     port = free_port()
     db = tmp_path_factory.mktemp("serve") / "serve.sqlite"
-    command = [sys.executable, "-m", "langgraph_moa", "serve", "--port", str(port), "--db", str(db)]
+    command = [str(forked.bin / "moa"), "serve", "--port", str(port), "--db", str(db)]
     env = {**snippet_env, "MOA_API_KEYS": SERVE_KEY}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -108,12 +121,12 @@ def moa_serve(snippet_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
                 time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
+        process.terminate()  # passed on to the server, which drains and exits
         process.wait(timeout=20)
 
 
-# Python snippets run one after another in one interpreter (each in a namespace of its own), which saves
-# an interpreter start and the langchain imports per snippet.
+# Python snippets run one after another in one interpreter (each in a namespace of its own), forked from
+# the process that imported the command: no interpreter start and no langchain imports per snippet.
 _RUNNER = """
 import contextlib, io, json, sys, traceback
 results = {}
@@ -135,7 +148,11 @@ def _prepared(code: str, marker: str, sim: SimulatedOpenAIServer, serve_address:
 
 @pytest.fixture(scope="module")
 def python_results(
-    snippet_env: dict[str, str], sim: SimulatedOpenAIServer, moa_serve: str, tmp_path_factory: pytest.TempPathFactory
+    snippet_env: dict[str, str],
+    sim: SimulatedOpenAIServer,
+    forked: ForkedMoa,
+    moa_serve: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str | None]:
     """Run every Python snippet that is not skipped; ``{id: None, or the traceback}``."""
     work = tmp_path_factory.mktemp("python-snippets")
@@ -147,7 +164,7 @@ def python_results(
         if lang == "python"
     }
     (work / "snippets.json").write_text(json.dumps(todo))
-    command = [sys.executable, "-c", _RUNNER, "snippets.json", "results.json"]
+    command = [str(forked.bin / "python"), "-c", _RUNNER, "snippets.json", "results.json"]
     done = subprocess.run(
         command, env=snippet_env, cwd=work, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600
     )
