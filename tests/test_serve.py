@@ -359,7 +359,13 @@ def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServ
     """The largest request the limits let through still leaves the event loop free for others."""
     import threading
 
-    server.set_behavior("slowagg", ModelBehavior(latency=2.0))
+    healthy = threading.Event()  # set once /health has answered three times while the request runs
+
+    def after_health_answered(messages: list[dict]) -> None:
+        healthy.wait(30)
+        return None  # the default reply
+
+    server.set_behavior("slowagg", ModelBehavior(reply=after_health_answered))
     config = sim_config(server, ["p1", "p2", "p3"], aggregator="slowagg")
     settings = ServeSettings(assistants={"sim": config})
     words = settings.max_request_chars // settings.max_messages - 1
@@ -378,6 +384,8 @@ def test_health_answers_while_a_maximal_request_runs(server: SimulatedOpenAIServ
         health = []
         while not done.is_set():
             health.append(httpx.get(base + "/health", timeout=5).status_code)
+            if len(health) >= 3:
+                healthy.set()  # the aggregator answers now, and the request ends
             time.sleep(0.05)
     assert answers == [200]
     assert len(health) >= 3 and set(health) == {200}  # /health kept answering while the request ran
