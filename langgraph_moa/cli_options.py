@@ -25,13 +25,21 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from langgraph_moa.config import CommandLine, MoAConfig, describe_validation_error
 from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, model_name
 from langgraph_moa.presets import PRESETS, get_preset
+from langgraph_moa.providers import redact
 
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 """stderr: progress, notes and the one ``error:`` line of a failure."""
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one ``error:`` line (whitespace folded, secrets removed) and return the exit to raise."""
+    err.print(f"[red]error:[/red] {escape(redact(' '.join(message.split())))}")
+    return typer.Exit(code=code)
 
 
 def finite(value: float | None) -> float | None:

@@ -21,10 +21,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from langgraph_moa.cache import proposal_cache
-from langgraph_moa.cli_options import RunOptions, err, open_config, with_run_options
+from langgraph_moa.cli_options import RunOptions, err, fail, open_config, with_run_options
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
-from langgraph_moa.providers import check_credentials, redact
+from langgraph_moa.providers import check_credentials
 
 from .alpaca_eval import (
     PAPER_MAX_TOKENS,
@@ -151,12 +151,6 @@ class BarProgress:
     def stop(self) -> None:
         """Remove the live display."""
         self.bar.stop()
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one ``error:`` line and return the exit to raise."""
-    err.print(f"[red]error:[/red] {escape(redact(message))}")
-    return typer.Exit(code=code)
 
 
 def extra_configs(specs: list[str] | None, options: RunOptions, stack: ExitStack) -> dict[str, MoAConfig]:
