@@ -27,6 +27,13 @@ def test_the_core_loads_no_web_or_cli_library(module: str) -> None:
 CORE = [
     "graph.py",
     "nodes.py",
+    "node_names.py",
+    "routing.py",
+    "calls.py",
+    "usage.py",
+    "strategies.py",
+    "staircase.py",
+    "cache.py",
     "state.py",
     "prompts.py",
     "config.py",
