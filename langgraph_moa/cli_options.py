@@ -11,18 +11,22 @@ any server starts.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
+import re
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from langgraph_moa.config import MoAConfig, describe_validation_error
+from langgraph_moa.config import CommandLine, MoAConfig, describe_validation_error
 from langgraph_moa.local import BUNDLED_MODEL_NAME, local_config, local_servers, model_name
 from langgraph_moa.presets import PRESETS, get_preset
 
@@ -49,20 +53,11 @@ PresetOpt = Annotated[
         f"or {LOCAL_PRESET} when TOGETHER_API_KEY is not set.",
     ),
 ]
-LayersOpt = Annotated[int | None, typer.Option("--layers", "-l", help="Layers, counting the aggregator.")]
 ProposerOpt = Annotated[
     list[str] | None,
     typer.Option("--proposer", help="A proposer 'provider:model'; repeat for several. Replaces the preset's."),
 ]
 AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="The aggregator 'provider:model'.")]
-TemperatureOpt = Annotated[
-    float | None, typer.Option("--temperature", "-t", callback=finite, help="Sampling temperature.")
-]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option("--seed", min=0, help="Base sampling seed, for reproducible runs (default: fresh every run)."),
-]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion token limit per call.")]
 BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
@@ -71,91 +66,103 @@ BaseUrlOpt = Annotated[
         "Bare model names then mean 'openai:<name>'.",
     ),
 ]
-TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", callback=finite, help="Seconds per model call, retries included.")
-]
-MinProposalsOpt = Annotated[int | None, typer.Option("--min-proposals", help="Successes a layer needs.")]
 GgufOpt = Annotated[
     list[Path] | None,
     typer.Option("--gguf", help="A local GGUF model for the local preset; repeat so each is a proposer."),
 ]
-# Latency and cost options (docs/latency.md, docs/strategies.md); each is off unless given.
-StragglerOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--straggler-timeout",
-        callback=finite,
-        help="Once a layer has --min-proposals proposals, seconds the others still get before they are cut.",
-    ),
-]
-ProvisionalOpt = Annotated[
-    bool,
-    typer.Option(
-        "--provisional",
-        help="With 3+ layers, show an early answer from the previous layer's proposals on stderr, marked "
-        "provisional, while the last proposer layer runs.",
-    ),
-]
-EarlyStopOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--early-stop", callback=finite, help="Skip the remaining proposer layers once a layer agrees this much (0-1)."
-    ),
-]
-KeepTopOpt = Annotated[
-    int | None, typer.Option("--keep-top", help="Keep only the best K proposals of a layer as references.")
-]
-WindowOpt = Annotated[
-    int | None,
-    typer.Option("--aggregation-window", help="Aggregate at most N references per pass (Self-MoA-Seq)."),
-]
-MaxCostOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--max-cost", callback=finite, help="Budget per run in USD: skip proposer layers that would exceed it."
-    ),
-]
+
+MODEL_OPTIONS: dict[str, Any] = {
+    "preset": PresetOpt,
+    "proposers": ProposerOpt,
+    "aggregator": AggregatorOpt,
+    "base_url": BaseUrlOpt,
+    "gguf": GgufOpt,
+}
+"""The options that choose the models, by :class:`RunOptions` field: the preset, its models, the local GGUF files."""
 
 
-CLI_ONLY_FIELDS = frozenset({"preset", "gguf"})
-"""``RunOptions`` fields that are not ``MoAConfig`` fields: the preset to start from, the local GGUF files."""
-MODEL_FIELDS = frozenset({"proposers", "aggregator", "base_url"})
-"""``MoAConfig`` fields that :func:`build_config` reads model names with (a bare name means ``openai:`` there)."""
+@dataclass(frozen=True)
+class SettingOption:
+    """One command-line option derived from a :class:`MoAConfig` field marked :class:`CommandLine`."""
+
+    field: str
+    flag: str
+    short: str | None
+    help: str
+    kind: type
+    choices: tuple[str, ...] = ()
+
+    def annotation(self) -> Any:
+        """The typer parameter's annotation: the value's type and its ``typer.Option``."""
+        decls = [self.flag, *([self.short] if self.short else [])]
+        if self.kind is bool:
+            return Annotated[bool, typer.Option(*decls, help=self.help)]
+        help = f"{self.help} One of: {', '.join(self.choices)}." if self.choices else self.help
+        callback = finite if self.kind is float else None
+        return Annotated[self.kind | None, typer.Option(*decls, help=help, callback=callback)]
+
+
+def _first_sentence(text: str) -> str:
+    match = re.search(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bal)\.(?=\s+[A-Z(])", text)
+    return text[: match.end()] if match else text
+
+
+def _value_kind(annotation: Any) -> tuple[type, tuple[str, ...]]:
+    """The Python type a command line gives for a field's annotation (``int | None`` is ``int``)."""
+    if get_origin(annotation) is Literal:
+        return str, tuple(str(choice) for choice in get_args(annotation))
+    if get_origin(annotation) is Annotated:
+        return _value_kind(get_args(annotation)[0])
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if members:
+        return _value_kind(members[0])
+    if annotation in (bool, int, float, str):
+        return annotation, ()
+    raise TypeError(f"a command-line option cannot hold {annotation!r}")
+
+
+def setting_options(config: type[BaseModel] = MoAConfig) -> list[SettingOption]:
+    """Every field of ``config`` marked :class:`CommandLine`, as a command-line option, in field order."""
+    options = []
+    for name, info in config.model_fields.items():
+        mark = next((m for m in info.metadata if isinstance(m, CommandLine)), None)
+        if mark is None:
+            continue
+        kind, choices = _value_kind(info.annotation)
+        flag = mark.flag or "--" + name.replace("_", "-")
+        options.append(
+            SettingOption(name, flag, mark.short, mark.help or _first_sentence(info.description or ""), kind, choices)
+        )
+    return options
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """The model options the ``moa`` commands share, by keyword only.
+    """The options of a ``moa`` command that shape its run, by keyword only.
 
-    Every field but ``preset`` and ``gguf`` is named as the ``MoAConfig`` field
-    it sets, so :meth:`overrides` needs no list of its own: a new option is a
-    ``MoAConfig`` field, a field here and its typer option.
+    ``preset``, ``proposers``, ``aggregator``, ``base_url`` and ``gguf`` choose
+    the models (see :func:`open_config`); ``settings`` holds the
+    :class:`MoAConfig` fields given on the command line, by field name. A
+    setting that is None, or a switch that is off, was not given and is left
+    out, so ``moa serve`` can tell whether any option was.
 
-    A field is None when its option was not given (a flag that is off, like
-    ``--provisional``, is None too), so ``moa serve`` can tell whether any was.
+    Raises:
+        ValueError: a setting is not a ``MoAConfig`` field.
     """
 
     preset: str | None = None
-    layers: int | None = None
     proposers: list[str] | None = None
     aggregator: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
     base_url: str | None = None
-    timeout: float | None = None
-    min_proposals: int | None = None
     gguf: list[Path] | None = None
-    seed: int | None = None
-    straggler_timeout: float | None = None
-    provisional_answers: bool | None = None
-    early_stop: float | None = None
-    keep_top: int | None = None
-    aggregation_window: int | None = None
-    max_cost_usd: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.provisional_answers is False:  # an off flag is an option not given
-            object.__setattr__(self, "provisional_answers", None)
+        unknown = sorted(set(self.settings) - set(MoAConfig.model_fields))
+        if unknown:
+            raise ValueError(f"MoAConfig has no field {', '.join(unknown)}")
+        given = {k: v for k, v in self.settings.items() if v is not None and v is not False}
+        object.__setattr__(self, "settings", given)
 
     def wants_local(self) -> bool:
         """The local preset: asked for, GGUF files given, or nothing else configured."""
@@ -166,16 +173,54 @@ class RunOptions:
 
     def given(self) -> bool:
         """Whether any option was given."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return bool(self.settings) or any(getattr(self, name) is not None for name in MODEL_OPTIONS)
 
     def overrides(self) -> dict[str, Any]:
         """The settings given on the command line, as ``MoAConfig`` fields (the models' own aside)."""
-        skip = CLI_ONLY_FIELDS | MODEL_FIELDS
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in skip and getattr(self, f.name) is not None
-        }
+        return dict(self.settings)
+
+
+R = TypeVar("R")
+
+
+def with_run_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give a typer command the model options and every :class:`CommandLine` field of :class:`MoAConfig`.
+
+    The command declares ``options: RunOptions`` (keyword-only) and its own
+    parameters; the returned command takes its own options, then
+    ``--preset``, ``--proposer``, ``--aggregator``, ``--base-url``, ``--gguf``
+    and one option per marked field, and calls ``command`` with them gathered in
+    ``options``. Apply it below ``@app.command()``.
+
+    Raises:
+        TypeError: ``command`` has no ``options`` parameter, or one of its own
+            parameters has the name of a generated one.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    if "options" not in signature.parameters:
+        raise TypeError(f"{command.__name__} must take options: RunOptions")
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    settings = setting_options()
+    generated = [
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+          for name, annotation in MODEL_OPTIONS.items()),
+        *(inspect.Parameter(option.field, inspect.Parameter.KEYWORD_ONLY,
+                            default=False if option.kind is bool else None, annotation=option.annotation())
+          for option in settings),
+    ]  # fmt: skip
+    clashes = sorted({p.name for p in own} & {p.name for p in generated})
+    if clashes:
+        raise TypeError(f"{command.__name__}: {', '.join(clashes)} would hide a shared option; rename it")
+
+    @functools.wraps(command)
+    def with_options(**values: Any) -> R:
+        models = {name: values.pop(name) for name in MODEL_OPTIONS}
+        given = {option.field: values.pop(option.field) for option in settings}
+        return command(options=RunOptions(**models, settings=given), **values)
+
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is p.POSITIONAL_OR_KEYWORD else p for p in own]
+    with_options.__signature__ = signature.replace(parameters=[*own, *generated])  # type: ignore[attr-defined]
+    return with_options
 
 
 def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:

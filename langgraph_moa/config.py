@@ -21,7 +21,8 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) as
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,6 +30,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from langgraph_moa.pricing import ModelPrice
 from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from langgraph_moa.strict_types import Flag, Number, Whole
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """Marks a :class:`MoAConfig` field as an option of the ``moa`` commands.
+
+    The mark is the option's whole declaration: ``moa ask``, ``chat``,
+    ``serve`` and every ``moa eval`` command take it, and ``--variant`` changes
+    any field by name. The flag is the field's name with dashes
+    (``early_stop`` is ``--early-stop``) unless ``flag`` names another; the help
+    is the first sentence of the field's description unless ``help`` gives
+    one; the type, bounds and choices are the field's, checked by
+    :class:`MoAConfig` before any model server starts. A flag field
+    (:data:`~langgraph_moa.strict_types.Flag`) is a switch that turns it on.
+
+    Example::
+
+        keep_top: Annotated[Whole | None, CommandLine()] = Field(default=None, ge=1, description="...")
+    """
+
+    flag: str | None = None
+    short: str | None = None
+    help: str | None = None
 
 
 class ModelSpec(BaseModel):
@@ -104,6 +128,12 @@ class ModelSpec(BaseModel):
         return self.model.partition(":")[2]
 
 
+PROVISIONAL_HELP = (
+    "With 3+ layers, show an early answer from the previous layer's proposals on stderr, marked provisional, "
+    "while the last proposer layer runs."
+)
+"""``--provisional``'s help: the command line shows the provisional answer, the field streams it."""
+
 _DEFAULT_PROPOSERS = (
     "together:meta-llama/Llama-3.3-70B-Instruct-Turbo",
     "together:Qwen/Qwen2.5-72B-Instruct-Turbo",
@@ -126,7 +156,7 @@ class MoAConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: Whole = Field(
+    layers: Annotated[Whole, CommandLine(short="-l")] = Field(
         default=2,
         ge=1,
         le=16,
@@ -144,9 +174,13 @@ class MoAConfig(BaseModel):
         default_factory=lambda: ModelSpec(model="together:Qwen/Qwen2.5-72B-Instruct-Turbo"),
         description="The model that writes the final answer.",
     )
-    temperature: Number = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every call.")
-    max_tokens: Whole = Field(default=512, ge=1, description="Completion token limit of every call.")
-    seed: Whole | None = Field(
+    temperature: Annotated[Number, CommandLine(short="-t")] = Field(
+        default=0.7, ge=0, le=2, description="Sampling temperature of every call."
+    )
+    max_tokens: Annotated[Whole, CommandLine()] = Field(
+        default=512, ge=1, description="Completion token limit of every call."
+    )
+    seed: Annotated[Whole | None, CommandLine()] = Field(
         default=None,
         ge=0,
         le=2**63 - 1,
@@ -154,11 +188,13 @@ class MoAConfig(BaseModel):
         description="Base sampling seed for reproducible runs: each call's seed is derived from it and the "
         "call's layer and slot. None (the default): every run draws a fresh one (see langgraph_moa.seeds).",
     )
-    min_proposals: Whole = Field(
+    min_proposals: Annotated[Whole, CommandLine()] = Field(
         default=1, ge=1, description="Successful proposals a layer needs to go on; fewer stops the run."
     )
-    timeout: Number = Field(default=120.0, gt=0, description="Seconds one model call may take, retries included.")
-    straggler_timeout: Number | None = Field(
+    timeout: Annotated[Number, CommandLine()] = Field(
+        default=120.0, gt=0, description="Seconds one model call may take, retries included."
+    )
+    straggler_timeout: Annotated[Number | None, CommandLine()] = Field(
         default=None,
         gt=0,
         allow_inf_nan=False,
@@ -166,7 +202,7 @@ class MoAConfig(BaseModel):
         "get at most this many more seconds; then they are cancelled (their requests closed) and recorded as "
         "failures with error_type 'StragglerTimeout'. None (the default) waits for every proposer.",
     )
-    max_retries: Whole = Field(
+    max_retries: Annotated[Whole, CommandLine()] = Field(
         default=2,
         ge=0,
         le=10,
@@ -184,14 +220,20 @@ class MoAConfig(BaseModel):
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Extra or overriding prices per 'provider:model', $ per 1M tokens."
     )
-    provisional_answers: Flag = Field(
+    provisional_answers: Annotated[Flag, CommandLine(flag="--provisional", help=PROVISIONAL_HELP)] = Field(
         default=False,
         description="With 3 or more layers: while each later proposer layer runs, the aggregator writes a "
         "provisional answer from the previous layer's proposals, streamed on the custom stream "
         "(provisional_token events) and kept in state as provisional_answers with the models it was built "
         "from. Shows an answer after the first layer; costs one more aggregator call per extra layer.",
     )
-    staircase: Flag = Field(
+    staircase: Annotated[
+        Flag,
+        CommandLine(
+            help="Staircase streaming: the aggregator starts once every proposer of the last layer has streamed "
+            "a first chunk, and writes the answer in pieces (docs/latency.md)."
+        ),
+    ] = Field(
         default=False,
         description="Staircase streaming (Wang et al., arXiv 2510.05059): the last proposer layer's proposers "
         "stream, and the aggregator starts once each has streamed a first chunk, writing the final answer in "
@@ -221,7 +263,7 @@ class MoAConfig(BaseModel):
         description="Streamed chunks (about one token each) every running proposer must have written before "
         "the first piece of a staircase answer is asked for.",
     )
-    staircase_continuation: Literal["prompt", "prefill", "vllm"] = Field(
+    staircase_continuation: Annotated[Literal["prompt", "prefill", "vllm"], CommandLine()] = Field(
         default="prompt",
         description="How a piece continues the answer so far: 'prompt' (any server: the answer so far as an "
         "assistant turn, then a user turn asking to continue it), 'prefill' (the answer so far as a trailing "
@@ -255,14 +297,14 @@ class MoAConfig(BaseModel):
         "answer is checked against the schema; proposers are shown the schema as text.",
     )
     # Cost-saving strategies (docs/strategies.md); each is off by default.
-    early_stop: Number | None = Field(
+    early_stop: Annotated[Number | None, CommandLine()] = Field(
         default=None,
         ge=0,
         le=1,
         description="Skip the remaining proposer layers once a layer's proposals agree at least this much "
         "(0-1: share of equal normalised short answers, else mean pairwise text similarity).",
     )
-    keep_top: Whole | None = Field(
+    keep_top: Annotated[Whole | None, CommandLine()] = Field(
         default=None,
         ge=1,
         description="Keep only the best k proposals of each layer as references (ranked by `ranker`, or by a "
@@ -273,13 +315,13 @@ class MoAConfig(BaseModel):
         description="Judge model ('provider:model') that ranks a layer's proposals for keep_top; without one, "
         "the non-LLM rule ranks them. An unparseable ranking falls back to the rule (recorded).",
     )
-    max_cost_usd: Number | None = Field(
+    max_cost_usd: Annotated[Number | None, CommandLine(flag="--max-cost")] = Field(
         default=None,
         ge=0,
         description="Budget per run in US dollars: before each proposer layer, if its estimated cost plus the "
         "aggregator's would exceed it, go straight to aggregation. Unpriced models count as free.",
     )
-    aggregation_window: Whole | None = Field(
+    aggregation_window: Annotated[Whole | None, CommandLine()] = Field(
         default=None,
         ge=2,
         description="Self-MoA-Seq: when the aggregator has more references than this, it reads them in passes "

@@ -213,7 +213,8 @@ def test_ctrl_c_at_the_chat_prompt_ends_the_chat(server: SimulatedOpenAIServer, 
 
 STUBBORN_RUN = """
 import asyncio, subprocess, sys
-from langgraph_moa import cli, local
+from langgraph_moa import local
+from langgraph_moa.cli.running import run_command
 
 server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 local._running.add(server)  # stands for a llama.cpp server of the local preset
@@ -226,7 +227,7 @@ async def stubborn() -> None:
         except asyncio.CancelledError:  # a library that does not give up when cancelled
             print(server.wait(timeout=60), flush=True)
 
-cli._run(stubborn())
+run_command(stubborn())
 """
 
 
@@ -318,7 +319,7 @@ async def test_a_terminal_shows_the_seconds_waited_for_the_first_token_even_at_8
 
     from rich.console import Console
 
-    from langgraph_moa.cli import Progress
+    from langgraph_moa.cli.progress import Progress
 
     clock = FakeClock()
     out = io.StringIO()
@@ -344,7 +345,7 @@ def _progress_lines(events: list[tuple[float, dict]]) -> list[str]:
 
     from rich.console import Console
 
-    from langgraph_moa.cli import Progress
+    from langgraph_moa.cli.progress import Progress
 
     clock = FakeClock()
     out = io.StringIO()
@@ -447,7 +448,8 @@ def test_two_chats_on_one_thread_never_lose_a_turn(server: SimulatedOpenAIServer
 
 
 def test_a_thread_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
-    from langgraph_moa.cli import CLIError, thread_lock
+    from langgraph_moa.cli.chat import thread_lock
+    from langgraph_moa.cli.running import CLIError
 
     db = tmp_path / "c.sqlite"
     with thread_lock(db, "t"), thread_lock(db, "u"):  # threads of one file are held apart

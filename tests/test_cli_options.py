@@ -1,16 +1,19 @@
-"""The model options the moa commands share: one RunOptions, named as MoAConfig's fields."""
+"""The options the moa commands share: the models, and one option per MoAConfig field marked CommandLine."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from typing import Annotated
 
 import pytest
 import typer
+from pydantic import Field
 from typer.testing import CliRunner
 
 from langgraph_moa import MoAConfig
 from langgraph_moa.cli import app
-from langgraph_moa.cli_options import CLI_ONLY_FIELDS, RunOptions
+from langgraph_moa.cli_options import RunOptions, setting_options, with_run_options
+from langgraph_moa.config import CommandLine
+from langgraph_moa.strict_types import Whole
 from langgraph_moa.testing import SimulatedOpenAIServer
 
 LATENCY_AND_COST = [
@@ -18,29 +21,119 @@ LATENCY_AND_COST = [
     "--aggregation-window", "2", "--max-cost", "0.5",
 ]  # fmt: skip
 
+COMMANDS = {
+    ("ask",): {"--system", "--json", "--cache"},
+    ("chat",): {"--thread", "--db"},
+    ("eval", "exact"): None,
+    ("eval", "mt-bench"): None,
+    ("eval", "alpaca-eval"): None,
+    ("eval", "flask"): None,
+    ("serve",): None,
+}
 
-def test_every_option_but_the_preset_and_gguf_is_a_moaconfig_field() -> None:
-    names = {f.name for f in fields(RunOptions)}
-    assert names - CLI_ONLY_FIELDS <= set(MoAConfig.model_fields)
-    given = RunOptions(early_stop=0.9, max_cost_usd=0.5, provisional_answers=True, preset="moa", proposers=["a"])
-    assert given.overrides() == {"early_stop": 0.9, "max_cost_usd": 0.5, "provisional_answers": True}
-    assert RunOptions(provisional_answers=False) == RunOptions() and not RunOptions().given()  # an off flag
+
+def _flags(path: tuple[str, ...]) -> set[str]:
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return {opt for param in command.params for opt in param.opts}
 
 
-def test_run_options_take_keywords_only() -> None:
+def _model_flags() -> set[str]:
+    return {"--preset", "-p", "--proposer", "--aggregator", "-a", "--base-url", "--gguf"}
+
+
+def test_every_marked_moaconfig_field_is_an_option_of_every_command() -> None:
+    marked = {
+        name for name, info in MoAConfig.model_fields.items() if any(isinstance(m, CommandLine) for m in info.metadata)
+    }
+    assert {option.field for option in setting_options()} == marked
+    assert {"early_stop", "staircase", "max_cost_usd", "layers"} <= marked
+    setting_flags = {flag for option in setting_options() for flag in (option.flag, option.short) if flag}
+    assert {"--max-cost", "--provisional", "--staircase-continuation", "-l", "-t"} <= setting_flags
+    for path, own in COMMANDS.items():
+        flags = _flags(path)
+        assert setting_flags | _model_flags() <= flags, path
+        if own is not None:  # nothing else: no option is declared a second time by hand
+            assert flags - {"--help", "PROMPT", "prompt"} == own | setting_flags | _model_flags(), path
+
+
+def test_an_option_takes_the_fields_name_type_and_first_sentence() -> None:
+    options = {option.field: option for option in setting_options()}
+    assert options["early_stop"].flag == "--early-stop" and options["early_stop"].kind is float
+    assert options["keep_top"].kind is int and options["staircase"].kind is bool
+    assert options["staircase_continuation"].choices == ("prompt", "prefill", "vllm")
+    description = MoAConfig.model_fields["seed"].description or ""
+    assert options["seed"].help == description.split(". ")[0] + "." != description
+    assert options["provisional_answers"].flag == "--provisional"  # a mark may name its flag and help
+    assert "stderr" in options["provisional_answers"].help
+
+
+def test_a_new_field_with_the_mark_is_a_new_option() -> None:
+    class Extended(MoAConfig):
+        new_knob: Annotated[Whole | None, CommandLine()] = Field(
+            default=None,
+            ge=1,
+            description="As in Wang et al. (2025), e.g. a knob. More.",
+        )
+
+    (knob,) = [o for o in setting_options(Extended) if o.field == "new_knob"]
+    assert (knob.flag, knob.kind, knob.help) == ("--new-knob", int, "As in Wang et al. (2025), e.g. a knob.")
+
+
+def test_a_command_receives_the_options_it_was_given_by_field_name() -> None:
+    seen: list[RunOptions] = []
+    demo = typer.Typer()
+
+    @demo.command()
+    @with_run_options
+    def run(word: str, *, options: RunOptions, loud: bool = False) -> None:
+        seen.append(options)
+        print(word.upper() if loud else word)
+
+    args = ["hi", "--loud", "--early-stop", "0.9", "--staircase", "--staircase-continuation", "prefill"]
+    args += ["--max-cost", "0.5", "-l", "3", "--proposer", "a", "--proposer", "b", "-p", "moa"]
+    result = CliRunner().invoke(demo, args)
+    assert result.exit_code == 0, result.output
+    assert result.output == "HI\n"
+    (options,) = seen
+    assert options.settings == {
+        "early_stop": 0.9, "staircase": True, "staircase_continuation": "prefill", "max_cost_usd": 0.5, "layers": 3,
+    }  # fmt: skip
+    assert (options.preset, options.proposers) == ("moa", ["a", "b"])
+    result = CliRunner().invoke(demo, ["hi", "--early-stop", "inf"])
+    assert result.exit_code == 2 and "finite" in result.output
+
+
+def test_a_command_without_options_or_with_a_clashing_name_is_refused() -> None:
+    def no_options(word: str) -> None: ...
+
+    def clash(layers: int, *, options: RunOptions) -> None: ...
+
+    with pytest.raises(TypeError, match="options: RunOptions"):
+        with_run_options(no_options)
+    with pytest.raises(TypeError, match="layers would hide a shared option"):
+        with_run_options(clash)
+
+
+def test_run_options_keep_only_the_settings_given() -> None:
+    given = RunOptions(preset="moa", proposers=["a"], settings={"early_stop": 0.9, "provisional_answers": True})
+    assert given.overrides() == {"early_stop": 0.9, "provisional_answers": True} and given.given()
+    off = RunOptions(settings={"provisional_answers": False, "keep_top": None})
+    assert off == RunOptions() and not off.given()  # an off switch and a missing number are options not given
+    assert RunOptions(gguf=[]).given()
+    with pytest.raises(ValueError, match="no field early_stopp"):
+        RunOptions(settings={"early_stopp": 0.9})
     with pytest.raises(TypeError):
-        RunOptions("moa", 3)  # type: ignore[misc]  # a new field could shift positional arguments silently
+        RunOptions("moa")  # type: ignore[misc]  # keywords only
 
 
-def test_serve_takes_every_model_option_ask_takes() -> None:
-    group = typer.main.get_command(app)
-    assert isinstance(group, typer.core.TyperGroup)
-
-    def flags(command: str) -> set[str]:
-        return {opt for param in group.commands[command].params for opt in param.opts}
-
-    assert flags("ask") - {"--system", "--json", "--cache"} - {"PROMPT", "prompt"} <= flags("serve")
-    assert flags("chat") - {"--thread", "--db"} <= flags("serve")
+def test_a_bad_choice_names_the_field_before_any_call(server: SimulatedOpenAIServer) -> None:
+    models = ["--base-url", server.base_url, "--proposer", "p1", "--aggregator", "agg"]
+    result = CliRunner().invoke(app, ["ask", "hi", *models, "--staircase", "--staircase-continuation", "later"])
+    assert result.exit_code == 2, result.output
+    assert "staircase_continuation" in result.output and "'prefill'" in result.output
+    assert server.calls() == 0
 
 
 def test_serve_serves_the_latency_and_cost_options(

@@ -107,12 +107,13 @@ def test_a_corrupt_cache_database_is_named(tmp_path: Path) -> None:
 
 
 def test_moa_ask_with_a_corrupt_cache_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from langgraph_moa import cache, cli
+    from langgraph_moa import cache
+    from langgraph_moa.cli import ask
 
     corrupt = tmp_path / "proposal-cache.sqlite"
     corrupt.write_bytes(b"not a database " * 100)
     monkeypatch.setattr(cache, "data_dir", lambda: tmp_path)
-    monkeypatch.setattr(cli, "proposal_cache", cache.proposal_cache)
+    monkeypatch.setattr(ask, "proposal_cache", cache.proposal_cache)
     args = ["ask", "hi", "--proposer", "openai:a", "--aggregator", "openai:b", "--base-url", "http://127.0.0.1:9/v1"]
     result = CliRunner().invoke(cli_app, [*args, "--cache"])
     assert result.exit_code == 1, result.output

@@ -21,22 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from langgraph_moa.cache import proposal_cache
-from langgraph_moa.cli_options import (
-    AggregatorOpt,
-    BaseUrlOpt,
-    GgufOpt,
-    LayersOpt,
-    MaxTokensOpt,
-    MinProposalsOpt,
-    PresetOpt,
-    ProposerOpt,
-    RunOptions,
-    SeedOpt,
-    TemperatureOpt,
-    TimeoutOpt,
-    err,
-    open_config,
-)
+from langgraph_moa.cli_options import RunOptions, err, open_config, with_run_options
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials, redact
@@ -183,13 +168,8 @@ def extra_configs(specs: list[str] | None, options: RunOptions, stack: ExitStack
             raise typer.BadParameter(f"{spec!r} must be NAME=PRESET, e.g. lite=moa-lite", param_hint="--system")
         if name in configs:
             raise typer.BadParameter(f"{name!r} is given twice", param_hint="--system")
-        extra = RunOptions(
-            preset=preset.strip(),
-            temperature=options.temperature,
-            max_tokens=options.max_tokens,
-            base_url=options.base_url,
-            timeout=options.timeout,
-        )
+        shared = {k: v for k, v in options.settings.items() if k in {"temperature", "max_tokens", "timeout"}}
+        extra = RunOptions(preset=preset.strip(), base_url=options.base_url, settings=shared)
         configs[name.strip()] = open_config(extra, stack)
     return configs
 
@@ -257,6 +237,7 @@ def run_eval(
 
 
 @eval_app.command("exact")
+@with_run_options
 def exact(
     file: Annotated[Path | None, typer.Argument(help='JSONL of {"id"?, "question", "answer"}.')] = None,
     builtin: Annotated[
@@ -277,17 +258,8 @@ def exact(
     template: Annotated[
         str, typer.Option("--template", help="The user message; {question} is replaced by the question.")
     ] = "{question}",
-    preset: PresetOpt = None,
-    layers: LayersOpt = None,
-    proposer: ProposerOpt = None,
-    aggregator: AggregatorOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    base_url: BaseUrlOpt = None,
-    timeout: TimeoutOpt = None,
-    min_proposals: MinProposalsOpt = None,
-    gguf: GgufOpt = None,
-    seed: SeedOpt = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """Exact-answer questions graded without a judge: numbers by the last number, text as a whole word."""
     if (file is None) == (builtin is None):
@@ -301,10 +273,6 @@ def exact(
         raise fail(str(exc)) from None
     items = items[:limit] if limit else items
     suite = builtin or (file.stem if file else "exact")
-    options = RunOptions(
-        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
-        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
-    )  # fmt: skip
 
     async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         return await run_exact(
@@ -376,6 +344,7 @@ def _counts(pairs: dict[str, tuple[int, int]]) -> dict[str, str]:
 
 
 @eval_app.command("mt-bench")
+@with_run_options
 def mt_bench(
     questions: Annotated[Path, typer.Argument(help="FastChat's question.jsonl.")],
     judge: JudgeOpt,
@@ -415,17 +384,8 @@ def mt_bench(
     out: OutOpt = None,
     as_json: JsonOpt = False,
     cache: CacheOpt = False,
-    preset: PresetOpt = None,
-    layers: LayersOpt = None,
-    proposer: ProposerOpt = None,
-    aggregator: AggregatorOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    base_url: BaseUrlOpt = None,
-    timeout: TimeoutOpt = None,
-    min_proposals: MinProposalsOpt = None,
-    gguf: GgufOpt = None,
-    seed: SeedOpt = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """MT-Bench: two turns per question, FastChat's temperatures, single-answer grading 1-10 by --judge."""
     try:
@@ -438,16 +398,10 @@ def mt_bench(
     if per_category:
         items = first_per_category(items, per_category)
     items = items[:limit] if limit else items
-    options = RunOptions(
-        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
-        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
-    )  # fmt: skip
-    if temperature is not None:
+    if "temperature" in options.settings:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
-    generate = not graded or any(
-        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
-    )
+    generate = not graded or options.given() or system is not None or variant is not None
     for name, answers in graded.items():
         missing = [q.id for q in items if q.id not in answers]
         if missing:
@@ -523,6 +477,7 @@ AnnotatorOpt = Annotated[
 
 
 @eval_app.command("alpaca-eval")
+@with_run_options
 def alpaca_eval(
     instructions: Annotated[Path, typer.Argument(help='JSON list of {"instruction", "dataset"?}.')],
     judge: JudgeOpt,
@@ -561,17 +516,8 @@ def alpaca_eval(
     out: OutOpt = None,
     as_json: JsonOpt = False,
     cache: CacheOpt = False,
-    preset: PresetOpt = None,
-    layers: LayersOpt = None,
-    proposer: ProposerOpt = None,
-    aggregator: AggregatorOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    base_url: BaseUrlOpt = None,
-    timeout: TimeoutOpt = None,
-    min_proposals: MinProposalsOpt = None,
-    gguf: GgufOpt = None,
-    seed: SeedOpt = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """Win rate against --baseline: AlpacaEval 2.0's weighted annotator (default) or FastChat's pairwise judge."""
     if annotator not in ("weighted", "pairwise"):
@@ -585,15 +531,9 @@ def alpaca_eval(
         scored = scored_outputs(items, outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
-    options = RunOptions(
-        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
-        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
-    )  # fmt: skip
-    generate = not scored or any(
-        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
-    )
+    generate = not scored or options.given() or system is not None or variant is not None
 
-    if paper_settings and (temperature is not None or max_tokens is not None):
+    if paper_settings and {"temperature", "max_tokens"} & set(options.settings):
         raise typer.BadParameter(
             "sets temperature and max_tokens: drop --temperature/--max-tokens", param_hint="--paper-settings"
         )
@@ -711,6 +651,7 @@ def run_scoring(
 
 
 @eval_app.command("flask")
+@with_run_options
 def flask(
     evaluation_set: Annotated[
         Path, typer.Argument(help="FLASK's evaluation_set/flask_evaluation.jsonl (or flask_hard_evaluation.jsonl).")
@@ -746,17 +687,8 @@ def flask(
     out: OutOpt = None,
     as_json: JsonOpt = False,
     cache: CacheOpt = False,
-    preset: PresetOpt = None,
-    layers: LayersOpt = None,
-    proposer: ProposerOpt = None,
-    aggregator: AggregatorOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    base_url: BaseUrlOpt = None,
-    timeout: TimeoutOpt = None,
-    min_proposals: MinProposalsOpt = None,
-    gguf: GgufOpt = None,
-    seed: SeedOpt = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """FLASK: each answer reviewed 1-5 on the three skills its item names, FLASK's rubrics and review prompt."""
     try:
@@ -779,13 +711,7 @@ def flask(
                 f"[yellow]{escape(name)}: no output for {len(missing)} of {len(items)} item(s) "
                 f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
             )
-    generate = not reviewed or any(
-        v is not None for v in (preset, layers, proposer, aggregator, base_url, gguf, system, variant)
-    )
-    options = RunOptions(
-        preset=preset, layers=layers, proposers=proposer, aggregator=aggregator, temperature=temperature,
-        max_tokens=max_tokens, base_url=base_url, timeout=timeout, min_proposals=min_proposals, gguf=gguf, seed=seed,
-    )  # fmt: skip
+    generate = not reviewed or options.given() or system is not None or variant is not None
 
     async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
