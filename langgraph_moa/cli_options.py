@@ -259,13 +259,15 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
             "its answers are often wrong and say nothing about MoA's quality (set TOGETHER_API_KEY, or use "
             "--gguf or --base-url with a larger model)"
         )
+    overrides = options.overrides()
     if options.base_url:
         urls = {BUNDLED_MODEL_NAME: options.base_url}
         where = f"your server at {options.base_url}"
+        overrides.setdefault("staircase_continuation", "prompt")  # any server, not only llama.cpp's
     else:
         urls = stack.enter_context(local_servers(options.gguf or ()))
         where = "llama.cpp on " + ", ".join(urls.values())
-    config = local_config(urls, **options.overrides())
+    config = local_config(urls, **overrides)
     models = ", ".join(urls)
     shape = f"Self-MoA, {len(config.proposers)} samples of {models}" if len(urls) == 1 else f"proposers {models}"
     err.print(
