@@ -19,8 +19,8 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from langgraph_moa import MoAConfig
-from langgraph_moa.nodes import is_aggregator_token
 from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE
+from langgraph_moa.stream import is_aggregator_token
 from langgraph_moa.testing import ModelBehavior
 
 FIRST_TOKEN = 0.3  # seconds to the first token

@@ -55,11 +55,11 @@ from langgraph.types import CachePolicy, Command
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import MoAError
+from langgraph_moa.node_names import JOIN_NODE
 from langgraph_moa.paths import data_dir
 from langgraph_moa.prompts import answer_format_note
 from langgraph_moa.state import Failure
 
-JOIN_NODE = "join_layer"  # where a proposer's task goes next (nodes.JOIN_NODE)
 CACHE_FILE = "proposal-cache.sqlite"
 """Name of the SQLite proposal cache in the data directory."""
 

@@ -16,28 +16,26 @@ from langgraph.graph import END, START, StateGraph
 
 from langgraph_moa.cache import PROPOSAL_CACHE_POLICY, record_failure
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.nodes import (
+from langgraph_moa.node_names import (
     AGGREGATOR_NODE,
     JOIN_NODE,
     PREPARE_NODE,
     PROPOSER_NODE,
     PROVISIONAL_NODE,
     REVIEW_NODE,
+    STAIRCASE_NODE,
+    STEER_NODE,
+)
+from langgraph_moa.nodes import make_aggregate, make_join_layer, make_prepare, make_propose, make_review
+from langgraph_moa.providers import EndpointPolicy, ModelResolver, served_graph_policy
+from langgraph_moa.provisional import make_provisional
+from langgraph_moa.routing import (
     ROUTES_AFTER_JOIN,
     ROUTES_AFTER_PREPARE,
     ROUTES_AFTER_STEER,
-    STAIRCASE_NODE,
-    STEER_NODE,
-    make_aggregate,
-    make_join_layer,
-    make_prepare,
-    make_propose,
-    make_review,
     route_after_steer,
     route_layer,
 )
-from langgraph_moa.providers import EndpointPolicy, ModelResolver, served_graph_policy
-from langgraph_moa.provisional import make_provisional
 from langgraph_moa.staircase import make_staircase
 from langgraph_moa.state import InputState, MoAState
 from langgraph_moa.strategies import make_steer

@@ -258,7 +258,11 @@ def local_config(
         max_tokens: Completion limit per call (small models ramble).
         temperature: One temperature for every call, replacing the preset's
             per-sample temperatures (the samples still differ by their seeds).
-        overrides: Any other ``MoAConfig`` field.
+        overrides: Any other ``MoAConfig`` field. ``staircase_continuation``
+            is ``"prefill"`` unless given: llama.cpp's server continues a
+            trailing assistant turn, and the bundled model restarts its answer
+            when asked in a new turn to go on (docs/latency.md). Give
+            ``"prompt"`` for a server at your own URL that does not prefill.
     """
     if not urls:
         raise LocalModelError("local_config needs at least one served model")
@@ -278,6 +282,7 @@ def local_config(
         "aggregator": spec(names[0], 0.3),
         "max_tokens": max_tokens,
         "timeout": 300.0,
+        "staircase_continuation": "prefill",
         **({"temperature": temperature} if temperature is not None else {}),
         **overrides,
     }

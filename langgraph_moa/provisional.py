@@ -31,9 +31,9 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
 from langgraph_moa.config import MoAConfig
-from langgraph_moa.context import turn_moa_config
+from langgraph_moa.context import fingerprint, turn_moa_config
 from langgraph_moa.errors import ConfigError, EmptyResponseError
-from langgraph_moa.nodes import PROVISIONAL_NODE, fingerprint
+from langgraph_moa.node_names import PROVISIONAL_NODE
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, StreamRedactor, describe_error, key_variables, redact
 from langgraph_moa.state import ProvisionalAnswer, ProvisionalInput, UsageRecord

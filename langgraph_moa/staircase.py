@@ -107,9 +107,9 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import get_runtime
 
 from langgraph_moa.config import MoAConfig, ModelSpec
-from langgraph_moa.context import moa_config_of_run
+from langgraph_moa.context import fingerprint, moa_config_of_run
 from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseError, LayerFailedError
-from langgraph_moa.nodes import STAIRCASE_NODE, fingerprint, references_of, summarize_usage
+from langgraph_moa.node_names import STAIRCASE_NODE
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error, key_variables, redact
 from langgraph_moa.providers.redacted_model import RedactedChatModel
@@ -123,8 +123,10 @@ from langgraph_moa.state import (
     StaircasePiece,
     StaircaseRecord,
     UsageRecord,
+    references_of,
 )
 from langgraph_moa.stragglers import LayerCutoff
+from langgraph_moa.usage import summarize_usage
 
 CONTINUE_INSTRUCTION = (
     "Continue your response from exactly where it stops. Do not repeat any of it and do not comment on it: "

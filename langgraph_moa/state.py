@@ -7,15 +7,23 @@ slot, the recorded failures, and the token usage of every call.
 
 ``proposals``, ``failures`` and ``usage`` describe the current turn: the graph
 resets them when a new turn starts, so references of one turn never reach the next.
+
+Two readers serve the nodes and the routing alike: :func:`references_of` (a
+layer's successful answers) and :func:`last_proposer_layer` (the layer the
+aggregator reads). The usage records are summed in :mod:`langgraph_moa.usage`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs this one before 3.12
+
+if TYPE_CHECKING:  # config.py imports pricing.py, which imports this module
+    from langgraph_moa.config import MoAConfig
 
 
 class Proposal(TypedDict):
@@ -255,21 +263,6 @@ class ProvisionalInput(TypedDict):
     moa_config: NotRequired[dict[str, Any]]
 
 
-def total_usage(records: list[UsageRecord]) -> dict[str, int]:
-    """Sum prompt and completion tokens over ``records``."""
-    inp = sum(r["input_tokens"] for r in records)
-    out = sum(r["output_tokens"] for r in records)
-    return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
-
-
-def usage_by(records: list[UsageRecord], key: Literal["layer", "model"]) -> dict[Any, dict[str, int]]:
-    """Sum token usage grouped by layer or by model."""
-    groups: dict[Any, list[UsageRecord]] = {}
-    for r in records:
-        groups.setdefault(r[key], []).append(r)
-    return {k: total_usage(v) for k, v in groups.items()}
-
-
 class UsageSummary(TypedDict):
     """Token usage of a whole turn, summed, with a cost estimate in US dollars."""
 
@@ -280,3 +273,18 @@ class UsageSummary(TypedDict):
     unpriced_models: list[str]
     unreported_calls: int
     cached_calls: int
+
+
+def references_of(state: MoAState, layer: int) -> list[str]:
+    """The successful answers of proposer ``layer``, in slot order (empty for layer 0)."""
+    return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
+
+
+def last_proposer_layer(state: Mapping[str, Any], cfg: MoAConfig) -> int:
+    """The proposer layer whose answers the aggregator reads.
+
+    The last one, or the one after which early stop or the budget skipped the
+    rest (``stopped_after``; 0 when no proposer layer ran).
+    """
+    stopped = state.get("stopped_after")
+    return cfg.layers - 1 if stopped is None else int(stopped)

@@ -36,25 +36,16 @@ from langgraph.types import Overwrite
 
 from langgraph_moa.agreement import agreement
 from langgraph_moa.budget import CostEstimator
+from langgraph_moa.calls import Answer, ModelCall, NodeBody, NodeUpdate, spec_key_variables, sync_and_async
 from langgraph_moa.config import MoAConfig
+from langgraph_moa.context import turn_moa_config
 from langgraph_moa.errors import ConfigError
-from langgraph_moa.nodes import (
-    STEER_NODE,
-    Answer,
-    ModelCall,
-    NodeBody,
-    NodeUpdate,
-    _is_cached,
-    _key_variables,
-    _sync_and_async,
-    _turn_moa_config,
-    _usage_record,
-    references_of,
-)
+from langgraph_moa.node_names import STEER_NODE
 from langgraph_moa.prompts import tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error
 from langgraph_moa.selection import parse_ranking, rank_by_rule, ranking_messages
-from langgraph_moa.state import Decision, MoAState, UsageRecord
+from langgraph_moa.state import Decision, MoAState, UsageRecord, references_of
+from langgraph_moa.usage import is_cached, usage_record
 
 Ranking = tuple[list[int], str, str, list[UsageRecord]]
 
@@ -74,9 +65,9 @@ def _rank(
         model = resolve(spec, cfg, streaming=False)
         answer, calls = yield ModelCall(model, ranking_messages(tool_turns_as_text(messages), texts), cfg.timeout)
     except Exception as exc:  # a failed judge is not a failed run: the rule ranks instead
-        error_type, message = describe_error(exc, variables=_key_variables(spec))
+        error_type, message = describe_error(exc, variables=spec_key_variables(spec))
         return rank_by_rule(texts), "rule_fallback", f"ranker {spec.model} failed: {error_type}: {message}", []
-    usage = [_usage_record(calls, layer, 0, spec.model, "ranker")]
+    usage = [usage_record(calls, layer, 0, spec.model, "ranker")]
     order = parse_ranking(answer.text, len(texts), k)
     if order is None:
         why = f"ranker {spec.model} named fewer than {k} of the {len(texts)} candidates: {answer.text[:120]!r}"
@@ -88,7 +79,7 @@ def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
     """Build the ``steer`` node (see the module docstring); it runs under ``invoke`` and ``ainvoke``."""
 
     def steer(state: MoAState, runtime: Runtime[MoAConfig], config: RunnableConfig) -> NodeBody:
-        cfg = _turn_moa_config(runtime, config, state.get("moa_config"))
+        cfg = turn_moa_config(runtime, config, state.get("moa_config"))
         write = get_stream_writer()
         upcoming = state["layer"]
         finished = upcoming - 1
@@ -156,7 +147,7 @@ def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
 
         if cfg.max_cost_usd is not None and "stopped_after" not in update:
             budget = cfg.max_cost_usd
-            usage = [r for r in state.get("usage", []) if not _is_cached(r, state)] + new_usage
+            usage = [r for r in state.get("usage", []) if not is_cached(r, state)] + new_usage
             est = CostEstimator(cfg, state["messages"], usage, proposals)
             if finished == 0:
                 alone = est.aggregator_on([])
@@ -197,4 +188,4 @@ def make_steer(resolve: ModelResolver) -> Runnable[MoAState, NodeUpdate]:
             update["usage"] = new_usage
         return {**update, "decisions": decisions}
 
-    return _sync_and_async(STEER_NODE, steer)
+    return sync_and_async(STEER_NODE, steer)

@@ -21,6 +21,22 @@ Example:
     ```
 """
 
-from langgraph_moa.nodes import AGGREGATOR_NODE, is_aggregator_token, summarize_usage
+from collections.abc import Mapping
+from typing import Any
+
+from langgraph_moa.node_names import AGGREGATOR_NODE, STAIRCASE_NODE
+from langgraph_moa.usage import summarize_usage
 
 __all__ = ["AGGREGATOR_NODE", "is_aggregator_token", "summarize_usage"]
+
+
+def is_aggregator_token(metadata: Mapping[str, Any]) -> bool:
+    """Whether a ``stream_mode="messages"`` token comes from the final aggregator.
+
+    That is, from the ``aggregate`` node (or ``staircase``, which writes the
+    answer with ``MoAConfig.staircase``), or from a model inside it (an agent or
+    subgraph used as the aggregator, whose tokens carry its own node names).
+    """
+    if metadata.get("langgraph_node") in (AGGREGATOR_NODE, STAIRCASE_NODE):
+        return True
+    return str(metadata.get("langgraph_checkpoint_ns", "")).startswith(f"{AGGREGATOR_NODE}:")

@@ -1,5 +1,6 @@
-"""The package's layers: the core loads no web or CLI library, and no private names of other packages."""
+"""The package's layers: the core loads no web or CLI library, and no private names of other packages or modules."""
 
+import ast
 import functools
 import subprocess
 import sys
@@ -29,6 +30,13 @@ def test_the_core_loads_no_web_or_cli_library(module: str) -> None:
 CORE = [
     "graph.py",
     "nodes.py",
+    "node_names.py",
+    "routing.py",
+    "calls.py",
+    "usage.py",
+    "strategies.py",
+    "staircase.py",
+    "cache.py",
     "state.py",
     "prompts.py",
     "config.py",
@@ -86,3 +94,47 @@ def test_the_private_provider_table_is_still_there() -> None:
 
     known = supported_providers()
     assert known is not None and {"openai", "together", "anthropic"} <= known
+
+
+def _private_uses(path: Path) -> list[str]:
+    """The private names (``_name``) that ``path`` takes from other modules of the package.
+
+    Both spellings: ``from langgraph_moa.x import _name`` (relative imports too) and
+    ``x._name`` on a module imported from the package.
+    """
+    package = list(path.relative_to(PACKAGE.parent).parent.parts)  # for relative imports
+    modules: set[str] = set()  # local names bound to modules of the package
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.asname and a.name.startswith("langgraph_moa.")}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            if source.split(".")[0] != "langgraph_moa":
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"{node.lineno}: from {source} import {alias.name}")
+                target = PACKAGE.parent.joinpath(*source.split("."), alias.name)
+                if target.with_suffix(".py").exists() or (target / "__init__.py").exists():
+                    modules.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_a_private_name_of_another() -> None:
+    """A name one module shares with another is public; a leading underscore means "this module only"."""
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{use}" for path in sorted(PACKAGE.rglob("*.py")) for use in _private_uses(path)
+    ]
+    assert offenders == []

@@ -270,3 +270,13 @@ async def test_a_json_schema_reaches_the_engine_as_a_grammar(local_urls: dict[st
     # llama.cpp turns the schema into a grammar: even a 135M model can only write matching JSON
     answer = await model.with_structured_output(Colour, method="json_schema").ainvoke("Name a colour and its RGB.")
     assert isinstance(answer, Colour)
+
+
+async def test_real_staircase_continues_its_answer_by_prefill(local_urls: dict[str, str]) -> None:
+    # the local preset's llama.cpp server continues the trailing assistant turn of each piece
+    config = local_config(local_urls, max_tokens=48, staircase=True, staircase_piece_tokens=8, temperature=0.0)
+    assert config.staircase_continuation == "prefill"
+    state = await create_moa_graph().compile().ainvoke(user(QUESTION), context=config)
+    pieces = state["staircase"]["pieces"]
+    assert len(pieces) >= 2 and all(piece["text"] for piece in pieces[:-1])
+    assert state["messages"][-1].text == "".join(piece["text"] for piece in pieces)

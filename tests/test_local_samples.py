@@ -55,3 +55,19 @@ def test_a_missing_or_unloadable_gguf_is_named(tmp_path: Path) -> None:
     with pytest.raises(LocalModelError, match=r"llama\.cpp server for bad\.gguf exited"), local_servers([bad]):
         pass
     assert local._running == set()
+
+
+def test_the_local_preset_continues_staircase_pieces_by_prefill_except_on_your_own_server() -> None:
+    from contextlib import ExitStack
+
+    from langgraph_moa.cli_options import RunOptions, open_config
+
+    assert local_config({"m": "http://127.0.0.1:1/v1"}).staircase_continuation == "prefill"  # llama.cpp's server
+    assert local_config({"m": "http://127.0.0.1:1/v1"}, staircase_continuation="vllm").staircase_continuation == "vllm"
+    with ExitStack() as stack:
+        own = open_config(RunOptions(preset="local", base_url="http://127.0.0.1:9/v1"), stack)
+        chosen = open_config(
+            RunOptions(preset="local", base_url="http://127.0.0.1:9/v1", settings={"staircase_continuation": "vllm"}),
+            stack,
+        )
+    assert (own.staircase_continuation, chosen.staircase_continuation) == ("prompt", "vllm")

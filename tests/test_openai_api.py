@@ -642,7 +642,7 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
 
 async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run() -> None:
     """The event generator never starts then, so its own clean-up cannot be what stops the run."""
-    from langgraph_moa.serve.openai_api import _RunStream
+    from langgraph_moa.serve.openai_api import RunStream
 
     class Run:
         cancelled = False
@@ -660,7 +660,7 @@ async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run
         await asyncio.sleep(0)
 
     run = Run()
-    await _RunStream(run, events())({"type": "http", "method": "POST", "headers": []}, gone, send)
+    await RunStream(run, events())({"type": "http", "method": "POST", "headers": []}, gone, send)
     assert run.cancelled
 
 

@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage
 from langgraph_moa import AggregatorError, LayerFailedError, MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.serve.app import ServeSettings, create_app
-from langgraph_moa.serve.openai_api import _answer
+from langgraph_moa.serve.openai_api import answer_of
 from langgraph_moa.serve.openai_errors import OpenAIError, error_for
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running
@@ -107,7 +107,7 @@ def test_an_unexpected_failure_is_internal_error_without_its_text() -> None:
 def test_a_run_without_an_answer_is_no_answer() -> None:
     for state in ({}, {"messages": []}, {"messages": [HumanMessage("x")]}):
         with pytest.raises(OpenAIError) as caught:
-            _answer(state)
+            answer_of(state)
         assert (caught.value.status, caught.value.code) == (500, "no_answer")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.nodes import is_aggregator_token
+from langgraph_moa.stream import is_aggregator_token
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import user
 

@@ -12,7 +12,7 @@ from langgraph_moa import MoAConfig, get_preset, studio
 from langgraph_moa.context import stored_config
 from langgraph_moa.graph import graph
 from langgraph_moa.graph import graph as served_graph
-from langgraph_moa.nodes import ROUTES_AFTER_PREPARE, route_layer
+from langgraph_moa.routing import ROUTES_AFTER_PREPARE, route_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.messages import AIMessageChunk
 
 from langgraph_moa import MoAConfig, create_moa_graph
-from langgraph_moa.nodes import is_aggregator_token
+from langgraph_moa.stream import is_aggregator_token
 from langgraph_moa.testing import ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import answer_once_all_arrived, sim_config, user
 from tests.fakes import EchoModel

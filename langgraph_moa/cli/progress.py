@@ -31,6 +31,11 @@ class Progress:
     the seconds waited first (:meth:`waiting`, until :meth:`first_token`), so a
     narrow terminal cuts the model's name, not the wait.
 
+    The lines are printed, not drawn with ``rich.live``/``rich.progress``: they
+    are a log that stays in the scrollback and in a redirected stderr, where a
+    live display redraws in place and keeps only its last frame. The spinner is
+    rich's own ``Console.status``; ``moa eval``'s bar is ``rich.progress``.
+
     Args:
         console: Where to print (stderr).
         clock: Seconds from any fixed point (``time.monotonic``); a test gives its own.

@@ -14,10 +14,10 @@ from rich.markup import escape
 
 from langgraph_moa.cli.interrupt import interruptible, report_interrupted
 from langgraph_moa.cli.progress import Progress
-from langgraph_moa.cli_options import RunOptions, err, open_config
+from langgraph_moa.cli_options import RunOptions, err, fail, open_config
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import ConfigError, MoAError
-from langgraph_moa.providers import StreamRedactor, check_credentials, redact
+from langgraph_moa.providers import StreamRedactor, check_credentials
 from langgraph_moa.stream import is_aggregator_token, summarize_usage
 
 
@@ -96,12 +96,6 @@ def result_json(state: dict[str, Any], config: MoAConfig) -> dict[str, Any]:
         "unpriced_models": summary["unpriced_models"],
         "unreported_usage_calls": summary["unreported_calls"],
     }
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one ``error:`` line (secrets removed) and return the exit to raise."""
-    err.print(f"[red]error:[/red] {escape(redact(' '.join(message.split())))}")
-    return typer.Exit(code=code)
 
 
 def preflight(config: MoAConfig) -> None:

@@ -11,8 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from langgraph_moa.cli.running import fail
-from langgraph_moa.cli_options import RunOptions, err, open_config, with_run_options
+from langgraph_moa.cli_options import RunOptions, err, fail, open_config, with_run_options
 from langgraph_moa.config import describe_validation_error
 from langgraph_moa.errors import ConfigError, MoAError
 from langgraph_moa.presets import PRESETS

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph_moa.config import MoAConfig, ModelSpec
-from langgraph_moa.state import total_usage
+from langgraph_moa.usage import total_usage
 
 from .runner import GraphRunner
 

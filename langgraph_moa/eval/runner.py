@@ -31,8 +31,9 @@ from langgraph_moa.graph import create_moa_graph
 from langgraph_moa.pricing import estimate_cost
 from langgraph_moa.providers import check_credentials, redact
 from langgraph_moa.seeds import SEED_RANGE
-from langgraph_moa.state import UsageRecord, total_usage
+from langgraph_moa.state import UsageRecord
 from langgraph_moa.stream import summarize_usage
+from langgraph_moa.usage import total_usage
 
 from .items import EvalInputError
 from .systems import System

@@ -15,7 +15,7 @@ import os
 
 from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import ConfigError, MissingCredentialsError
-from langgraph_moa.providers.endpoints import _named_base_url, effective_base_url
+from langgraph_moa.providers.endpoints import effective_base_url, named_base_url
 
 API_KEY_VARIABLES: dict[str, str] = {
     "together": "TOGETHER_API_KEY",
@@ -29,9 +29,6 @@ API_KEY_VARIABLES: dict[str, str] = {
     "xai": "XAI_API_KEY",
 }
 """The environment variable holding each provider's API key."""
-
-_OPENAI_COMPATIBLE = {"openai", "together"}
-_PLACEHOLDER_KEY = "not-needed"  # OpenAI-compatible local servers ignore the key; the SDK wants one
 
 
 def key_variables(*configs: MoAConfig) -> list[str]:
@@ -57,7 +54,7 @@ def _key_variable(spec: ModelSpec, config: MoAConfig) -> tuple[str | None, bool]
     """``(variable to read the key from, whether the model can run without it)``."""
     if spec.api_key_env:
         return spec.api_key_env, False
-    if _named_base_url(spec, config):
+    if named_base_url(spec, config):
         return None, True  # a server named in the config never gets a provider's key by default
     if spec.provider == "openai" and effective_base_url(spec, config):
         return "OPENAI_API_KEY", True  # an OPENAI_BASE_URL server gets OPENAI_API_KEY if it is set

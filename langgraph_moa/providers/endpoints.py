@@ -23,7 +23,7 @@ from langgraph_moa.config import MoAConfig, ModelSpec
 from langgraph_moa.errors import ConfigError
 
 
-def _named_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
+def named_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
     """A base URL the user named in the config (not the environment's)."""
     if spec.base_url:
         return spec.base_url
@@ -32,7 +32,7 @@ def _named_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
 
 def effective_base_url(spec: ModelSpec, config: MoAConfig) -> str | None:
     """The endpoint ``spec`` is called on: its own, the run's (openai only), or the env's."""
-    named = _named_base_url(spec, config)
+    named = named_base_url(spec, config)
     if named or spec.provider != "openai":
         return named
     return os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
@@ -44,7 +44,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def _destination(spec: ModelSpec, config: MoAConfig) -> str:
     """Where ``spec``'s requests (and key) go: its named base URL, else its provider's own endpoint."""
-    return _named_base_url(spec, config) or f"{spec.provider}:"
+    return named_base_url(spec, config) or f"{spec.provider}:"
 
 
 def _covers(prefix: str, destination: str) -> bool:
@@ -97,7 +97,7 @@ class EndpointPolicy:
         prefixes = [p for p in (u.strip() for u in self.base_urls) if p]
         for spec in config.all_models():
             destination = _destination(spec, config)
-            url = _named_base_url(spec, config)
+            url = named_base_url(spec, config)
             if url is not None and not (
                 any(_covers(p, url) for p in prefixes) or any(_covers(d, url) for d, _ in operator)
             ):

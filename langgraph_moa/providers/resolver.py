@@ -27,9 +27,12 @@ from langchain_core.runnables import Runnable
 from langgraph.constants import TAG_NOSTREAM
 
 from langgraph_moa.config import MoAConfig, ModelSpec
-from langgraph_moa.providers.credentials import _OPENAI_COMPATIBLE, _PLACEHOLDER_KEY, api_key, check_credentials
+from langgraph_moa.providers.credentials import api_key, check_credentials
 from langgraph_moa.providers.endpoints import EndpointPolicy, effective_base_url
 from langgraph_moa.providers.redacted_model import is_chat_model, redacted_model
+
+_OPENAI_COMPATIBLE = {"openai", "together"}
+_PLACEHOLDER_KEY = "not-needed"  # OpenAI-compatible local servers ignore the key; the SDK wants one
 
 
 class ModelResolver:

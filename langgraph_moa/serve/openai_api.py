@@ -107,7 +107,7 @@ from langgraph_moa.errors import MoAError
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import StreamRedactor, check_credentials, key_variables
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
+from langgraph_moa.serve.openai_errors import OpenAIError, bad_request, error_for
 from langgraph_moa.serve.openai_schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -216,12 +216,12 @@ class APISettings(BaseModel):
 # --------------------------------------------------------------------------- runs
 
 
-def _request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int) -> MoAConfig:
+def request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int) -> MoAConfig:
     """``base`` with the request's temperature and token limit on its aggregator."""
     max_tokens = request.token_limit()
     if max_tokens is not None and max_tokens > limit:
         param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-        raise _bad_request(f"{param}={max_tokens} is above this server's limit of {limit}", param=param)
+        raise bad_request(f"{param}={max_tokens} is above this server's limit of {limit}", param=param)
     changes: dict[str, Any] = {}
     if request.temperature is not None:
         changes["temperature"] = request.temperature
@@ -258,7 +258,8 @@ def _usage(state: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def _answer(state: Mapping[str, Any]) -> AIMessage:
+def answer_of(state: Mapping[str, Any]) -> AIMessage:
+    """The answer of a finished run: its last message (a 500 ``no_answer`` when there is none)."""
     messages = state.get("messages") or []
     if not messages or not isinstance(messages[-1], AIMessage):
         raise OpenAIError(500, "the MoA run ended without an answer", type="server_error", code="no_answer")
@@ -293,7 +294,7 @@ def _response_message(answer: AIMessage, stop: list[str]) -> ResponseMessage:
     return ResponseMessage.model_validate({"content": text if text or not calls else None, "tool_calls": calls})
 
 
-class _Run:
+class BackgroundRun:
     """One MoA turn on a background task, its events on a queue.
 
     Events: ``("token", str)`` for each aggregator token and ``("tool", (index,
@@ -389,7 +390,8 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read up to ``limit`` bytes (a 413 beyond it, declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -417,14 +419,14 @@ def check_size(count: int, chars: int, settings: APISettings) -> None:
         OpenAIError: 400, ``too_many_messages`` or ``request_too_long``.
     """
     if count > settings.max_messages:
-        raise _bad_request(
+        raise bad_request(
             f"messages: {count} messages are more than this server's limit of {settings.max_messages}; "
             "send a shorter conversation",
             param="messages",
             code="too_many_messages",
         )
     if chars > settings.max_request_chars:
-        raise _bad_request(
+        raise bad_request(
             f"messages: {chars} characters of text are more than this server's limit of "
             f"{settings.max_request_chars}; send a shorter conversation",
             param="messages",
@@ -432,7 +434,7 @@ def check_size(count: int, chars: int, settings: APISettings) -> None:
         )
 
 
-def _parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
+def parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
     """The request, checked against the size limits before the conversation is validated in full."""
     try:
         raw = json.loads(body)
@@ -447,7 +449,7 @@ def _parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
         request.check()
     except ValueError as exc:
         param, message = exc.args
-        raise _bad_request(message, param=param) from None
+        raise bad_request(message, param=param) from None
     return request
 
 
@@ -458,9 +460,9 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
         if first["type"] == "json_invalid":
-            raise _bad_request(f"the body is not valid JSON: {first['msg']}") from None
+            raise bad_request(f"the body is not valid JSON: {first['msg']}") from None
         if not loc:
-            raise _bad_request("the body must be a JSON object with model and messages") from None
+            raise bad_request("the body must be a JSON object with model and messages") from None
         if loc[:1] == ["messages"] and len(loc) >= 3 and loc[2] in ("role", "content"):
             param = _param(first["loc"][:3])
             if loc[2] == "role":
@@ -469,15 +471,15 @@ def _parse(body: bytes) -> ChatCompletionRequest:
                 )
             else:
                 message = f"{param}: only text is supported, as a string or a list of text parts"
-            raise _bad_request(message, param=param) from None
+            raise bad_request(message, param=param) from None
         if loc == ["n"] and not first["type"].endswith("_type"):  # a wrong type gets the generic message
-            raise _bad_request(
+            raise bad_request(
                 "n: MoA writes one answer per request; send n=1 (or leave it out) and send the request again "
                 "for another answer",
                 param="n",
             ) from None
         message = describe_validation_error(exc).replace("invalid MoA configuration", "invalid request", 1)
-        raise _bad_request(message, param=_param(first["loc"])) from None
+        raise bad_request(message, param=_param(first["loc"])) from None
 
 
 def _param(loc: Any) -> str:
@@ -583,7 +585,7 @@ def create_openai_router(
             ).response()
         model = str(snapshot.metadata.get("openai_model", ""))
         state = snapshot.values
-        answer = _answer(state)
+        answer = answer_of(state)
         stop = list(snapshot.metadata.get("openai_stop") or [])
         return ChatCompletion(
             id=completion_id,
@@ -605,12 +607,12 @@ def create_openai_router(
         """Answer the conversation with Mixture-of-Agents."""
         model = "?"
         try:
-            raw = await _read_body(request, settings.max_request_bytes)
+            raw = await read_body(request, settings.max_request_bytes)
             # parsing up to max_request_bytes of JSON is CPU work: off the event loop, which serves everyone
-            body = await asyncio.to_thread(_parse_within, raw, settings)
+            body = await asyncio.to_thread(parse_within, raw, settings)
             model = body.model
             # off the event loop: serving a model may start its server first (the local model under langgraph dev)
-            config = _request_config(await asyncio.to_thread(settings.served, model), body, settings.max_tokens)
+            config = request_config(await asyncio.to_thread(settings.served, model), body, settings.max_tokens)
         except OpenAIError as exc:
             return exc.response()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -626,7 +628,7 @@ def create_openai_router(
             run_config["configurable"] = {"thread_id": completion_id}
         names = body.tool_names()
         inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain(names) for m in body.messages])}
-        run = _Run(run_graph, inputs, run_config, config, body.stream, slots)
+        run = BackgroundRun(run_graph, inputs, run_config, config, body.stream, slots)
         in_flight = getattr(request.app.state, "in_flight", None)
         if in_flight is not None:  # a stored run cancelled by a shutdown still writes its checkpoint
             in_flight.track(run.task)
@@ -639,7 +641,7 @@ def create_openai_router(
         if kind == "error":
             return error_for(value, model).response()
         try:
-            answer = _answer(value)
+            answer = answer_of(value)
         except OpenAIError as exc:
             return exc.response()
         completion = ChatCompletion(
@@ -661,7 +663,12 @@ def create_openai_router(
 
 
 async def _stream(
-    run: _Run, request: Request, body: ChatCompletionRequest, config: MoAConfig, completion_id: str, created: int
+    run: BackgroundRun,
+    request: Request,
+    body: ChatCompletionRequest,
+    config: MoAConfig,
+    completion_id: str,
+    created: int,
 ) -> Response:
     """Wait for the first event (so early errors keep their status code), then stream."""
     first = await run.next(request)
@@ -707,7 +714,7 @@ async def _stream(
                     return
                 else:
                     try:
-                        answer = _answer(value)
+                        answer = answer_of(value)
                     except OpenAIError as exc:
                         yield {"data": _json(exc.body())}
                         return
@@ -729,17 +736,17 @@ async def _stream(
         finally:
             run.cancel()  # the client went away, or the run is over: nothing may keep calling upstream
 
-    return _RunStream(run, events(), sep="\n", ping=15)
+    return RunStream(run, events(), sep="\n", ping=15)
 
 
-class _RunStream(EventSourceResponse):
+class RunStream(EventSourceResponse):
     """The event stream of a run, which cancels the run when the response ends in any way.
 
     The generator's own ``finally`` does not run if the client went away before
     the generator was first iterated.
     """
 
-    def __init__(self, run: _Run, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, run: BackgroundRun, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._run = run
 

@@ -70,7 +70,8 @@ class OpenAIError(MoAError):
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def _bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> OpenAIError:
+def bad_request(message: str, param: str | None = None, code: str | None = "invalid_request") -> OpenAIError:
+    """A 400 ``invalid_request_error`` naming what is wrong with the request (and its ``param``)."""
     return OpenAIError(400, message, type="invalid_request_error", param=param, code=code)
 
 

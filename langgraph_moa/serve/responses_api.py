@@ -51,7 +51,7 @@ from pydantic import ValidationError
 
 from langgraph_moa.config import describe_validation_error
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.serve.openai_errors import OpenAIError, _bad_request, error_for
+from langgraph_moa.serve.openai_errors import OpenAIError, bad_request, error_for
 
 __all__ = ["ResponseObject", "ResponseStore", "add_responses_routes", "to_chat_request"]
 
@@ -102,7 +102,7 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
     if value is None:
         return default
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int, float))):
-        raise _bad_request(f"{name}: {value!r} is not valid here", param=name)
+        raise bad_request(f"{name}: {value!r} is not valid here", param=name)
     return value
 
 
@@ -110,12 +110,12 @@ def _content_text(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _bad_request(f"{where}: must be a string or a list of text parts", param=where)
+        raise bad_request(f"{where}: must be a string or a list of text parts", param=where)
     texts = []
     for i, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in ("input_text", "output_text", "text") or not isinstance(part.get("text"), str):
-            raise _bad_request(
+            raise bad_request(
                 f"{where}[{i}]: only text parts (input_text, output_text) are supported, not {kind!r}",
                 param=f"{where}[{i}]",
             )
@@ -165,17 +165,17 @@ def _messages(items: Any) -> list[dict[str, Any]]:
     if isinstance(items, str):
         return [{"role": "user", "content": items}]
     if not isinstance(items, list):
-        raise _bad_request("input: must be a string or a list of items", param="input")
+        raise bad_request("input: must be a string or a list of items", param="input")
     out: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _bad_request(f"{where}: must be an object", param=where)
+            raise bad_request(f"{where}: must be an object", param=where)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
             if role not in ("system", "developer", "user", "assistant"):
-                raise _bad_request(
+                raise bad_request(
                     f"{where}.role: {role!r} is not supported; use system, developer, user or assistant",
                     param=f"{where}.role",
                 )
@@ -183,7 +183,7 @@ def _messages(items: Any) -> list[dict[str, Any]]:
         elif kind == "function_call":
             for name in ("call_id", "name", "arguments"):
                 if not isinstance(item.get(name), str):
-                    raise _bad_request(f"{where}.{name}: a function_call item needs it, as a string", param=where)
+                    raise bad_request(f"{where}.{name}: a function_call item needs it, as a string", param=where)
             call = {
                 "id": item["call_id"],
                 "type": "function",
@@ -197,14 +197,14 @@ def _messages(items: Any) -> list[dict[str, Any]]:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call], _FROM: where})
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
-                raise _bad_request(f"{where}.call_id: a function_call_output item needs it", param=f"{where}.call_id")
+                raise bad_request(f"{where}.call_id: a function_call_output item needs it", param=f"{where}.call_id")
             output = item.get("output")
             text = output if isinstance(output, str) else _content_text(output, f"{where}.output")
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text, _FROM: where})
         elif kind == "reasoning":
             continue
         else:
-            raise _bad_request(
+            raise bad_request(
                 f"{where}.type: {kind!r} items are not supported; send message, function_call and "
                 "function_call_output items",
                 param=f"{where}.type",
@@ -216,12 +216,12 @@ def _tools(tools: Any) -> list[dict[str, Any]] | None:
     if tools is None:
         return None
     if not isinstance(tools, list):
-        raise _bad_request("tools: must be a list", param="tools")
+        raise bad_request("tools: must be a list", param="tools")
     out = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else tool
-            raise _bad_request(
+            raise bad_request(
                 f"tools[{i}].type: only function tools are supported, not {kind!r}", param=f"tools[{i}].type"
             )
         function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
@@ -233,7 +233,7 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
     if isinstance(choice, dict):
-        raise _bad_request(
+        raise bad_request(
             f"tool_choice: {choice!r} is not supported; use auto, none, required or a function", param="tool_choice"
         )
     return choice
@@ -248,7 +248,7 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     if fmt.get("type") == "json_schema":
         spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if fmt.get(k) is not None}
         return {"type": "json_schema", "json_schema": spec}
-    raise _bad_request(f"text.format.type: {fmt.get('type')!r} is not supported", param="text.format.type")
+    raise bad_request(f"text.format.type: {fmt.get('type')!r} is not supported", param="text.format.type")
 
 
 def to_chat_request(body: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -262,15 +262,13 @@ def to_chat_request(body: dict[str, Any], history: list[dict[str, Any]]) -> dict
         OpenAIError: 400 naming the field the request gets wrong.
     """
     if body.get("background"):
-        raise _bad_request(
-            "background: responses are answered in the request; leave background out", param="background"
-        )
+        raise bad_request("background: responses are answered in the request; leave background out", param="background")
     messages = [{**m, _FROM: "previous_response_id"} for m in history]
     instructions = _field(body, "instructions", str)
     if instructions:
         messages.insert(0, {"role": "system", "content": instructions, _FROM: "instructions"})
     if "input" not in body:
-        raise _bad_request("input: required", param="input")
+        raise bad_request("input: required", param="input")
     messages += _messages(body["input"])
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages, "stream": bool(body.get("stream"))}
     if (tools := _tools(body.get("tools"))) is not None and tools:
@@ -366,35 +364,35 @@ def add_responses_routes(
         """Answer with Mixture-of-Agents, in the Responses API's shape."""
         model = "?"
         try:
-            raw = await chat._read_body(request, settings.max_request_bytes)
+            raw = await chat.read_body(request, settings.max_request_bytes)
             try:
                 body = json.loads(raw)
             except (ValueError, RecursionError) as exc:
-                raise _bad_request(f"the body is not valid JSON: {exc}") from None
+                raise bad_request(f"the body is not valid JSON: {exc}") from None
             if not isinstance(body, dict):
-                raise _bad_request("the body must be a JSON object with model and input")
+                raise bad_request("the body must be a JSON object with model and input")
             history: list[dict[str, Any]] = []
             if previous := _field(body, "previous_response_id", str):
                 conversation, _ = store.get(previous)
                 history = conversation
             chat_body = to_chat_request(body, history)
             try:
-                parsed = await asyncio.to_thread(chat._parse_within, json.dumps(chat_body).encode(), settings)
+                parsed = await asyncio.to_thread(chat.parse_within, json.dumps(chat_body).encode(), settings)
                 model = parsed.model
-                config = chat._request_config(settings.served(model), parsed, settings.max_tokens)
+                config = chat.request_config(settings.served(model), parsed, settings.max_tokens)
             except OpenAIError as exc:
                 raise input_param(exc, chat_body) from None
         except OpenAIError as exc:
             return exc.response()
-        except ValidationError as exc:  # pragma: no cover - _parse_within reports its own
-            return _bad_request(describe_validation_error(exc)).response()
+        except ValidationError as exc:  # pragma: no cover - parse_within reports its own
+            return bad_request(describe_validation_error(exc)).response()
         response_id = f"resp_{uuid.uuid4().hex}"
         message_id = f"msg_{uuid.uuid4().hex}"
         created = int(time.time())
         run_config: dict[str, Any] = {"callbacks": [limit], "run_name": "moa", "metadata": {"openai_model": model}}
         names = parsed.tool_names()
         inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain(names) for m in parsed.messages])}
-        run = chat._Run(graph, inputs, run_config, config, parsed.stream, slots)
+        run = chat.BackgroundRun(graph, inputs, run_config, config, parsed.stream, slots)
         keep = body.get("store") is not False
 
         def finished(state: Any, answer: AIMessage) -> dict[str, Any]:
@@ -418,7 +416,7 @@ def add_responses_routes(
         if kind == "error":
             return error_for(value, model).response()
         try:
-            answer = chat._answer(value)
+            answer = chat.answer_of(value)
         except OpenAIError as exc:
             return exc.response()
         return JSONResponse(finished(value, answer))
@@ -528,7 +526,7 @@ async def _stream(
                     return
                 elif kind == "done":
                     try:
-                        answer = chat._answer(value)
+                        answer = chat.answer_of(value)
                     except OpenAIError as exc:
                         yield event("error", code=exc.code, message=exc.message, param=exc.param)
                         return
@@ -591,4 +589,4 @@ async def _stream(
         finally:
             run.cancel()
 
-    return chat._RunStream(run, events(), sep="\n", ping=15)
+    return chat.RunStream(run, events(), sep="\n", ping=15)
