@@ -24,6 +24,7 @@ from langgraph_moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
 from langgraph_moa.state import (
     Failure,
     InputState,
+    MoAOutput,
     MoAState,
     Proposal,
     ProvisionalAnswer,
@@ -47,6 +48,7 @@ __all__ = [
     "MissingCredentialsError",
     "MoAConfig",
     "MoAError",
+    "MoAOutput",
     "MoAState",
     "ModelPrice",
     "ModelSpec",

@@ -18,9 +18,9 @@ import os
 import re
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -191,6 +191,39 @@ class RunOptions:
 R = TypeVar("R")
 
 
+def with_parameters(
+    command: Callable[..., R], name: str, parameters: list[inspect.Parameter], gather: Callable[[dict[str, Any]], Any]
+) -> Callable[..., R]:
+    """``command`` taking ``parameters`` as typer options in place of its parameter ``name``.
+
+    The returned command's signature (which typer reads) is ``command``'s own
+    parameters, keyword-only, then ``parameters``; it calls ``command`` with
+    ``name=gather({parameter: value})`` and the rest. Decorators built on it
+    stack, each gathering its own group.
+
+    Raises:
+        TypeError: ``command`` has no parameter ``name``, or one of its own
+            parameters has the name of one of ``parameters``.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    if name not in signature.parameters:
+        raise TypeError(f"{command.__name__} must take the keyword parameter {name!r} that gathers these options")
+    own = [p for p in signature.parameters.values() if p.name != name]
+    clashes = sorted({p.name for p in own} & {p.name for p in parameters})
+    if clashes:
+        raise TypeError(f"{command.__name__}: {', '.join(clashes)} would hide a shared option; rename it")
+    names = [p.name for p in parameters]
+
+    @functools.wraps(command)
+    def with_group(**values: Any) -> R:
+        group = {key: values.pop(key) for key in names}
+        return command(**{name: gather(group)}, **values)
+
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is p.POSITIONAL_OR_KEYWORD else p for p in own]
+    with_group.__signature__ = signature.replace(parameters=[*own, *parameters])  # type: ignore[attr-defined]
+    return with_group
+
+
 def with_run_options(command: Callable[..., R]) -> Callable[..., R]:
     """Give a typer command the model options and every :class:`CommandLine` field of :class:`MoAConfig`.
 
@@ -204,31 +237,39 @@ def with_run_options(command: Callable[..., R]) -> Callable[..., R]:
         TypeError: ``command`` has no ``options`` parameter, or one of its own
             parameters has the name of a generated one.
     """
-    signature = inspect.signature(command, eval_str=True)
-    if "options" not in signature.parameters:
-        raise TypeError(f"{command.__name__} must take options: RunOptions")
-    own = [p for p in signature.parameters.values() if p.name != "options"]
+    keyword = inspect.Parameter.KEYWORD_ONLY
     settings = setting_options()
-    generated = [
-        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    parameters = [
+        *(inspect.Parameter(name, keyword, default=None, annotation=annotation)
           for name, annotation in MODEL_OPTIONS.items()),
-        *(inspect.Parameter(option.field, inspect.Parameter.KEYWORD_ONLY,
-                            default=False if option.kind is bool else None, annotation=option.annotation())
+        *(inspect.Parameter(option.field, keyword, default=False if option.kind is bool else None,
+                            annotation=option.annotation())
           for option in settings),
     ]  # fmt: skip
-    clashes = sorted({p.name for p in own} & {p.name for p in generated})
-    if clashes:
-        raise TypeError(f"{command.__name__}: {', '.join(clashes)} would hide a shared option; rename it")
 
-    @functools.wraps(command)
-    def with_options(**values: Any) -> R:
+    def gather(values: dict[str, Any]) -> RunOptions:
         models = {name: values.pop(name) for name in MODEL_OPTIONS}
-        given = {option.field: values.pop(option.field) for option in settings}
-        return command(options=RunOptions(**models, settings=given), **values)
+        return RunOptions(**models, settings=values)
 
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is p.POSITIONAL_OR_KEYWORD else p for p in own]
-    with_options.__signature__ = signature.replace(parameters=[*own, *generated])  # type: ignore[attr-defined]
-    return with_options
+    return with_parameters(command, "options", parameters, gather)
+
+
+def with_option_group(name: str, group: type[Any]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """A decorator giving a typer command the fields of the dataclass ``group`` as options, gathered in ``name``.
+
+    Each field of ``group`` is annotated with its ``typer.Option`` and has a
+    default; the command declares ``name: group`` (keyword-only).
+    """
+    hints = get_type_hints(group, include_extras=True)
+    parameters = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in fields(group)
+    ]
+
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
+        return with_parameters(command, name, parameters, lambda values: group(**values))
+
+    return decorate
 
 
 def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:

@@ -37,7 +37,7 @@ from langgraph_moa.routing import (
     route_layer,
 )
 from langgraph_moa.staircase import make_staircase
-from langgraph_moa.state import InputState, MoAState
+from langgraph_moa.state import InputState, MoAOutput, MoAState
 from langgraph_moa.strategies import make_steer
 
 FAILURE_HANDLER = f"__error_handler__{PROPOSER_NODE}"
@@ -50,7 +50,7 @@ def create_moa_graph(
     *,
     models: Mapping[str, BaseChatModel | Runnable] | None = None,
     allowed_base_urls: Iterable[str] | EndpointPolicy | None = None,
-) -> StateGraph[MoAState, MoAConfig, InputState, MoAState]:
+) -> StateGraph[MoAState, MoAConfig, InputState, MoAOutput]:
     """Create the Mixture-of-Agents graph (uncompiled).
 
     The graph has these nodes::
@@ -126,7 +126,7 @@ def create_moa_graph(
         ```
     """
     resolve = ModelResolver(models, allowed_base_urls=allowed_base_urls)
-    builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState)
+    builder = StateGraph(MoAState, context_schema=MoAConfig, input_schema=InputState, output_schema=MoAOutput)
     builder.add_node(PREPARE_NODE, make_prepare(resolve))
     # the node cache works once the graph is compiled with a cache; failures never enter it
     builder.add_node(

@@ -191,8 +191,8 @@ class InputState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
 
 
-class MoAState(InputState, total=False):
-    """The full state of a MoA run.
+class MoAOutput(InputState, total=False):
+    """What a MoA run returns and streams (``invoke``, ``stream_mode="values"``): its state without ``moa_config``.
 
     Attributes:
         messages: The conversation; the final answer is appended as an AIMessage.
@@ -200,11 +200,6 @@ class MoAState(InputState, total=False):
             layer number while the final answer is written.
         config_fingerprint: A hash of the turn's MoAConfig, so a resumed run
             that is given another configuration stops instead of mixing two.
-        moa_config: The turn's MoAConfig as plain data, stored by ``prepare``:
-            every later step of the turn (a resumed run, the routing that
-            ``update_state`` runs) reads it from here, so a run resumed without
-            a configuration continues with the turn's. It holds no secret (keys
-            are named by their variables).
         proposals: Successful proposals of this turn, sorted by (layer, slot).
         failures: Failed proposer calls of this turn, sorted by (layer, slot).
         usage: One record per model call of this turn, in completion order.
@@ -225,7 +220,6 @@ class MoAState(InputState, total=False):
 
     layer: int
     config_fingerprint: str
-    moa_config: dict[str, Any]
     turn_id: str
     run_seed: int
     stopped_after: int | None
@@ -237,6 +231,22 @@ class MoAState(InputState, total=False):
     provisional_answers: Annotated[list[ProvisionalAnswer], _merge_by_slot]
     usage_summary: UsageSummary
     staircase: StaircaseRecord | None
+
+
+class MoAState(MoAOutput, total=False):
+    """The full state of a MoA run: :class:`MoAOutput` and the turn's configuration.
+
+    Attributes:
+        moa_config: The turn's MoAConfig as plain data, stored by ``prepare``:
+            every later step of the turn (a resumed run, the routing that
+            ``update_state`` runs) reads it from here, so a run resumed without
+            a configuration continues with the turn's. It holds no secret (keys
+            are named by their variables), but it names the endpoints the
+            operator's models run on, so it stays in the checkpoints
+            (``get_state``, Studio) and out of what a run returns to its caller.
+    """
+
+    moa_config: dict[str, Any]
 
 
 class ProposerInput(TypedDict):

@@ -29,7 +29,7 @@ from langgraph_moa.context import DEFAULT_PRESET_KEY, configures_run
 from langgraph_moa.graph import graph
 from langgraph_moa.local import LocalModelError, bundled_model_installed, local_config, local_servers
 from langgraph_moa.presets import PRESET_FACTORIES
-from langgraph_moa.state import InputState, MoAState
+from langgraph_moa.state import InputState, MoAOutput, MoAState
 
 LOCAL_PRESET = "local"
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def local_extra_installed() -> bool:
 LOCAL_AVAILABLE = local_extra_installed()
 
 
-async def make_graph(config: RunnableConfig) -> CompiledStateGraph[MoAState, MoAConfig, InputState, MoAState]:
+async def make_graph(config: RunnableConfig) -> CompiledStateGraph[MoAState, MoAConfig, InputState, MoAOutput]:
     """The served graph for one request: the ``local`` preset for a run that needs it, see the module docs.
 
     The LangGraph API calls this for every request with the run's configuration

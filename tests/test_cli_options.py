@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from langgraph_moa import MoAConfig
 from langgraph_moa.cli import app
-from langgraph_moa.cli_options import RunOptions, setting_options, with_run_options
+from langgraph_moa.cli_options import RunOptions, setting_options, with_option_group, with_run_options
 from langgraph_moa.config import CommandLine
+from langgraph_moa.eval.cli import EvalOptions
 from langgraph_moa.strict_types import Whole
 from langgraph_moa.testing import SimulatedOpenAIServer
 
@@ -110,7 +111,7 @@ def test_a_command_without_options_or_with_a_clashing_name_is_refused() -> None:
 
     def clash(layers: int, *, options: RunOptions) -> None: ...
 
-    with pytest.raises(TypeError, match="options: RunOptions"):
+    with pytest.raises(TypeError, match="must take the keyword parameter 'options'"):
         with_run_options(no_options)
     with pytest.raises(TypeError, match="layers would hide a shared option"):
         with_run_options(clash)
@@ -167,3 +168,32 @@ def test_a_field_marked_for_the_command_line_changes_the_run(server: SimulatedOp
     assert staircase.exit_code == 0, staircase.output
     assert server.requests_for("p1")[-1]["stream"] is True  # the proposers stream to the aggregator
     assert server.requests_for("agg")[1]["max_tokens"] == 40  # its first piece: staircase_piece_tokens
+
+
+def test_every_eval_command_takes_the_eval_options_once_declared() -> None:
+    shared = {
+        "--limit",
+        "--compare",
+        "--collaborativeness",
+        "--system",
+        "--variant",
+        "-j",
+        "--out",
+        "--json",
+        "--cache",
+    }
+    for command in ("exact", "mt-bench", "alpaca-eval", "flask"):
+        assert shared <= _flags(("eval", command)), command
+    seen: list[EvalOptions] = []
+    demo = typer.Typer()
+
+    @demo.command()
+    @with_run_options
+    @with_option_group("run", EvalOptions)
+    def run(*, run: EvalOptions, options: RunOptions) -> None:
+        seen.append(run)
+
+    result = CliRunner().invoke(demo, ["--limit", "3", "--variant", "early_stop=0.9", "-j", "2", "--json", "-l", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen == [EvalOptions(limit=3, variants=["early_stop=0.9"], concurrency=2, as_json=True)]
+    assert seen[0].first([1, 2, 3, 4]) == [1, 2, 3]

@@ -127,6 +127,18 @@ async def test_failed_aggregator_is_an_error_and_resume_reruns_only_it() -> None
     assert len(models["fake:a"].prompts) == 1 and len(models["fake:b"].prompts) == 1
 
 
+async def test_a_run_returns_its_state_without_the_configuration_it_checkpoints() -> None:
+    # the configuration names the operator's endpoints: the checkpoint keeps it, the caller is not given it
+    graph = create_moa_graph(models={**fakes("a"), "fake:agg": EchoModel(name="agg")}).compile(
+        checkpointer=InMemorySaver()
+    )
+    config = MoAConfig(layers=2, proposers=["fake:a"], aggregator="fake:agg", base_url="http://10.0.0.7:8000/v1")
+    thread = {"configurable": {"thread_id": "t"}}
+    state = await graph.ainvoke(user("q"), thread, context=config)
+    assert "moa_config" not in state and state["proposals"] and state["usage_summary"]
+    assert (await graph.aget_state(thread)).values["moa_config"]["base_url"] == "http://10.0.0.7:8000/v1"
+
+
 async def test_resuming_without_a_configuration_continues_with_the_turns_own() -> None:
     agg = EchoModel(name="agg")
     graph = create_moa_graph(models={**fakes("a"), "fake:agg": agg}).compile(

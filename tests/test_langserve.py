@@ -84,6 +84,7 @@ def test_invoke_runs_every_layer_with_the_configurable_config(
     assert state["proposals"][2]["content"] == "p1 answer to: hello langserve [refs=2]"  # layer 2 saw layer 1
     assert state["failures"] == []
     assert state["usage_summary"]["total"]["total_tokens"] > 0
+    assert "moa_config" not in state  # the turn's configuration stays in the checkpoint
     assert server.calls("p1") == 2 and server.calls("p2") == 2 and server.calls("agg") == 1
 
 
@@ -140,6 +141,7 @@ def test_stream_yields_the_state_after_every_layer(moa: RemoteRunnable, server: 
     assert [s["messages"][-1].content for s in states].count("agg answer to: streamed [refs=2]") == 1
     assert states[-1]["messages"][-1].content == "agg answer to: streamed [refs=2]"
     assert states[-1]["usage_summary"]["total"]["total_tokens"] > 0
+    assert all("moa_config" not in s for s in states)  # the turn's configuration names the endpoints
 
 
 async def test_stream_events_carries_the_fan_out_and_the_answer_tokens(

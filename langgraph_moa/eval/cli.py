@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from langgraph_moa.cache import proposal_cache
-from langgraph_moa.cli_options import RunOptions, err, fail, open_config, with_run_options
+from langgraph_moa.cli_options import RunOptions, err, fail, open_config, with_option_group, with_run_options
 from langgraph_moa.config import MoAConfig
 from langgraph_moa.errors import MoAError
 from langgraph_moa.providers import check_credentials
@@ -112,6 +113,46 @@ CacheOpt = Annotated[
 ]
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """The options every ``moa eval`` command takes besides its files, its judge and the model options."""
+
+    limit: LimitOpt = None
+    compare: CompareOpt = False
+    collaborativeness: CollaborativenessOpt = False
+    systems: SystemOpt = None
+    variants: VariantOpt = None
+    concurrency: ConcurrencyOpt = 4
+    out: OutOpt = None
+    as_json: JsonOpt = False
+    cache: CacheOpt = False
+
+    def first(self, items: list[T]) -> list[T]:
+        """The items ``--limit`` keeps."""
+        return items[: self.limit] if self.limit else items
+
+    def generates(self, options: RunOptions, scored: Mapping[str, Any]) -> bool:
+        """Whether to generate: nothing is given to score, or configurations to run are."""
+        return not scored or options.given() or self.systems is not None or self.variants is not None
+
+    def runner_arguments(self) -> dict[str, Any]:
+        """The keyword arguments every ``run_*`` function takes from these options."""
+        return {
+            "compare": self.compare,
+            "collaborativeness": self.collaborativeness,
+            "out_dir": self.out,
+            "concurrency": self.concurrency,
+            "cache": proposal_cache() if self.cache else None,
+        }
+
+
+with_eval_options = with_option_group("run", EvalOptions)
+"""Gives a ``moa eval`` command the :class:`EvalOptions`, gathered in its keyword parameter ``run``."""
+
+
 class BarProgress:
     """A rich progress bar on stderr: pairs done, ETA, errors and running cost."""
 
@@ -170,16 +211,19 @@ def extra_configs(specs: list[str] | None, options: RunOptions, stack: ExitStack
 
 def publish(
     result: EvalResult,
-    out: Path | None,
+    run: EvalOptions,
     title: str,
-    as_json: bool,
     *,
     percent: bool,
     label: str,
     extra: dict[str, dict[str, str]] | None = None,
     more: str = "",
 ) -> None:
-    """Print the table (or the summary JSON), and write the table and plot into ``out``; ``more`` goes after."""
+    """Print the table (or, with ``--json``, the summary JSON), and write the table and plot into ``--out``.
+
+    ``more`` (FLASK's difficulty and domain tables) goes after the tables.
+    """
+    out = run.out
     table = markdown_table(result.rows, percent=percent, score_label=label, extra=extra)
     collaboration = collaborativeness_table(result.rows, result.records, percent=percent, score_label=label)
     if collaboration:
@@ -191,7 +235,7 @@ def publish(
             plot_score_vs_cost(result.rows, out / PLOT_FILE, title=title, percent=percent)
         except PlotUnavailable as exc:
             err.print(f"no plot: {exc}")
-    if as_json:
+    if run.as_json:
         sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
     else:
         sys.stdout.write(table)
@@ -204,8 +248,7 @@ Configs = dict[str, MoAConfig]
 
 def run_eval(
     options: RunOptions,
-    systems: list[str] | None,
-    variants: list[str] | None,
+    run: EvalOptions,
     make: Callable[[MoAConfig, Configs, Configs, BarProgress], Coroutine[Any, Any, EvalResult]],
     publish_result: Callable[[EvalResult], None],
 ) -> None:
@@ -213,8 +256,8 @@ def run_eval(
     with ExitStack() as stack:
         try:
             config = open_config(options, stack)
-            extra = extra_configs(systems, options, stack)
-            changed = {spec: variant_config(config, spec) for spec in variants or []}
+            extra = extra_configs(run.systems, options, stack)
+            changed = {spec: variant_config(config, spec) for spec in run.variants or []}
             for each in [config, *extra.values(), *changed.values()]:
                 check_credentials(each)
         except (MoAError, ValueError) as exc:
@@ -234,20 +277,12 @@ def run_eval(
 
 @eval_app.command("exact")
 @with_run_options
+@with_eval_options
 def exact(
     file: Annotated[Path | None, typer.Argument(help='JSONL of {"id"?, "question", "answer"}.')] = None,
     builtin: Annotated[
         str | None, typer.Option("--builtin", help="A built-in suite instead of FILE: arithmetic.")
     ] = None,
-    limit: LimitOpt = None,
-    compare: CompareOpt = False,
-    collaborativeness: CollaborativenessOpt = False,
-    system: SystemOpt = None,
-    variant: VariantOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    out: OutOpt = None,
-    as_json: JsonOpt = False,
-    cache: CacheOpt = False,
     grader: Annotated[
         str | None, typer.Option("--grader", help="module:function grade(response, answer) -> bool replacing the rule.")
     ] = None,
@@ -255,6 +290,7 @@ def exact(
         str, typer.Option("--template", help="The user message; {question} is replaced by the question.")
     ] = "{question}",
     *,
+    run: EvalOptions,
     options: RunOptions,
 ) -> None:
     """Exact-answer questions graded without a judge: numbers by the last number, text as a whole word."""
@@ -267,7 +303,7 @@ def exact(
         grade = load_grader(grader) if grader else grade_exact
     except (EvalInputError, ValueError) as exc:
         raise fail(str(exc)) from None
-    items = items[:limit] if limit else items
+    items = run.first(items)
     suite = builtin or (file.stem if file else "exact")
 
     async def make(config: MoAConfig, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
@@ -275,25 +311,20 @@ def exact(
             items,
             config,
             suite=suite,
-            compare=compare,
-            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
-            out_dir=out,
-            concurrency=concurrency,
             grade=grade,
             extract=extract_answer,
             template=template,
-            cache=proposal_cache() if cache else None,
             progress=progress,
+            **run.runner_arguments(),
         )
 
     run_eval(
         options,
-        system,
-        variant,
+        run,
         make,
-        lambda result: publish(result, out, f"{suite}: exact answers", as_json, percent=True, label="accuracy %"),
+        lambda result: publish(result, run, f"{suite}: exact answers", percent=True, label="accuracy %"),
     )
 
 
@@ -341,6 +372,7 @@ def _counts(pairs: dict[str, tuple[int, int]]) -> dict[str, str]:
 
 @eval_app.command("mt-bench")
 @with_run_options
+@with_eval_options
 def mt_bench(
     questions: Annotated[Path, typer.Argument(help="FastChat's question.jsonl.")],
     judge: JudgeOpt,
@@ -368,19 +400,11 @@ def mt_bench(
     answer_max_tokens: Annotated[
         int, typer.Option("--answer-max-tokens", min=1, help="New tokens per call (FastChat: 1024).")
     ] = MAX_NEW_TOKENS,
-    limit: LimitOpt = None,
     per_category: Annotated[
         int | None, typer.Option("--per-category", min=1, help="Only the first N questions of each category.")
     ] = None,
-    compare: CompareOpt = False,
-    collaborativeness: CollaborativenessOpt = False,
-    system: SystemOpt = None,
-    variant: VariantOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    out: OutOpt = None,
-    as_json: JsonOpt = False,
-    cache: CacheOpt = False,
     *,
+    run: EvalOptions,
     options: RunOptions,
 ) -> None:
     """MT-Bench: two turns per question, FastChat's temperatures, single-answer grading 1-10 by --judge."""
@@ -393,11 +417,11 @@ def mt_bench(
         raise fail(str(exc)) from None
     if per_category:
         items = first_per_category(items, per_category)
-    items = items[:limit] if limit else items
+    items = run.first(items)
     if "temperature" in options.settings:
         err.print("note: MT-Bench sets the temperature per category; --temperature is not used")
 
-    generate = not graded or options.given() or system is not None or variant is not None
+    generate = run.generates(options, graded)
     for name, answers in graded.items():
         missing = [q.id for q in items if q.id not in answers]
         if missing:
@@ -414,16 +438,12 @@ def mt_bench(
             judge=judge_cfg,
             judge_prompts=prompts,
             reference_answers=references,
-            compare=compare,
-            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
-            out_dir=out,
-            concurrency=concurrency,
             max_tokens=answer_max_tokens,
             outputs=graded,
-            cache=proposal_cache() if cache else None,
             progress=progress,
+            **run.runner_arguments(),
         )
 
     def show(result: EvalResult) -> None:
@@ -438,10 +458,10 @@ def mt_bench(
             return {k: "-" if v.get(n) is None else f"{v[n]:.2f}" for k, v in turns.items()}
 
         extra = {"turn 1": turn("1"), "turn 2": turn("2"), "unparseable judgments": _counts(counts)}
-        publish(result, out, title, as_json, percent=False, label="score (1-10)", extra=extra)
+        publish(result, run, title, percent=False, label="score (1-10)", extra=extra)
 
     if generate:
-        run_eval(options, system, variant, make, show)
+        run_eval(options, run, make, show)
     else:
         run_scoring(lambda progress: make(None, {}, {}, progress), show)
 
@@ -474,6 +494,7 @@ AnnotatorOpt = Annotated[
 
 @eval_app.command("alpaca-eval")
 @with_run_options
+@with_eval_options
 def alpaca_eval(
     instructions: Annotated[Path, typer.Argument(help='JSON list of {"instruction", "dataset"?}.')],
     judge: JudgeOpt,
@@ -503,16 +524,8 @@ def alpaca_eval(
     ] = None,
     judge_base_url: JudgeBaseUrlOpt = None,
     judge_max_tokens: JudgeMaxTokensOpt = JUDGE_MAX_TOKENS,
-    limit: LimitOpt = None,
-    compare: CompareOpt = False,
-    collaborativeness: CollaborativenessOpt = False,
-    system: SystemOpt = None,
-    variant: VariantOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    out: OutOpt = None,
-    as_json: JsonOpt = False,
-    cache: CacheOpt = False,
     *,
+    run: EvalOptions,
     options: RunOptions,
 ) -> None:
     """Win rate against --baseline: AlpacaEval 2.0's weighted annotator (default) or FastChat's pairwise judge."""
@@ -520,14 +533,14 @@ def alpaca_eval(
         raise typer.BadParameter(f"{annotator!r}: choose weighted or pairwise", param_hint="--annotator")
     try:
         items = load_instructions(instructions)
-        items = items[:limit] if limit else items
+        items = run.first(items)
         base_file = load_outputs_file(baseline)
         base = matched_outputs(items, base_file.outputs, baseline)
         refs = matched_outputs(items, load_outputs(reference_outputs), reference_outputs) if reference_outputs else None
         scored = scored_outputs(items, outputs or [])
     except EvalInputError as exc:
         raise fail(str(exc)) from None
-    generate = not scored or options.given() or system is not None or variant is not None
+    generate = run.generates(options, scored)
 
     if paper_settings and {"temperature", "max_tokens"} & set(options.settings):
         raise typer.BadParameter(
@@ -550,14 +563,10 @@ def alpaca_eval(
             outputs=scored,
             reference_outputs=refs,
             reference_name=reference_outputs.stem if reference_outputs else "outputs",
-            compare=compare,
-            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
-            out_dir=out,
-            concurrency=concurrency,
-            cache=proposal_cache() if cache else None,
             progress=progress,
+            **run.runner_arguments(),
         )
 
     def show(result: EvalResult) -> None:
@@ -575,10 +584,10 @@ def alpaca_eval(
             extra = {**leaderboard_columns(board), **extra}
             for note in dict.fromkeys(m["lc_note"] for m in board.values() if m.get("lc_note")):
                 err.print(escape(note))
-        publish(result, out, title, as_json, percent=True, label="win rate %", extra=extra)
+        publish(result, run, title, percent=True, label="win rate %", extra=extra)
 
     if generate:
-        run_eval(options, system, variant, make, show)
+        run_eval(options, run, make, show)
     else:
         run_scoring(lambda progress: make(None, {}, {}, progress), show)
 
@@ -648,6 +657,7 @@ def run_scoring(
 
 @eval_app.command("flask")
 @with_run_options
+@with_eval_options
 def flask(
     evaluation_set: Annotated[
         Path, typer.Argument(help="FLASK's evaluation_set/flask_evaluation.jsonl (or flask_hard_evaluation.jsonl).")
@@ -674,16 +684,8 @@ def flask(
     judge_max_tokens: Annotated[
         int, typer.Option("--judge-max-tokens", min=1, help="Completion limit of a review (FLASK: 1024).")
     ] = FLASK_JUDGE_MAX_TOKENS,
-    limit: LimitOpt = None,
-    compare: CompareOpt = False,
-    collaborativeness: CollaborativenessOpt = False,
-    system: SystemOpt = None,
-    variant: VariantOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    out: OutOpt = None,
-    as_json: JsonOpt = False,
-    cache: CacheOpt = False,
     *,
+    run: EvalOptions,
     options: RunOptions,
 ) -> None:
     """FLASK: each answer reviewed 1-5 on the three skills its item names, FLASK's rubrics and review prompt."""
@@ -699,7 +701,7 @@ def flask(
             reviewed[name] = texts
     except EvalInputError as exc:
         raise fail(str(exc)) from None
-    items = items[:limit] if limit else items
+    items = run.first(items)
     for name, texts in reviewed.items():
         missing = [i.id for i in items if i.id not in texts]
         if missing:
@@ -707,7 +709,7 @@ def flask(
                 f"[yellow]{escape(name)}: no output for {len(missing)} of {len(items)} item(s) "
                 f"(e.g. {escape(missing[0])}): counted as its errors[/yellow]"
             )
-    generate = not reviewed or options.given() or system is not None or variant is not None
+    generate = run.generates(options, reviewed)
 
     async def make(config: MoAConfig | None, extra: Configs, variants: Configs, progress: BarProgress) -> EvalResult:
         judge_cfg = make_judge(judge, judge_base_url, judge_max_tokens, config)
@@ -717,15 +719,11 @@ def flask(
             judge=judge_cfg,
             rubrics=rubric_list,
             prompt=prompt,
-            compare=compare,
-            collaborativeness=collaborativeness,
             extra_systems=extra,
             variants=variants,
-            out_dir=out,
-            concurrency=concurrency,
             outputs=reviewed,
-            cache=proposal_cache() if cache else None,
             progress=progress,
+            **run.runner_arguments(),
         )
 
     def show(result: EvalResult) -> None:
@@ -739,10 +737,10 @@ def flask(
         extra["unparseable reviews"] = _counts(counts)
         title = f"FLASK ({len(items)} items, {evaluation_set.name}), judge {judge}, 1-5 per skill"
         more = breakdown_tables(result.summary["systems"])  # FLASK's difficulty and domain breakdowns
-        publish(result, out, title, as_json, percent=False, label="score (1-5)", extra=extra, more=more)
+        publish(result, run, title, percent=False, label="score (1-5)", extra=extra, more=more)
 
     if generate:
-        run_eval(options, system, variant, make, show)
+        run_eval(options, run, make, show)
     else:
         run_scoring(lambda progress: make(None, {}, {}, progress), show)
 

@@ -80,6 +80,7 @@ from langgraph_moa.local import LocalModelError
 from langgraph_moa.presets import PRESETS
 from langgraph_moa.providers import key_variables, redact
 from langgraph_moa.serve.redacted_streams import redact_run_log, redact_stream_events
+from langgraph_moa.state import MoAOutput as RunOutput
 
 try:
     from langserve import add_routes
@@ -585,7 +586,11 @@ def add_moa_routes(
     )
     runnable = runnable_type(
         bound=graph,
-        kwargs={"stream_mode": "values"},  # /stream chunks are whole states, like /invoke's output
+        # /stream chunks are whole states, like /invoke's output: without the turn's configuration (its endpoints)
+        kwargs={
+            "stream_mode": "values",
+            "output_keys": sorted(RunOutput.__required_keys__ | RunOutput.__optional_keys__),
+        },
         custom_input_type=MoAInput,
         custom_output_type=MoAOutput,
     )
