@@ -42,7 +42,7 @@ from .exact import EvalResult, run_exact
 from .flask import JUDGE_MAX_TOKENS as FLASK_JUDGE_MAX_TOKENS
 from .flask import REVIEW_PROMPT_ID as FLASK_PROMPT_ID
 from .flask import SKILL_ORDER as FLASK_SKILL_ORDER
-from .flask import load_flask, load_flask_outputs, load_review_prompt, load_rubrics, run_flask
+from .flask import breakdown_tables, load_flask, load_flask_outputs, load_review_prompt, load_rubrics, run_flask
 from .grading import extract_answer, grade_exact, load_grader
 from .items import EvalInputError, ExactItem, builtin_suite, load_exact
 from .judge import JUDGE_MAX_TOKENS, judge_config
@@ -217,13 +217,18 @@ def publish(
     percent: bool,
     label: str,
     extra: dict[str, dict[str, str]] | None = None,
+    more: str = "",
 ) -> None:
-    """Print the table (or, with ``--json``, the summary JSON), and write the table and plot into ``--out``."""
+    """Print the table (or, with ``--json``, the summary JSON), and write the table and plot into ``--out``.
+
+    ``more`` (FLASK's difficulty and domain tables) goes after the tables.
+    """
     out = run.out
     table = markdown_table(result.rows, percent=percent, score_label=label, extra=extra)
     collaboration = collaborativeness_table(result.rows, result.records, percent=percent, score_label=label)
     if collaboration:
         table += f"\nEach model alone and given the other models' answers (collaborativeness):\n\n{collaboration}"
+    table += f"\n{more}" if more else ""  # FLASK's difficulty and domain tables
     if out is not None:
         (out / TABLE_FILE).write_text(f"# {title}\n\n{table}", encoding="utf-8")
         try:
@@ -731,7 +736,8 @@ def flask(
         counts = {name: (b, n) for name, b, n in _review_counts(result.records)}
         extra["unparseable reviews"] = _counts(counts)
         title = f"FLASK ({len(items)} items, {evaluation_set.name}), judge {judge}, 1-5 per skill"
-        publish(result, run, title, percent=False, label="score (1-5)", extra=extra)
+        more = breakdown_tables(result.summary["systems"])  # FLASK's difficulty and domain breakdowns
+        publish(result, run, title, percent=False, label="score (1-5)", extra=extra, more=more)
 
     if generate:
         run_eval(options, run, make, show)

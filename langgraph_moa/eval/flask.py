@@ -28,6 +28,15 @@ its skill (the key's first word, the second for ``logical ...`` keys:
 robustness, correctness, efficiency), N/A left out, and the skill's score is the
 mean. An item's score is the mean of its numeric skill scores; a system's score
 the mean over items.
+
+By difficulty, as ``aggregate_difficulty_skill.py``: each skill's numeric scores
+averaged per difficulty level (FLASK's five, ``"simple lifestyle knowledge"``
+(level 1) to ``"expert level knowledge"`` (level 5); ``"1"``-``"5"`` are read as
+the levels too); every score of a level pooled is shown beside them. By domain,
+as ``aggregate_domain.py``: every numeric score of an item's review pooled and
+counted once in each of its domains, in FLASK's domain order (other names after,
+sorted). An item without a level (FLASK marks one ``-1``) or without a domain is
+left out of that breakdown and counted (:func:`breakdowns`).
 """
 
 from __future__ import annotations
@@ -68,6 +77,29 @@ SKILL_ORDER = (
     "harmlessness",
 )
 """``aggregate_skill.py``'s order of the skills."""
+DIFFICULTY_LEVELS = (
+    "simple lifestyle knowledge",
+    "advanced lifestyle knowledge",
+    "formal education knowledge",
+    "major level knowledge",
+    "expert level knowledge",
+)
+"""FLASK's difficulty levels, level 1 first (``aggregate_difficulty_skill.py``'s order)."""
+DOMAIN_ORDER = (
+    "Humanities",
+    "Language",
+    "Social Science",
+    "History",
+    "Culture",
+    "Technology",
+    "Coding",
+    "Math",
+    "Natural Science",
+    "Health",
+)
+"""``aggregate_domain.py``'s order of FLASK's ten domains."""
+UNLABELED = "-1"
+"""FLASK's mark of a domain or difficulty its annotation could not label."""
 REVIEWS_DIR = "reviews"
 _DICT = re.compile(r"{[^}]+}")
 
@@ -288,6 +320,166 @@ def skill_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
     }
 
 
+def difficulty_level(value: object) -> int | None:
+    """The level (1-5) of a FLASK difficulty: one of :data:`DIFFICULTY_LEVELS` or ``"1"``-``"5"``; else None."""
+    text = str(value if value is not None else "").strip().lower()
+    if text in DIFFICULTY_LEVELS:
+        return DIFFICULTY_LEVELS.index(text) + 1
+    return int(text) if text in {"1", "2", "3", "4", "5"} else None
+
+
+def domains_of(value: object) -> list[str]:
+    """The domains of an item or record, once each, FLASK's unlabeled ``-1`` and empty names left out."""
+    names = value if isinstance(value, (list, tuple)) else [value] if value is not None else []
+    labels = (str(n).strip() for n in names)
+    return list(dict.fromkeys(n for n in labels if n and n != UNLABELED))
+
+
+def _mean(values: Sequence[float], digits: int) -> dict[str, float]:
+    return {"score": round(sum(values) / len(values), digits), "count": len(values)}
+
+
+def _skill_key(skill: str) -> tuple[int, str]:
+    return (SKILL_ORDER.index(skill) if skill in SKILL_ORDER else len(SKILL_ORDER), skill)
+
+
+def _domain_key(domain: str) -> tuple[int, str]:
+    return (DOMAIN_ORDER.index(domain) if domain in DOMAIN_ORDER else len(DOMAIN_ORDER), domain)
+
+
+def breakdowns(records: Sequence[dict[str, Any]], *, digits: int = 4) -> dict[str, dict[str, Any]]:
+    """Each system's scores by difficulty level and by domain, as FLASK's aggregation scripts compute them.
+
+    Read from the records alone (their ``skill_scores``, ``difficulty`` and
+    ``domain``), so reviewed output files and resumed runs get them too. Records
+    with an error or no numeric score (an unparseable review) count nowhere.
+
+    Returns:
+        ``{system: {"difficulty": {level name: {"level": 1-5, "score", "count", "items",
+        "skills": {skill: {"score", "count"}}}}, "domains": {domain: {"score", "count",
+        "items"}}, "left_out": {"difficulty": items, "domain": items}}}``: ``score`` a
+        mean 1-5 rounded to ``digits``, ``count`` the scores it averages, ``items`` the
+        items they came from; levels easiest first, skills and domains in FLASK's order;
+        ``left_out`` counts the scored items without a level, or without a domain.
+    """
+    levels: dict[str, dict[int, dict[str, list[float]]]] = {}
+    level_items: dict[str, dict[int, int]] = {}
+    domains: dict[str, dict[str, list[float]]] = {}
+    domain_items: dict[str, dict[str, int]] = {}
+    left_out: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r.get("error"):
+            continue
+        system = r["system"]
+        missing = left_out.setdefault(system, {"difficulty": 0, "domain": 0})
+        levels.setdefault(system, {})
+        domains.setdefault(system, {})
+        scores: dict[str, float] = r.get("skill_scores") or {}
+        if not scores:
+            continue
+        level = difficulty_level(r.get("difficulty"))
+        if level is None:
+            missing["difficulty"] += 1
+        else:
+            for skill, value in scores.items():
+                levels[system].setdefault(level, {}).setdefault(skill, []).append(float(value))
+            counts = level_items.setdefault(system, {})
+            counts[level] = counts.get(level, 0) + 1
+        names = domains_of(r.get("domain"))
+        if not names:
+            missing["domain"] += 1
+        for name in names:
+            domains[system].setdefault(name, []).extend(float(v) for v in scores.values())
+            counts_d = domain_items.setdefault(system, {})
+            counts_d[name] = counts_d.get(name, 0) + 1
+    out: dict[str, dict[str, Any]] = {}
+    for system, missing in left_out.items():
+        by_level = {}
+        for level in sorted(levels[system]):
+            skills = levels[system][level]
+            pooled = [v for values in skills.values() for v in values]
+            by_level[DIFFICULTY_LEVELS[level - 1]] = {
+                "level": level,
+                **_mean(pooled, digits),
+                "items": level_items[system][level],
+                "skills": {s: _mean(skills[s], digits) for s in sorted(skills, key=_skill_key)},
+            }
+        by_domain = {
+            name: {**_mean(domains[system][name], digits), "items": domain_items[system][name]}
+            for name in sorted(domains[system], key=_domain_key)
+        }
+        out[system] = {"difficulty": by_level, "domains": by_domain, "left_out": dict(missing)}
+    return out
+
+
+def breakdown_tables(systems: Mapping[str, Mapping[str, Any]]) -> str:
+    """The difficulty and domain breakdowns of ``summary.json``'s systems as two markdown tables.
+
+    Difficulty: a row per system and level, the level's pooled mean and each
+    skill's mean. Domain: a row per system, each domain's mean and its items.
+    Under each, the items left out for having no level (or domain); a breakdown
+    no item has a label for is one sentence.
+    """
+    parts = []
+    shown = {name: entry for name, entry in systems.items() if "difficulty" in entry}
+    levels = [e.get("difficulty", {}) for e in shown.values()]
+    skills = sorted({s for by_level in levels for cell in by_level.values() for s in cell["skills"]}, key=_skill_key)
+    rows = [
+        f"| {name} | {cell['level']} {level} | {cell['items']} | {cell['score']:.2f} |"
+        + "".join(f" {cell['skills'][s]['score']:.2f} |" if s in cell["skills"] else " |" for s in skills)
+        for name, entry in shown.items()
+        for level, cell in entry["difficulty"].items()
+    ]
+    if rows:
+        parts.append(
+            "By difficulty (FLASK's levels 1-5; each skill's mean 1-5 score, and all its scores pooled):\n\n"
+            + "| system | difficulty | items | all skills |"
+            + "".join(f" {s} |" for s in skills)
+            + "\n|---|---|---:|---:|"
+            + "---:|" * len(skills)
+            + "\n"
+            + "\n".join(rows)
+            + "\n"
+            + _left_out(shown, "difficulty", "one of FLASK's five difficulty levels")
+        )
+    else:
+        parts.append("By difficulty: no scored item has one of FLASK's five difficulty levels.\n")
+    names = sorted({d for e in shown.values() for d in e.get("domains", {})}, key=_domain_key)
+    if names:
+        lines = [
+            f"| {name} |"
+            + "".join(
+                f" {entry['domains'][d]['score']:.2f} ({entry['domains'][d]['items']}) |"
+                if d in entry["domains"]
+                else " - |"
+                for d in names
+            )
+            for name, entry in shown.items()
+        ]
+        parts.append(
+            "By domain (every score of an item pooled and counted in each of its domains; mean 1-5 (items)):\n\n"
+            + "| system |"
+            + "".join(f" {d} |" for d in names)
+            + "\n|---|"
+            + "---:|" * len(names)
+            + "\n"
+            + "\n".join(lines)
+            + "\n"
+            + _left_out(shown, "domain", "a domain")
+        )
+    else:
+        parts.append("By domain: no scored item has a domain.\n")
+    return "\n".join(parts)
+
+
+def _left_out(systems: Mapping[str, Mapping[str, Any]], key: str, what: str) -> str:
+    counts = {name: entry["left_out"][key] for name, entry in systems.items() if entry["left_out"][key]}
+    if not counts:
+        return ""
+    each = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return f"\nLeft out, scored items without {what}: {each}.\n"
+
+
 def flask_answerer(
     runner: GraphRunner,
     judge: MoAConfig,
@@ -366,7 +558,8 @@ async def run_flask(
         extra_systems: More whole configurations by name.
         variants: ``config`` with fields changed, by name.
         out_dir: Output directory (resumable); reviews in FLASK's format go to ``reviews/<system>.jsonl``
-            and ``summary.json`` gains each system's ``skills``.
+            and ``summary.json`` gains each system's ``skills`` and :func:`breakdowns` (``difficulty``,
+            ``domains``, ``left_out``).
         concurrency: (system, item) pairs in flight.
         models: Ready chat models by name.
         cache: The proposal cache, or None.
@@ -386,8 +579,10 @@ async def run_flask(
     await run_batch(items, systems, answer, store=store, concurrency=concurrency, progress=progress)
     result = finish("flask", systems, store, [i.id for i in items])
     table = skill_table(result.records)
+    by = breakdowns(result.records)
     for name, entry in result.summary["systems"].items():
         entry["skills"] = {k: round(v["score"], 4) for k, v in table.get(name, {}).items()}
+        entry.update(by.get(name, {"difficulty": {}, "domains": {}, "left_out": {"difficulty": 0, "domain": 0}}))
     if store.out_dir is not None:
         (store.out_dir / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
         write_reviews(store.out_dir / REVIEWS_DIR, result.records, items)
