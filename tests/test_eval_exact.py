@@ -281,6 +281,20 @@ def test_cli_compare_json_table_plot_and_resume(server: SimulatedOpenAIServer, t
     assert result.stdout.startswith("| system | n | accuracy % |")
 
 
+def test_cli_exits_1_when_a_system_measured_nothing_and_keeps_its_results(
+    server: SimulatedOpenAIServer, tmp_path: Path
+) -> None:
+    keyed(server, p1=False)
+    server.set_behavior("agg", ModelBehavior(faults=[Fault(400, message="bad model", times=100)]))
+    file, out = write_items(tmp_path / "q.jsonl"), tmp_path / "out"
+    result = moa("eval", "exact", str(file), "--compare", "--out", str(out), *sim(server, "p1"))
+    assert result.returncode == 1, result.stderr
+    assert "nothing was measured for moa: all 4 item(s) failed" in result.stderr.replace("\n", " ")
+    assert "openai:p1" not in result.stderr.split("error:")[1]  # the proposer alone was measured
+    assert result.stdout.startswith("| system | n | accuracy % |")  # the table still comes
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2 * len(ITEMS)  # kept for the resume
+
+
 def test_cli_system_adds_a_preset(server: SimulatedOpenAIServer, tmp_path: Path) -> None:
     keyed(server, p1=False, agg=False)
     result = moa(

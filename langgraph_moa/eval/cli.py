@@ -241,6 +241,12 @@ def publish(
         sys.stdout.write(table)
     if out is not None:
         err.print(f"results in {escape(str(out))}: results.jsonl, summary.json, {TABLE_FILE}, {PLOT_FILE}")
+    unmeasured = [row for row in result.rows if row.n == 0 and row.errors]
+    if unmeasured:
+        first = {r["system"]: r["error"] for r in reversed(result.records) if r.get("error")}
+        names = "; ".join(f"{row.name}: all {row.errors} item(s) failed (e.g. {first[row.name]})" for row in unmeasured)
+        retry = f"the same command retries them, keeping the results in {out}" if out else "check the models and keys"
+        raise fail(f"nothing was measured for {names}: {retry}")
 
 
 Configs = dict[str, MoAConfig]
