@@ -75,6 +75,7 @@ from langgraph_moa.errors import AggregatorError, ConfigError, EmptyResponseErro
 from langgraph_moa.node_names import AGGREGATOR_NODE, PROPOSER_NODE
 from langgraph_moa.prompts import inject_references, tool_turns_as_text
 from langgraph_moa.providers import ModelResolver, describe_error
+from langgraph_moa.routing import last_proposer_layer
 from langgraph_moa.seeds import fresh_seed, slot_seed
 from langgraph_moa.state import (
     Decision,
@@ -83,7 +84,6 @@ from langgraph_moa.state import (
     Proposal,
     ProposerInput,
     UsageRecord,
-    last_proposer_layer,
     references_of,
 )
 from langgraph_moa.stragglers import CutoffRegistry, LayerCutoff

@@ -21,8 +21,8 @@ Studio's "edit and fork"), which runs them without one, works at every checkpoin
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Literal
+from collections.abc import Hashable, Mapping
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Send
@@ -39,7 +39,7 @@ from langgraph_moa.node_names import (
     STEER_NODE,
 )
 from langgraph_moa.seeds import slot_seed
-from langgraph_moa.state import MoAState, ProposerInput, ProvisionalInput, last_proposer_layer, references_of
+from langgraph_moa.state import MoAState, ProposerInput, ProvisionalInput, references_of
 
 
 def steer_due(cfg: MoAConfig, upcoming: int) -> bool:
@@ -162,3 +162,13 @@ def _next_layer(
         )
         sends.append(Send(PROVISIONAL_NODE, payload))
     return sends
+
+
+def last_proposer_layer(state: Mapping[str, Any], cfg: MoAConfig) -> int:
+    """The proposer layer whose answers the aggregator reads.
+
+    The last one, or the one after which early stop or the budget skipped the
+    rest (``stopped_after``; 0 when no proposer layer ran).
+    """
+    stopped = state.get("stopped_after")
+    return cfg.layers - 1 if stopped is None else int(stopped)

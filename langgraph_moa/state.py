@@ -8,22 +8,17 @@ slot, the recorded failures, and the token usage of every call.
 ``proposals``, ``failures`` and ``usage`` describe the current turn: the graph
 resets them when a new turn starts, so references of one turn never reach the next.
 
-Two readers serve the nodes and the routing alike: :func:`references_of` (a
-layer's successful answers) and :func:`last_proposer_layer` (the layer the
-aggregator reads). The usage records are summed in :mod:`langgraph_moa.usage`.
+One reader serves the nodes and the routing alike: :func:`references_of` (a
+layer's successful answers). The usage records are summed in :mod:`langgraph_moa.usage`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs this one before 3.12
-
-if TYPE_CHECKING:  # config.py imports pricing.py, which imports this module
-    from langgraph_moa.config import MoAConfig
 
 
 class Proposal(TypedDict):
@@ -288,13 +283,3 @@ class UsageSummary(TypedDict):
 def references_of(state: MoAState, layer: int) -> list[str]:
     """The successful answers of proposer ``layer``, in slot order (empty for layer 0)."""
     return [p["content"] for p in state.get("proposals", []) if p["layer"] == layer]
-
-
-def last_proposer_layer(state: Mapping[str, Any], cfg: MoAConfig) -> int:
-    """The proposer layer whose answers the aggregator reads.
-
-    The last one, or the one after which early stop or the budget skipped the
-    rest (``stopped_after``; 0 when no proposer layer ran).
-    """
-    stopped = state.get("stopped_after")
-    return cfg.layers - 1 if stopped is None else int(stopped)
