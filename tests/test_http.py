@@ -98,11 +98,34 @@ async def test_retries_give_up_after_max_retries(server: SimulatedOpenAIServer) 
 
 
 async def test_slow_proposer_times_out_and_the_layer_goes_on(server: SimulatedOpenAIServer) -> None:
+    """The timeout is 30 s, so the calls that answer never race it; the test skips the clock past it instead.
+
+    Once "ok" has answered and the "stuck" request (which never answers) is at
+    the server, the event loop's clock jumps 31 s: the stuck call's timeout
+    fires however fast the machine is, and the aggregator's call after it has
+    a whole timeout of its own.
+    """
     server.set_behavior("stuck", ModelBehavior(hang=True))
     graph = create_moa_graph().compile()
-    state = await graph.ainvoke(user("q"), context=sim_config(server, ["ok", "stuck"], timeout=2, max_retries=0))
+    config = sim_config(server, ["ok", "stuck"], timeout=30, max_retries=0)
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    skipped = 0.0
+    loop.time = lambda: clock() + skipped  # type: ignore[method-assign]
+    state: dict = {}
+    try:
+        async with asyncio.timeout(90):  # a safety net (31 s of it skipped): a run the timeout fails to cut fails
+            async for mode, chunk in graph.astream(user("q"), context=config, stream_mode=["custom", "values"]):
+                if mode == "custom" and chunk["event"] == "proposer_done":
+                    assert chunk["model"] == "openai:ok" and not skipped
+                    assert await asyncio.to_thread(server.wait_for_calls, 1, "stuck")
+                    skipped = 31.0  # the stuck call's timeout is due
+                elif mode == "values":
+                    state = chunk
+    finally:
+        del loop.time  # the loop's own clock again
     # the stuck call never answers: the run ended because the timeout cut it, and closed its request
-    assert [(f["model"], f["error_type"]) for f in state["failures"]] == [("openai:stuck", "TimeoutError")]
+    assert skipped and [(f["model"], f["error_type"]) for f in state["failures"]] == [("openai:stuck", "TimeoutError")]
     assert server.calls("stuck") == 1 and wait_idle(server)
     assert state["messages"][-1].content.endswith("[refs=1]")
 
