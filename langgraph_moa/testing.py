@@ -72,7 +72,7 @@ arrives:
     5. The reply is sent; when streaming, in chunks of ``chunk_words`` words
        (or of ``chunk_chars`` characters) with ``chunk_delay`` seconds between
        consecutive content chunks (and, with ``hold``, a wait after the first
-       chunk until that event is set). The chunks concatenate to the reply exactly.
+       chunk, or the first ``hold_after`` chunks, until that event is set). The chunks concatenate to the reply exactly.
 
 A client that closes its connection before the answer is complete (a
 cancelled call) is noticed while the server waits (``latency``, ``hang``,
@@ -182,10 +182,13 @@ class ModelBehavior:
             ``max_completion_tokens``) words, with ``finish_reason="length"``
             when it was cut, as a real server does. Off by default: the reply
             is sent whole whatever the limit.
-        hold: When given, a streamed answer sends its first content chunk, then
-            waits until this event is set before the next one (noticing a
-            client that hangs up meanwhile): a test sees an answer part-way
-            through, however slow the machine, then lets it finish.
+        hold: When given, a streamed answer sends its first content chunk (its
+            first ``hold_after`` chunks), then waits until this event is set
+            before the next one (noticing a client that hangs up meanwhile): a
+            test sees an answer part-way through, however slow the machine, then
+            lets it finish.
+        hold_after: How many content chunks a held stream sends before it waits
+            on ``hold`` (at least 1).
     """
 
     latency: float = 0.0
@@ -202,8 +205,11 @@ class ModelBehavior:
     honour_max_tokens: bool = False
     drop_after: int = 0
     hold: threading.Event | None = None
+    hold_after: int = 1
 
     def __post_init__(self) -> None:
+        if self.hold_after < 1:
+            raise ValueError("hold_after must be at least 1")
         if self.chunk_words < 1:
             raise ValueError("chunk_words must be at least 1")
         if self.chunk_chars < 0:
@@ -852,7 +858,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {**head, "choices": choice({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})}
                 )
         for i, text in enumerate(_chunks(reply, behavior.chunk_words, behavior.chunk_chars) if not calls else []):
-            if i == 1 and behavior.hold is not None and not self._wait(None, until=behavior.hold):
+            if i == behavior.hold_after and behavior.hold is not None and not self._wait(None, until=behavior.hold):
                 self.close_connection = True  # the client went away while the stream was held
                 return
             if i and not self._wait(behavior.chunk_delay):

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,17 @@ def test_usage_counts_every_call_of_the_run(server: SimulatedOpenAIServer) -> No
     assert summary["total"]["input_tokens"] == everything and len(answer.response_metadata["moa"]["proposals"]) == 2
 
 
+def held_answer() -> ModelBehavior:
+    """An aggregator that streams one word, then holds its stream until the client leaves (or the server stops).
+
+    Its answer never ends on its own: a run that is idle again was cancelled, however slow the machine.
+    """
+    return ModelBehavior(reply="word " * 400, hold=threading.Event())
+
+
 def test_closing_a_sync_stream_cancels_the_run(server: SimulatedOpenAIServer) -> None:
+    # a streaming answer (20 s whole) rather than a held one: a blocking call notices the cancellation when bytes
+    # arrive, and with a held stream close() was seen to wait for the 120 s timeout
     server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
     stream = ChatMoA(config=sim_config(server, ["a"])).stream("hi")
     assert next(c for c in stream if c.text)
@@ -69,6 +80,8 @@ def test_closing_a_sync_stream_cancels_the_run(server: SimulatedOpenAIServer) ->
 
 
 def test_ctrl_c_stops_a_sync_invoke(server: SimulatedOpenAIServer) -> None:
+    # a streaming answer (20 s whole) rather than a held one: with no bytes arriving, SIGINT was seen not to end
+    # the blocking call within 30 s (see test_closing_a_sync_stream_cancels_the_run)
     server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
     script = (
         "import sys\nfrom langgraph_moa import ChatMoA, MoAConfig\n"
@@ -86,14 +99,14 @@ def test_ctrl_c_stops_a_sync_invoke(server: SimulatedOpenAIServer) -> None:
 
 
 async def test_closing_astream_stops_the_run(server: SimulatedOpenAIServer) -> None:
-    server.set_behavior("agg", ModelBehavior(reply="word " * 400, chunk_delay=0.05))
+    server.set_behavior("agg", held_answer())
     stream = ChatMoA(config=sim_config(server, ["a"])).astream("hi")
     async for chunk in stream:
         if chunk.text:
             break
     await stream.aclose()
     # waited for in a thread: the loop must run for the cancellation to happen
-    assert await asyncio.to_thread(wait_idle, server)  # within 10 s: the aggregator's 20 s answer was abandoned
+    assert await asyncio.to_thread(wait_idle, server, 30)  # the held answer, which never ends, was abandoned
 
 
 @pytest.mark.parametrize("stop", [["agg answer"], ["to: hi"], ["[refs"]])

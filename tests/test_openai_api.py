@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -38,7 +39,8 @@ def sim() -> Iterator[SimulatedOpenAIServer]:
         "agg429": ModelBehavior(faults=[Fault(429, times=ALWAYS)]),
         "unauthorized": ModelBehavior(faults=[Fault(401, times=ALWAYS)]),
         "hang": ModelBehavior(hang=True),
-        "slowagg": ModelBehavior(chunk_delay=0.1, reply="word " * 200),  # 20 s to stream whole
+        # two words, then held until the client leaves or the server stops: its answer never ends on its own
+        "slowagg": ModelBehavior(reply="word " * 200, hold=threading.Event(), hold_after=2),
         "busy": ModelBehavior(latency=0.05),
         "cutagg": ModelBehavior(finish_reason="length"),
         # a careless upstream that echoes a secret into a tool call's arguments, 3 characters a chunk
@@ -637,7 +639,7 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
     stream.close()
     assert received[1:] == ["word", " word"]  # sent as they come: only text that could start a key is held
     assert sim.calls("slowagg") == 1
-    assert wait_idle(sim), "the aggregator kept streaming to nobody"  # it had 20 s of words left, 10 s allowed
+    assert wait_idle(sim, 30), "the aggregator kept streaming to nobody"  # its held answer never ends
 
 
 async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run() -> None:

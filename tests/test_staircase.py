@@ -179,19 +179,31 @@ class Run:
         return set(slots or range(len(PROPOSERS))) <= done
 
     async def until(self, ready: Callable[[], bool]) -> None:
-        async with asyncio.timeout(SAFETY):
-            while not ready():
-                if self._task.done():
-                    self._task.result()  # the run's error, if it failed
-                    raise AssertionError("the run ended before the condition held")
-                self._changed.clear()
-                await self._changed.wait()
+        """Wait until ``ready()``; fail (stopping the run) if the run ends or SAFETY seconds pass first."""
+        try:
+            async with asyncio.timeout(SAFETY):
+                while not ready():
+                    if self._task.done():
+                        self._task.result()  # the run's error, if it failed
+                        raise AssertionError(f"the run ended before the condition held: {self.custom_names()}")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            self._task.cancel()
+            raise AssertionError(f"the condition did not hold within {SAFETY} s: {self.custom_names()}") from None
 
     async def result(self) -> tuple[list, str, dict]:
         """(events in stream order, the answer's streamed text, the final state)."""
-        async with asyncio.timeout(SAFETY):
-            await self._task
+        try:
+            async with asyncio.timeout(SAFETY):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._task.cancel()
+            raise AssertionError(f"the run did not end within {SAFETY} s: {self.custom_names()}") from None
         return self.events, "".join(self.tokens), self.state
+
+    def custom_names(self) -> list[str]:
+        return [e["event"] for kind, e in self.events if kind == "custom"]
 
 
 async def stepped(run: Run, upstream: Upstream) -> tuple[list, str, dict]:
