@@ -90,7 +90,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -141,8 +140,6 @@ __all__ = [
     "create_openai_router",
     "error_for",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- completions
