@@ -1,4 +1,5 @@
-"""The package's layers: the core loads no web or CLI library, and no private names of other packages or modules."""
+"""The package's layers: the core loads no web or CLI library, no module imports one that imports it back, and no
+private names of other packages or modules are used."""
 
 import ast
 import functools
@@ -138,3 +139,48 @@ def test_no_module_uses_a_private_name_of_another() -> None:
         f"{path.relative_to(PACKAGE)}:{use}" for path in sorted(PACKAGE.rglob("*.py")) for use in _private_uses(path)
     ]
     assert offenders == []
+
+
+def _module_of(name: str) -> str | None:
+    """``name`` if it is a module of the package (a file or a package with its ``__init__``), else ``None``."""
+    target = PACKAGE.parent.joinpath(*name.split("."))
+    return name if target.with_suffix(".py").exists() or (target / "__init__.py").exists() else None
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules of the package that ``path`` imports, at the top or inside a function."""
+    package = list(path.relative_to(PACKAGE.parent).parent.parts)  # for relative imports
+    found: set[str | None] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {_module_of(alias.name) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            for alias in node.names:  # a submodule by its name, else the module the name comes from
+                found.add(_module_of(f"{source}.{alias.name}") or _module_of(source))
+    return {name for name in found if name and name.split(".")[0] == "langgraph_moa"}
+
+
+def test_the_modules_import_one_another_one_way() -> None:
+    """No import circle, lazy imports inside functions included: each module builds only on those below it."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = _imports(path) - {name}
+    done: set[str] = set()
+
+    def circle_from(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return None
+        for imported in sorted(graph.get(name, ())):
+            if circle := circle_from(imported, [*path, name]):
+                return circle
+        done.add(name)
+        return None
+
+    circles = list(dict.fromkeys(" -> ".join(circle) for name in graph if (circle := circle_from(name, []))))
+    assert circles == [], f"modules that import one another: {circles[:3]}"

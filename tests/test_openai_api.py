@@ -644,7 +644,7 @@ def test_disconnect_mid_stream_cancels_the_aggregator(client: openai.OpenAI, sim
 
 async def test_a_stream_whose_client_left_before_the_first_event_cancels_its_run() -> None:
     """The event generator never starts then, so its own clean-up cannot be what stops the run."""
-    from langgraph_moa.serve.openai_api import RunStream
+    from langgraph_moa.serve.graph_runs import RunStream
 
     class Run:
         cancelled = False

@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage
 from langgraph_moa import AggregatorError, LayerFailedError, MoAConfig
 from langgraph_moa.errors import ConfigError
 from langgraph_moa.serve.app import ServeSettings, create_app
-from langgraph_moa.serve.openai_api import answer_of
+from langgraph_moa.serve.graph_runs import answer_of
 from langgraph_moa.serve.openai_errors import OpenAIError, error_for
 from langgraph_moa.testing import Fault, ModelBehavior, SimulatedOpenAIServer
 from tests.conftest import running

@@ -32,6 +32,16 @@ MoA as if it were one model:
   in the extension field ``moa`` of the completion (of the last content chunk
   when streaming); standard clients ignore it, the ``openai`` SDK exposes it as
   ``completion.moa``.
+- ``POST /v1/responses`` and ``GET /v1/responses/{id}``: the Responses API,
+  from :mod:`langgraph_moa.serve.responses_api`; :func:`create_openai_router`
+  adds its routes beside these.
+
+This module turns requests and runs into chat completions and chunks. What it
+shares with the Responses routes is elsewhere: :class:`APISettings` (what is
+served, and the limits) in :mod:`langgraph_moa.serve.api_settings`; reading and
+checking a request within those limits, its run configuration, the run on a
+background task and its event stream, and the answer and ``moa`` details of a
+finished run in :mod:`langgraph_moa.serve.graph_runs`.
 
 Each request is independent: its ``messages`` are the whole conversation and no
 state is shared between requests. Errors have OpenAI's shape
@@ -80,7 +90,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -88,26 +97,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-)
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
-from sse_starlette import EventSourceResponse
+from langchain_core.messages import AIMessage
 
 from langgraph_moa.chat_model import StopCutter, truncate_at_stop
-from langgraph_moa.config import MoAConfig, describe_validation_error
-from langgraph_moa.errors import MoAError
-from langgraph_moa.presets import PRESETS
-from langgraph_moa.providers import StreamRedactor, check_credentials, key_variables
+from langgraph_moa.config import MoAConfig
+from langgraph_moa.serve.api_settings import APISettings
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
-from langgraph_moa.serve.openai_errors import OpenAIError, bad_request, error_for
+from langgraph_moa.serve.graph_runs import (
+    BackgroundRun,
+    RunStream,
+    answer_of,
+    moa_details,
+    parse_within,
+    read_body,
+    request_config,
+)
+from langgraph_moa.serve.openai_errors import OpenAIError, error_for
 from langgraph_moa.serve.openai_schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -122,7 +127,7 @@ from langgraph_moa.serve.openai_schemas import (
     ResponseMessage,
     Usage,
 )
-from langgraph_moa.stream import is_aggregator_token
+from langgraph_moa.serve.responses_api import add_responses_routes
 
 __all__ = [
     "APISettings",
@@ -136,134 +141,14 @@ __all__ = [
     "error_for",
 ]
 
-logger = logging.getLogger(__name__)
 
-
-# --------------------------------------------------------------------------- settings
-
-
-class APISettings(BaseModel):
-    """What the OpenAI-compatible API serves, and its limits."""
-
-    model_config = ConfigDict(frozen=True)
-
-    assistants: dict[str, MoAConfig] = Field(
-        default_factory=lambda: dict(PRESETS),
-        description="The served model ids and their MoA configurations (default: every preset).",
-    )
-    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted (413 above).")
-    max_messages: int = Field(
-        default=256,
-        ge=1,
-        description="Most messages one request may send (400 above). Every model call of a run carries the "
-        "whole conversation, and preparing it costs CPU time on the server's event loop.",
-    )
-    max_request_chars: int = Field(
-        default=400_000, ge=1, description="Most characters of message text one request may send (400 above)."
-    )
-    max_tokens: int = Field(
-        default=4096, ge=1, description="Largest max_tokens (or max_completion_tokens) a request may ask for."
-    )
-    provider_concurrency: int = Field(
-        default=16, ge=1, description="Upstream model calls in flight per provider endpoint, across all requests."
-    )
-    max_concurrent_runs: int = Field(
-        default=32,
-        ge=1,
-        description="MoA runs executing at once, across all requests; later ones wait for a free slot before "
-        "they start, so a burst of requests does not start every run at once on the event loop.",
-    )
-
-    @model_validator(mode="after")
-    def _no_review(self) -> APISettings:
-        reviewed = [name for name, config in self.assistants.items() if getattr(config, "review", False)]
-        if reviewed:
-            raise ValueError(
-                f"assistants {', '.join(reviewed)} have review=True, but no one can review proposals over the "
-                "OpenAI API; serve them with review=False (LangGraph's API or your own graph runs can review)"
-            )
-        return self
-
-    def served(self, model: str) -> MoAConfig:
-        """The configuration served as ``model``.
-
-        Raises:
-            OpenAIError: 404, ``model`` is not served.
-        """
-        try:
-            return self.assistants[model]
-        except KeyError:
-            raise OpenAIError(
-                404,
-                f"The model {model!r} does not exist on this server; use one of: {', '.join(self.assistants)}",
-                type="invalid_request_error",
-                param="model",
-                code="model_not_found",
-            ) from None
-
-    def runnable(self) -> list[str]:
-        """The served model ids whose models all have their provider keys set on this server."""
-        ready = []
-        for name, config in self.assistants.items():
-            try:
-                check_credentials(config)
-            except MoAError:
-                continue
-            ready.append(name)
-        return ready
-
-
-# --------------------------------------------------------------------------- runs
-
-
-def request_config(base: MoAConfig, request: ChatCompletionRequest, limit: int) -> MoAConfig:
-    """``base`` with the request's temperature and token limit on its aggregator."""
-    max_tokens = request.token_limit()
-    if max_tokens is not None and max_tokens > limit:
-        param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-        raise bad_request(f"{param}={max_tokens} is above this server's limit of {limit}", param=param)
-    changes: dict[str, Any] = {}
-    if request.temperature is not None:
-        changes["temperature"] = request.temperature
-    if max_tokens is not None:
-        changes["max_tokens"] = max_tokens
-    run: dict[str, Any] = request.aggregator_settings()  # all validated by the request model and check()
-    if request.seed is not None:
-        run["seed"] = request.seed
-    if changes:
-        run["aggregator"] = base.aggregator.model_copy(update=changes)
-    return base.model_copy(update=run) if run else base
-
-
-def moa_details(state: Mapping[str, Any], assistant: str) -> dict[str, Any]:
-    """The ``moa`` extension field: proposals, failures and usage of a finished turn."""
-    summary = state.get("usage_summary") or {}
-    calls = list(state.get("usage", []))
-    aggregator = next((c["model"] for c in calls if c["role"] == "aggregator"), None)
-    return {
-        "assistant": assistant,
-        "layers": state.get("layer"),
-        "aggregator": aggregator,
-        "proposals": list(state.get("proposals", [])),
-        "failures": list(state.get("failures", [])),
-        "usage": {"by_layer": summary.get("by_layer", {}), "by_model": summary.get("by_model", {}), "calls": calls},
-        "cost_usd": summary.get("cost_usd"),
-        "unpriced_models": summary.get("unpriced_models", []),
-    }
+# --------------------------------------------------------------------------- completions
 
 
 def _usage(state: Mapping[str, Any]) -> Usage:
     total = (state.get("usage_summary") or {}).get("total") or {}
     prompt, completion = int(total.get("input_tokens", 0)), int(total.get("output_tokens", 0))
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-
-
-def answer_of(state: Mapping[str, Any]) -> AIMessage:
-    """The answer of a finished run: its last message (a 500 ``no_answer`` when there is none)."""
-    messages = state.get("messages") or []
-    if not messages or not isinstance(messages[-1], AIMessage):
-        raise OpenAIError(500, "the MoA run ended without an answer", type="server_error", code="no_answer")
-    return messages[-1]
 
 
 def _finish_reason(answer: AIMessage) -> FinishReason:
@@ -292,212 +177,6 @@ def _response_message(answer: AIMessage, stop: list[str]) -> ResponseMessage:
     calls = _tool_calls(answer)
     text = truncate_at_stop(answer, stop).text
     return ResponseMessage.model_validate({"content": text if text or not calls else None, "tool_calls": calls})
-
-
-class BackgroundRun:
-    """One MoA turn on a background task, its events on a queue.
-
-    Events: ``("token", str)`` for each aggregator token and ``("tool", (index,
-    id, name, arguments))`` for each piece of a tool call (when streaming), then
-    ``("done", final state)`` or ``("error", exception)``.
-    """
-
-    def __init__(
-        self,
-        graph: Any,
-        inputs: dict[str, Any],
-        run_config: dict[str, Any],
-        config: MoAConfig,
-        stream: bool,
-        slots: asyncio.Semaphore | None = None,
-    ):
-        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.task = asyncio.create_task(self._admitted(graph, inputs, run_config, config, stream, slots))
-
-    async def _admitted(self, *args: Any) -> None:
-        """Wait for one of the server's run slots (``max_concurrent_runs``), then run."""
-        *run_args, slots = args
-        if slots is None:
-            await self._run(*run_args)
-            return
-        async with slots:
-            await self._run(*run_args)
-
-    async def _run(
-        self, graph: Any, inputs: dict[str, Any], run_config: dict[str, Any], config: MoAConfig, stream: bool
-    ) -> None:
-        final: Any = None
-        modes = ["messages", "values"] if stream else ["values"]
-        # a stored run is written once, when it ends: nothing can resume it over this API
-        extra = {"durability": "exit"} if "configurable" in run_config else {}
-        # a key an upstream echoes is removed, even split across tokens, whatever its variable's name
-        redactor = StreamRedactor(variables=key_variables(config))
-        # each tool call's arguments pass through a redactor of their own, as they arrive in pieces
-        arguments: dict[int, StreamRedactor] = {}
-        try:
-            async for mode, chunk in graph.astream(inputs, run_config, context=config, stream_mode=modes, **extra):
-                if mode == "values":
-                    final = chunk
-                    continue
-                message, metadata = chunk
-                if not (is_aggregator_token(metadata) and isinstance(message, AIMessageChunk)):
-                    continue
-                if message.text and (text := redactor.feed(message.text)):
-                    self.events.put_nowait(("token", text))
-                for call in message.tool_call_chunks:
-                    index = call.get("index") or 0
-                    if index not in arguments:
-                        arguments[index] = StreamRedactor(variables=key_variables(config))
-                    piece = arguments[index].feed(call.get("args") or "")
-                    if piece or call.get("id") or call.get("name"):
-                        self.events.put_nowait(("tool", (index, call.get("id"), call.get("name"), piece)))
-        except Exception as exc:
-            self.events.put_nowait(("error", exc))
-        else:
-            if rest := redactor.flush():
-                self.events.put_nowait(("token", rest))
-            for index, held in arguments.items():
-                if rest := held.flush():
-                    self.events.put_nowait(("tool", (index, None, None, rest)))
-            self.events.put_nowait(("done", final or {}))
-
-    async def next(self, request: Request) -> tuple[str, Any] | None:
-        """The next event, or ``None`` (and the run cancelled) if the client went away first."""
-        get = asyncio.ensure_future(self.events.get())
-        gone = asyncio.ensure_future(_disconnected(request))
-        try:
-            await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the request itself was cancelled (server shutdown): so is its run
-            self.cancel()
-            raise
-        finally:
-            gone.cancel()
-            if not get.done():
-                get.cancel()
-        if get.done() and not get.cancelled():
-            return get.result()
-        self.cancel()
-        return None
-
-    def cancel(self) -> None:
-        """Stop the run and its upstream calls."""
-        self.task.cancel()
-
-
-async def _disconnected(request: Request) -> None:
-    """Return when the client closes the connection (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, read up to ``limit`` bytes (a 413 beyond it, declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
-
-
-def _too_large(limit: int) -> OpenAIError:
-    return OpenAIError(
-        413,
-        f"the request body is larger than this server's limit of {limit} bytes",
-        type="invalid_request_error",
-        code="request_too_large",
-    )
-
-
-def check_size(count: int, chars: int, settings: APISettings) -> None:
-    """Refuse a conversation of more messages or characters than ``settings`` allow.
-
-    Raises:
-        OpenAIError: 400, ``too_many_messages`` or ``request_too_long``.
-    """
-    if count > settings.max_messages:
-        raise bad_request(
-            f"messages: {count} messages are more than this server's limit of {settings.max_messages}; "
-            "send a shorter conversation",
-            param="messages",
-            code="too_many_messages",
-        )
-    if chars > settings.max_request_chars:
-        raise bad_request(
-            f"messages: {chars} characters of text are more than this server's limit of "
-            f"{settings.max_request_chars}; send a shorter conversation",
-            param="messages",
-            code="request_too_long",
-        )
-
-
-def parse_within(body: bytes, settings: APISettings) -> ChatCompletionRequest:
-    """The request, checked against the size limits before the conversation is validated in full."""
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        raw = None  # _parse says what is wrong
-    if isinstance(raw, dict) and isinstance(raw.get("messages"), list):
-        messages = raw["messages"]
-        check_size(len(messages), 0, settings)
-    request = _parse(body)
-    check_size(len(request.messages), sum(len(m.text()) for m in request.messages), settings)
-    try:
-        request.check()
-    except ValueError as exc:
-        param, message = exc.args
-        raise bad_request(message, param=param) from None
-    return request
-
-
-def _parse(body: bytes) -> ChatCompletionRequest:
-    try:
-        return ChatCompletionRequest.model_validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"]]
-        if first["type"] == "json_invalid":
-            raise bad_request(f"the body is not valid JSON: {first['msg']}") from None
-        if not loc:
-            raise bad_request("the body must be a JSON object with model and messages") from None
-        if loc[:1] == ["messages"] and len(loc) >= 3 and loc[2] in ("role", "content"):
-            param = _param(first["loc"][:3])
-            if loc[2] == "role":
-                message = (
-                    f"{param}: {first.get('input')!r} is not supported; use system, developer, user, assistant or tool"
-                )
-            else:
-                message = f"{param}: only text is supported, as a string or a list of text parts"
-            raise bad_request(message, param=param) from None
-        if loc == ["n"] and not first["type"].endswith("_type"):  # a wrong type gets the generic message
-            raise bad_request(
-                "n: MoA writes one answer per request; send n=1 (or leave it out) and send the request again "
-                "for another answer",
-                param="n",
-            ) from None
-        message = describe_validation_error(exc).replace("invalid MoA configuration", "invalid request", 1)
-        raise bad_request(message, param=_param(first["loc"])) from None
-
-
-def _param(loc: Any) -> str:
-    """A validation error's location as OpenAI names a field: ``messages[1].tool_calls[0].id``.
-
-    The names pydantic gives the members of a union (``str``, ``list[TextPart]``,
-    ``NamedToolChoice``) are left out.
-    """
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not (any(c in str(part) for c in "[-") or str(part)[:1].isupper() or part in _TYPE_NAMES):
-            out += f".{part}" if out else str(part)
-    return out
-
-
-_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list", "literal"})
 
 
 # --------------------------------------------------------------------------- router
@@ -656,8 +335,6 @@ def create_openai_router(
         )
         return JSONResponse(completion.model_dump(mode="json"))
 
-    from langgraph_moa.serve.responses_api import add_responses_routes  # it builds on this module
-
     add_responses_routes(router, settings, graph=graph, limit=limit, slots=slots)
     return router
 
@@ -737,24 +414,6 @@ async def _stream(
             run.cancel()  # the client went away, or the run is over: nothing may keep calling upstream
 
     return RunStream(run, events(), sep="\n", ping=15)
-
-
-class RunStream(EventSourceResponse):
-    """The event stream of a run, which cancels the run when the response ends in any way.
-
-    The generator's own ``finally`` does not run if the client went away before
-    the generator was first iterated.
-    """
-
-    def __init__(self, run: BackgroundRun, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._run = run
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._run.cancel()
 
 
 def _json(payload: Any) -> str:

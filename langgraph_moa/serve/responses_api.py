@@ -1,10 +1,11 @@
-"""The Responses API (``POST /v1/responses``) on top of the chat-completions machinery.
+"""The Responses API (``POST /v1/responses``) on the runs chat completions use.
 
 The default API of the OpenAI Agents SDK and of newer OpenAI clients. A request
 is translated into the chat-completions request it stands for, checked the same
 way (400 naming the field, before any model call) and run the same way (the
-aggregator is the model; the proposers advise it); the answer comes back as a
-``response`` object, the ``openai`` package's own ``Response`` type:
+aggregator is the model; the proposers advise it), both with
+:mod:`langgraph_moa.serve.graph_runs`; the answer comes back as a ``response``
+object, the ``openai`` package's own ``Response`` type:
 
 - ``input``: a string, or items: messages (``role`` and ``content`` as a string
   or ``input_text``/``output_text`` parts), ``function_call`` items (the calls
@@ -30,6 +31,10 @@ aggregator is the model; the proposers advise it); the answer comes back as a
 The MoA details (proposals, failures, usage per layer) are in the extension
 field ``moa``. Other built-in tools (web search, file search, computer use)
 and ``background`` are refused with 400.
+
+:func:`add_responses_routes` adds the routes to a router;
+:func:`langgraph_moa.serve.openai_api.create_openai_router` calls it, so the
+``/v1`` API serves both.
 """
 
 from __future__ import annotations
@@ -49,8 +54,18 @@ from langchain_core.messages import AIMessage
 from openai.types.responses import Response as _Response
 from pydantic import ValidationError
 
-from langgraph_moa.config import describe_validation_error
+from langgraph_moa.config import MoAConfig, describe_validation_error
+from langgraph_moa.serve.api_settings import APISettings
 from langgraph_moa.serve.concurrency import ProviderConcurrencyLimit
+from langgraph_moa.serve.graph_runs import (
+    BackgroundRun,
+    RunStream,
+    answer_of,
+    moa_details,
+    parse_within,
+    read_body,
+    request_config,
+)
 from langgraph_moa.serve.openai_errors import OpenAIError, bad_request, error_for
 
 __all__ = ["ResponseObject", "ResponseStore", "add_responses_routes", "to_chat_request"]
@@ -337,7 +352,7 @@ def _as_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def add_responses_routes(
     router: APIRouter,
-    settings: Any,
+    settings: APISettings,
     *,
     graph: Any,
     limit: ProviderConcurrencyLimit,
@@ -345,8 +360,6 @@ def add_responses_routes(
     store: ResponseStore | None = None,
 ) -> ResponseStore:
     """Add ``POST /v1/responses`` and ``GET /v1/responses/{id}`` to ``router``; returns the response store."""
-    from langgraph_moa.serve import openai_api as chat
-
     store = store or ResponseStore()
 
     @router.get("/v1/responses/{response_id}", response_model=ResponseObject)
@@ -364,7 +377,7 @@ def add_responses_routes(
         """Answer with Mixture-of-Agents, in the Responses API's shape."""
         model = "?"
         try:
-            raw = await chat.read_body(request, settings.max_request_bytes)
+            raw = await read_body(request, settings.max_request_bytes)
             try:
                 body = json.loads(raw)
             except (ValueError, RecursionError) as exc:
@@ -377,9 +390,9 @@ def add_responses_routes(
                 history = conversation
             chat_body = to_chat_request(body, history)
             try:
-                parsed = await asyncio.to_thread(chat.parse_within, json.dumps(chat_body).encode(), settings)
+                parsed = await asyncio.to_thread(parse_within, json.dumps(chat_body).encode(), settings)
                 model = parsed.model
-                config = chat.request_config(settings.served(model), parsed, settings.max_tokens)
+                config = request_config(settings.served(model), parsed, settings.max_tokens)
             except OpenAIError as exc:
                 raise input_param(exc, chat_body) from None
         except OpenAIError as exc:
@@ -392,7 +405,7 @@ def add_responses_routes(
         run_config: dict[str, Any] = {"callbacks": [limit], "run_name": "moa", "metadata": {"openai_model": model}}
         names = parsed.tool_names()
         inputs = {"messages": await asyncio.to_thread(lambda: [m.to_langchain(names) for m in parsed.messages])}
-        run = chat.BackgroundRun(graph, inputs, run_config, config, parsed.stream, slots)
+        run = BackgroundRun(graph, inputs, run_config, config, parsed.stream, slots)
         keep = body.get("store") is not False
 
         def finished(state: Any, answer: AIMessage) -> dict[str, Any]:
@@ -416,7 +429,7 @@ def add_responses_routes(
         if kind == "error":
             return error_for(value, model).response()
         try:
-            answer = chat.answer_of(value)
+            answer = answer_of(value)
         except OpenAIError as exc:
             return exc.response()
         return JSONResponse(finished(value, answer))
@@ -435,8 +448,6 @@ def _response(
     status: str = "completed",
 ) -> dict[str, Any]:
     """A ``response`` object as JSON, checked against the ``openai`` package's ``Response`` type."""
-    from langgraph_moa.serve.openai_api import moa_details
-
     text = body.get("text") if isinstance(body.get("text"), dict) else {"format": {"type": "text"}}
     payload: dict[str, Any] = {
         "id": response_id,
@@ -465,11 +476,9 @@ def _response(
 
 
 async def _stream(
-    run: Any, request: Request, model: str, config: Any, message_id: str, base: Any, finished: Any
+    run: BackgroundRun, request: Request, model: str, config: MoAConfig, message_id: str, base: Any, finished: Any
 ) -> Response:
     """Stream a run as ``response.*`` events (early errors keep their status code)."""
-    from langgraph_moa.serve import openai_api as chat
-
     first = await run.next(request)
     if first is None:
         return Response(status_code=499)
@@ -526,7 +535,7 @@ async def _stream(
                     return
                 elif kind == "done":
                     try:
-                        answer = chat.answer_of(value)
+                        answer = answer_of(value)
                     except OpenAIError as exc:
                         yield event("error", code=exc.code, message=exc.message, param=exc.param)
                         return
@@ -589,4 +598,4 @@ async def _stream(
         finally:
             run.cancel()
 
-    return chat.RunStream(run, events(), sep="\n", ping=15)
+    return RunStream(run, events(), sep="\n", ping=15)
