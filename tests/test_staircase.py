@@ -99,7 +99,8 @@ class Upstream:
 
 
 def config(server: SimulatedOpenAIServer, **kw: Any) -> MoAConfig:
-    fields: dict[str, Any] = {"staircase": True, "staircase_piece_tokens": 4, **kw}
+    # a broken run that waits for a held stream fails at the SAFETY timeout instead of the default 120 s
+    fields: dict[str, Any] = {"staircase": True, "staircase_piece_tokens": 4, "timeout": SAFETY, **kw}
     return MoAConfig(
         proposers=[f"openai:{p}" for p in PROPOSERS],
         aggregator="openai:agg",
