@@ -179,9 +179,13 @@ class RunOptions:
         chosen = self.preset or self.proposers or self.aggregator or self.base_url
         return not chosen and not os.environ.get("TOGETHER_API_KEY")
 
+    def chooses_models(self) -> bool:
+        """Whether a model option was given: ``--preset``, ``--proposer``, ``--aggregator``, ``--base-url``, ``--gguf``."""
+        return any(getattr(self, name) is not None for name in MODEL_OPTIONS)
+
     def given(self) -> bool:
         """Whether any option was given."""
-        return bool(self.settings) or any(getattr(self, name) is not None for name in MODEL_OPTIONS)
+        return bool(self.settings) or self.chooses_models()
 
     def overrides(self) -> dict[str, Any]:
         """The settings given on the command line, as ``MoAConfig`` fields (the models' own aside)."""
@@ -290,7 +294,7 @@ def open_config(options: RunOptions, stack: ExitStack) -> MoAConfig:
     )
     names = [model_name(Path(p).expanduser()) for p in options.gguf] if options.gguf else [BUNDLED_MODEL_NAME]
     try:  # every option is checked before a model server starts
-        local_config(dict.fromkeys(names, "http://127.0.0.1:1/v1"), **options.overrides())
+        local_config(dict.fromkeys(names, options.base_url or "http://127.0.0.1:1/v1"), **options.overrides())
     except ValidationError as exc:
         raise typer.BadParameter(describe_validation_error(exc)) from None
     bundled = not options.gguf and not options.base_url

@@ -187,7 +187,12 @@ class InputState(TypedDict):
 
 
 class MoAOutput(InputState, total=False):
-    """What a MoA run returns and streams (``invoke``, ``stream_mode="values"``): its state without ``moa_config``.
+    """What a MoA run returns (``invoke``, ``ainvoke``): its state without ``moa_config``.
+
+    The graph's output schema. ``stream_mode="values"`` streams every state key
+    unless ``output_keys`` names these (LangServe's ``/moa/stream`` does), and
+    ``astream_events``/``astream_log`` show each node's update, ``prepare``'s
+    ``moa_config`` included: whoever runs the graph sees its configuration.
 
     Attributes:
         messages: The conversation; the final answer is appended as an AIMessage.

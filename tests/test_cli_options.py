@@ -197,3 +197,9 @@ def test_every_eval_command_takes_the_eval_options_once_declared() -> None:
     assert result.exit_code == 0, result.output
     assert seen == [EvalOptions(limit=3, variants=["early_stop=0.9"], concurrency=2, as_json=True)]
     assert seen[0].first([1, 2, 3, 4]) == [1, 2, 3]
+
+
+def test_the_local_preset_on_your_server_checks_its_url_before_starting() -> None:
+    result = CliRunner().invoke(app, ["ask", "hi", "--preset", "local", "--base-url", "localhost:8080/v1"])
+    assert result.exit_code == 2, result.output
+    assert "must start with http:// or https://" in result.output and "Traceback" not in result.output

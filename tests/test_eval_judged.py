@@ -183,6 +183,15 @@ def test_mt_bench_grades_fastchat_answer_files_by_model_id_without_generating(
     assert "Partial-Model: no answer to 1 of 3 question(s) (e.g. 121)" in result.stderr
     assert server.calls("agg") == server.calls("good") == server.calls("bad") == 0
     assert server.calls("judge") == 3 * 2 + 2 * 2
+    # a setting alone (--timeout) names no configuration: still only the files are graded; a file whose one
+    # answer is unrated measured nothing but did not fail every item, so the command succeeds
+    odd = answers("Odd-Model", "plain", [121])
+    judged = server.calls("judge")
+    env = {"TOGETHER_API_KEY": "k", "TOGETHER_API_BASE": server.base_url}
+    result = moa(*args, "--outputs", str(odd), "--timeout", "300", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)["systems"]) == ["Odd-Model"]
+    assert server.calls() - judged == server.calls("judge") - judged == 2  # no generation, its one question judged
 
 
 def test_mt_bench_command(server: SimulatedOpenAIServer, tmp_path: Path) -> None:

@@ -144,6 +144,15 @@ def test_stream_yields_the_state_after_every_layer(moa: RemoteRunnable, server: 
     assert all("moa_config" not in s for s in states)  # the turn's configuration names the endpoints
 
 
+async def test_no_stream_carries_the_turns_configuration(moa: RemoteRunnable) -> None:
+    # prepare's update and the proposers' Send payloads hold moa_config, which names the operator's endpoints
+    events = [e async for e in moa.astream_events(_ask("events"), _configurable(), version="v2")]
+    patches = [p async for p in moa.astream_log(_ask("logged"), _configurable())]
+    assert any(e["event"] == "on_chain_end" and e.get("name") == "prepare" for e in events)
+    assert "moa_config" not in repr(events) and "moa_config" not in repr(patches)
+    assert patches
+
+
 async def test_stream_events_carries_the_fan_out_and_the_answer_tokens(
     moa: RemoteRunnable, server: SimulatedOpenAIServer
 ) -> None:

@@ -135,8 +135,14 @@ class EvalOptions:
         return items[: self.limit] if self.limit else items
 
     def generates(self, options: RunOptions, scored: Mapping[str, Any]) -> bool:
-        """Whether to generate: nothing is given to score, or configurations to run are."""
-        return not scored or options.given() or self.systems is not None or self.variants is not None
+        """Whether to generate: nothing is given to score, or a configuration to run is.
+
+        A configuration is named by the model options, ``--layers``, ``--system``
+        or ``--variant``; other settings alone (``--timeout``, ``--seed``) do not
+        start a run beside the files to score.
+        """
+        models = options.chooses_models() or "layers" in options.settings
+        return not scored or models or self.systems is not None or self.variants is not None
 
     def runner_arguments(self) -> dict[str, Any]:
         """The keyword arguments every ``run_*`` function takes from these options."""
@@ -241,10 +247,19 @@ def publish(
         sys.stdout.write(table)
     if out is not None:
         err.print(f"results in {escape(str(out))}: results.jsonl, summary.json, {TABLE_FILE}, {PLOT_FILE}")
-    unmeasured = [row for row in result.rows if row.n == 0 and row.errors]
-    if unmeasured:
-        first = {r["system"]: r["error"] for r in reversed(result.records) if r.get("error")}
-        names = "; ".join(f"{row.name}: all {row.errors} item(s) failed (e.g. {first[row.name]})" for row in unmeasured)
+    failed = {
+        system.name: [r for r in result.records if r["system"] == system.name]
+        for system in result.systems
+        if any(r["system"] == system.name for r in result.records)
+        and all(r.get("error") for r in result.records if r["system"] == system.name)
+    }
+    if failed:
+        kinds = {system.name: system.kind for system in result.systems}
+        names = "; ".join(
+            f"{name}: all {len(own)} item(s) failed (e.g. {own[0]['error']})"
+            + (" (its file answers none of them)" if kinds[name] == "outputs" else "")
+            for name, own in failed.items()
+        )
         retry = f"the same command retries them, keeping the results in {out}" if out else "check the models and keys"
         raise fail(f"nothing was measured for {names}: {retry}")
 

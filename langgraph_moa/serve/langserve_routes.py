@@ -322,10 +322,28 @@ class GraphSerializer(WellKnownLCSerializer):
         self.variables = tuple(variables)
 
     def dumps(self, obj: Any) -> bytes:
-        """Dump ``obj`` to a JSON byte string, secrets removed."""
+        """Dump ``obj`` to a JSON byte string, secrets and the turn's configuration removed."""
         # by value: failure messages were redacted when recorded, and answers keep words such as "Bearer"
         text = orjson.dumps(obj, default=_encode).decode()
+        if RUN_CONFIG_KEY in text:  # node updates and Send payloads in /stream_events and /stream_log
+            text = orjson.dumps(_without_run_config(orjson.loads(text))).decode()
         return redact(text, variables=self.variables, shapes=False).encode()
+
+
+RUN_CONFIG_KEY = "moa_config"
+"""The state key of the turn's configuration: it names the operator's endpoints, so no response carries it."""
+
+
+def _without_run_config(value: Any) -> Any:
+    """``value`` without ``moa_config`` keys, and without run-log patches that write one."""
+    if isinstance(value, dict):
+        if value.get("op") and RUN_CONFIG_KEY in str(value.get("path", "")).split("/"):
+            return None
+        return {k: _without_run_config(v) for k, v in value.items() if k != RUN_CONFIG_KEY}
+    if isinstance(value, list):
+        kept = [_without_run_config(v) for v in value]
+        return [v for v, old in zip(kept, value, strict=True) if not (v is None and isinstance(old, dict))]
+    return value
 
 
 def _base_configurable(graph: Runnable) -> dict[str, Any]:
