@@ -57,7 +57,7 @@ from langgraph_moa.providers import describe_error
 from .exact import EvalResult, finish
 from .items import EvalInputError, read_json
 from .judge import add_usage, ask_judge, parse_verdict
-from .runner import GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .runner import GraphRunner, ProgressSink, check_systems, config_for_item, open_store, run_batch
 from .systems import System, comparison_systems, with_output_systems
 from .weighted import (
     ANNOTATOR,
@@ -435,8 +435,7 @@ async def run_alpaca_eval(
     systems = with_output_systems(systems, outputs, "a configuration or outputs to score")
     check_systems(systems, models, judge)
     suite = "alpaca-eval" if annotator == "pairwise" else f"alpaca-eval:{ANNOTATOR}"
-    store = ResultStore(Path(out_dir) if out_dir is not None else None)
-    store.check_run(suite, systems)
+    store = open_store(out_dir, suite, systems)
     runner = GraphRunner(models, cache)
     if annotator == "weighted":
         weighted = WeightedJudge(judge, models)

@@ -33,6 +33,7 @@ from .runner import (
     check_systems,
     config_for_item,
     layer_cost,
+    open_store,
     run_batch,
 )
 from .systems import MOA, VOTE, System, comparison_systems
@@ -172,8 +173,7 @@ async def run_exact(
         collaborativeness=collaborativeness,
     )
     check_systems(systems, models)
-    store = ResultStore(Path(out_dir) if out_dir is not None else None)
-    store.check_run(suite, systems)
+    store = open_store(out_dir, suite, systems)
     runner = GraphRunner(models, cache)
     await run_batch(
         items,

@@ -56,7 +56,15 @@ from langgraph_moa.config import MoAConfig
 from .exact import EvalResult, finish
 from .items import EvalInputError, read_json, read_jsonl
 from .judge import ask_judge
-from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .runner import (
+    SUMMARY_FILE,
+    GraphRunner,
+    ProgressSink,
+    check_systems,
+    config_for_item,
+    open_store,
+    run_batch,
+)
 from .systems import System, comparison_systems, with_output_systems
 
 REVIEW_PROMPT_ID = 2
@@ -572,8 +580,7 @@ async def run_flask(
         )
     systems = with_output_systems(systems, outputs, "a configuration or outputs to review")
     check_systems(systems, models, judge)
-    store = ResultStore(Path(out_dir) if out_dir is not None else None)
-    store.check_run("flask", systems)
+    store = open_store(out_dir, "flask", systems)
     runner = GraphRunner(models, cache)
     answer = flask_answerer(runner, judge, prompt, rubrics, outputs)
     await run_batch(items, systems, answer, store=store, concurrency=concurrency, progress=progress)

@@ -48,7 +48,15 @@ from .exact import EvalResult, finish
 from .items import EvalInputError, field, read_jsonl
 from .judge import add_usage, ask_judge, parse_rating
 from .report import summary_of
-from .runner import SUMMARY_FILE, GraphRunner, ProgressSink, ResultStore, check_systems, config_for_item, run_batch
+from .runner import (
+    SUMMARY_FILE,
+    GraphRunner,
+    ProgressSink,
+    check_systems,
+    config_for_item,
+    open_store,
+    run_batch,
+)
 from .stats import mean, pooled_bootstrap_ci
 from .systems import System, comparison_systems, with_output_systems
 
@@ -362,8 +370,7 @@ async def run_mt_bench(
         )
     systems = with_output_systems(systems, outputs, "a configuration or answer files to grade")
     check_systems(systems, models, judge)
-    store = ResultStore(Path(out_dir) if out_dir is not None else None)
-    store.check_run("mt-bench", systems)
+    store = open_store(out_dir, "mt-bench", systems)
     runner = GraphRunner(models, cache)
     answer = mt_bench_answerer(runner, judge, judge_prompts, reference_answers or {}, max_tokens, outputs)
     await run_batch(questions, systems, answer, store=store, concurrency=concurrency, progress=progress)

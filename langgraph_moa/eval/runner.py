@@ -271,6 +271,17 @@ class ResultStore:
         return [r for (name, _), r in self._records.items() if system is None or name == system]
 
 
+def open_store(out_dir: str | Path | None, suite: str, systems: Sequence[System]) -> ResultStore:
+    """The results of ``suite`` in ``out_dir`` (None: in memory), refusing a resume under another configuration.
+
+    Raises:
+        EvalInputError: ``out_dir`` holds another suite, or a system named alike but configured otherwise.
+    """
+    store = ResultStore(Path(out_dir) if out_dir is not None else None)
+    store.check_run(suite, systems)
+    return store
+
+
 # --------------------------------------------------------------------------- the batch
 
 
