@@ -247,17 +247,15 @@ def publish(
         sys.stdout.write(table)
     if out is not None:
         err.print(f"results in {escape(str(out))}: results.jsonl, summary.json, {TABLE_FILE}, {PLOT_FILE}")
-    failed = {
-        system.name: [r for r in result.records if r["system"] == system.name]
-        for system in result.systems
-        if any(r["system"] == system.name for r in result.records)
-        and all(r.get("error") for r in result.records if r["system"] == system.name)
-    }
+    by_system: dict[str, list[dict[str, Any]]] = {system.name: [] for system in result.systems}
+    for record in result.records:
+        by_system.setdefault(record["system"], []).append(record)
+    failed = {name: own for name, own in by_system.items() if own and all(r.get("error") for r in own)}
     if failed:
         kinds = {system.name: system.kind for system in result.systems}
         names = "; ".join(
             f"{name}: all {len(own)} item(s) failed (e.g. {own[0]['error']})"
-            + (" (its file answers none of them)" if kinds[name] == "outputs" else "")
+            + (" (its file answers none of them)" if kinds.get(name) == "outputs" else "")
             for name, own in failed.items()
         )
         retry = f"the same command retries them, keeping the results in {out}" if out else "check the models and keys"
